@@ -1,0 +1,44 @@
+# Two commands for a fresh machine: `make demo` and `make test` (see README.md).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SLURM_DIR ?= /tmp/fluidperc-slurm
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast cluster-up cluster-down bench clean
+
+# Reinstall only when the dependency files change (a second `make` is quick).
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m hpc.launch sweeps/demo.yaml
+
+# Brings up the local Slurm cluster (as root with apt-get; elsewhere the Slurm tests skip with the reason),
+# runs the whole suite, and tears the cluster down even when tests fail.
+test: install
+	@up=0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-up.sh || exit 1; up=1; \
+	else echo "make test: not root on Debian/Ubuntu, so no local Slurm cluster; the Slurm tests will skip."; fi; \
+	rc=0; SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf FLUIDPERC_SLURM_DIR=$(SLURM_DIR) $(PY) -m pytest -ra $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$up = 1 ]; then FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-down.sh; fi; \
+	exit $$rc
+
+# The suite without the Slurm cluster (Slurm tests skip).
+test-fast: install
+	$(PY) -m pytest -ra -m "not slurm and not slow" $(PYTEST_ARGS)
+
+cluster-up:
+	FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-up.sh
+
+cluster-down:
+	FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-down.sh
+
+clean:
+	rm -rf runs .pytest_cache

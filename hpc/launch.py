@@ -1,0 +1,273 @@
+"""python -m hpc.launch SWEEP.yaml: validate a sweep, plan it, and submit it to Slurm or run it locally.
+
+On Slurm every job group goes in as ONE array, chained to the groups it needs with afterok. Locally (and in the
+debug backend) groups run in dependency order and the launcher waits. Tasks whose output already exists are
+not submitted again, so an interrupted sweep is finished by relaunching the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit
+import yaml
+from tqdm import tqdm
+
+from hpc import manifest as mf
+from hpc.backends import SLURM_ACTIVE, array_id, local_slots, make_executor, resolve_backend, sacct_states
+from hpc.errors import UserError, run_cli
+from hpc.plan import JobGroup, Task, format_plan
+from hpc.spec import load_sweep
+from hpc.stages import plan_sweep
+
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+
+
+def failure_summary(exc: BaseException) -> str:
+    """The exception line of a job's traceback (submitit wraps it in a long FailedJobError text)."""
+    errors = submitit.core.utils
+    if isinstance(exc, errors.UncompletedJobError) and not isinstance(exc, errors.FailedJobError):
+        return "the job ended without a result (cancelled, timed out, out of memory or killed)"
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    hits = [ln for ln in lines if _ERROR_LINE.match(ln)]
+    if hits:
+        return hits[-1]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+def ensure_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UserError(
+            f"the run directory {run_dir} is not writable ({err.strerror}); choose another with --out. "
+            "Nothing was submitted."
+        ) from None
+
+
+def default_run_dir(sweep_name: str) -> Path:
+    return Path("runs") / sweep_name
+
+
+class Launch:
+    """One launch of a sweep: submits pending tasks and records them in the manifest as it goes."""
+
+    def __init__(self, run_dir: Path, sweep_name: str, backend: str, job_prefix: str):
+        self.run_dir = run_dir
+        self.backend = backend
+        self.job_prefix = job_prefix
+        self.manifest = mf.read(run_dir)
+        self.previous = mf.latest_jobs(self.manifest)
+        self.entry: dict[str, Any] = {"backend": backend, "started": mf.now(), "groups": []}
+        self.manifest["sweep"] = sweep_name
+        self.manifest["launches"].append(self.entry)
+        self.failures: list[str] = []
+
+    def save(self) -> None:
+        mf.write(self.run_dir, self.manifest)
+
+    def record(self, group: JobGroup, skipped: int, tasks: list[dict[str, Any]], note: str = "") -> dict[str, Any]:
+        item = {
+            "name": group.name,
+            "stage": group.stage,
+            "after": group.after,
+            "resources": group.resources.model_dump(),
+            "already_done": skipped,
+            "tasks": tasks,
+            "note": note,
+        }
+        self.entry["groups"].append(item)
+        self.save()
+        return item
+
+    # --- Slurm: submit everything, chained with afterok ---------------------------------------------------
+    def submit_slurm(self, groups: list[JobGroup]) -> dict[str, list[Any]]:
+        old_ids = [v["job_id"] for (g, _), v in self.previous.items() if v["backend"] == "slurm"]
+        states = sacct_states(old_ids) if old_ids else {}
+        submitted: dict[str, list[str]] = {}
+        jobs_by_group: dict[str, list[Any]] = {}
+        for group in groups:
+            todo: list[Task] = []
+            in_flight: list[str] = []
+            for task in group.pending:
+                prev = self.previous.get((group.name, task.label))
+                if prev and prev["backend"] == "slurm" and states.get(prev["job_id"], {}).get("state") in SLURM_ACTIVE:
+                    in_flight.append(prev["job_id"])
+                else:
+                    todo.append(task)
+            deps = sorted({array_id(j) for name in group.after for j in submitted.get(name, [])})
+            submitted[group.name] = list(in_flight)
+            if not todo:
+                note = f"{len(in_flight)} still queued or running from an earlier launch" if in_flight else ""
+                self.record(group, len(group.tasks) - len(group.pending), [], note)
+                continue
+            res = group.resources
+            if deps:
+                res = res.model_copy(update={"extra_sbatch": {**res.extra_sbatch, "kill_on_invalid_dep": "yes"}})
+            ex = make_executor(
+                "slurm",
+                self.run_dir / "logs" / group.name,
+                f"{self.job_prefix}.{group.name}",
+                res,
+                dependency=("afterok:" + ":".join(deps)) if deps else None,
+            )
+            with ex.batch():
+                jobs = [ex.submit(group.fn, *task.args) for task in todo]
+            submitted[group.name] += [j.job_id for j in jobs]
+            jobs_by_group[group.name] = list(zip(todo, jobs))
+            self.record(
+                group,
+                len(group.tasks) - len(group.pending),
+                [{"label": t.label, "job_id": j.job_id, "state": "SUBMITTED"} for t, j in zip(todo, jobs)],
+                note=f"afterok:{':'.join(deps)}" if deps else "",
+            )
+            kind = f"array {array_id(jobs[0].job_id)} of {len(jobs)}" if len(jobs) > 1 else f"job {jobs[0].job_id}"
+            print(f"submitted {group.name}: {kind}" + (f" (afterok {', '.join(deps)})" if deps else ""))
+        return jobs_by_group
+
+    def wait_slurm(self, groups: list[JobGroup], jobs_by_group: dict[str, list[Any]]) -> None:
+        failed: set[str] = set()
+        for group in groups:
+            pairs = jobs_by_group.get(group.name, [])
+            blocked = [a for a in group.after if a in failed]
+            if blocked:  # Slurm cancels them (kill_on_invalid_dep); waiting would only add sacct polls
+                failed.add(group.name)
+                self.failures.append(f"{group.name}: not run, because {', '.join(blocked)} failed")
+                continue
+            n_fail = len(self.failures)
+            for task, job in tqdm(pairs, desc=f"waiting {group.name}", unit="job", file=sys.stderr, leave=False):
+                self._collect(group.name, task, job)
+            if len(self.failures) > n_fail:
+                failed.add(group.name)
+
+    # --- local and debug: run group by group, waiting ----------------------------------------------------
+    def run_local(self, groups: list[JobGroup]) -> None:
+        failed_groups: set[str] = set()
+        for group in groups:
+            done_before = len(group.tasks) - len(group.pending)
+            blocked = [a for a in group.after if a in failed_groups]
+            if blocked:
+                failed_groups.add(group.name)
+                self.record(group, done_before, [], note=f"not run: {', '.join(blocked)} failed")
+                continue
+            if not group.pending:
+                self.record(group, done_before, [])
+                continue
+            tasks: list[dict[str, Any]] = []
+            item = self.record(group, done_before, tasks)
+            ex = make_executor(self.backend, self.run_dir / "logs" / group.name, group.name, group.resources)
+            slots = local_slots(group.resources) if self.backend == "local" else 1
+            queue = list(group.pending)
+            running: list[tuple[Task, Any, dict[str, Any]]] = []
+            n_fail = len(self.failures)
+            with tqdm(total=len(queue), desc=group.name, unit="task", file=sys.stderr) as bar:
+                while queue or running:
+                    while queue and len(running) < slots:
+                        task = queue.pop(0)
+                        job = ex.submit(group.fn, *task.args)
+                        row = {"label": task.label, "job_id": str(job.job_id), "state": "RUNNING"}
+                        tasks.append(row)
+                        running.append((task, job, row))
+                    self.save()
+                    finished = [r for r in running if self.backend == "debug" or r[1].done()]
+                    if not finished:
+                        time.sleep(0.2)
+                        continue
+                    for task, job, row in finished:
+                        running.remove((task, job, row))
+                        row["state"] = self._collect(group.name, task, job)
+                        bar.update(1)
+            item["tasks"] = tasks
+            self.save()
+            if len(self.failures) > n_fail:
+                failed_groups.add(group.name)
+
+    def _collect(self, group_name: str, task: Task, job: Any) -> str:
+        try:
+            job.result()
+            return "COMPLETED"
+        except Exception as exc:  # the job's own failure, reported below, never re-raised
+            log = getattr(getattr(job, "paths", None), "stderr", None)
+            self.failures.append(
+                f"{group_name} task {task.label} (job {job.job_id}) failed: {failure_summary(exc)}"
+                + (f" [log: {log}]" if log else "")
+            )
+            return "CANCELLED" if "cancel" in str(exc).lower() else "FAILED"
+
+
+def launch(
+    sweep_path: str | Path,
+    backend: str = "auto",
+    out: str | Path | None = None,
+    dry_run: bool = False,
+    wait: bool = False,
+) -> int:
+    """Validate, plan and submit a sweep. Returns the process exit status."""
+    sweep = load_sweep(sweep_path)
+    run_dir = Path(out) if out else default_run_dir(sweep.name)
+    groups = plan_sweep(sweep, run_dir)
+    if dry_run:
+        print(f"sweep {sweep.name} ({sweep_path}) -> {run_dir}  [dry run: nothing is submitted]")
+        print(format_plan(groups))
+        return 0
+    backend = resolve_backend(backend)
+    ensure_writable(run_dir)
+    (run_dir / "sweep.yaml").write_text(yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
+    if not any(g.pending for g in groups):
+        print(f"sweep {sweep.name}: every task is already done in {run_dir}; nothing to submit.")
+        return 0
+    print(f"sweep {sweep.name} -> {run_dir} on the {backend} backend")
+    print(format_plan(groups))
+    run = Launch(run_dir, sweep.name, backend, job_prefix=sweep.name)
+    if backend == "slurm":
+        jobs = run.submit_slurm(groups)
+        if not wait:
+            print(f"follow it with: python -m hpc.status {run_dir}")
+            return 0
+        run.wait_slurm(groups, jobs)
+    else:
+        run.run_local(groups)
+    if run.failures:
+        print(f"{len(run.failures)} task(s) failed; relaunch the same command to retry only those:", file=sys.stderr)
+        for line in run.failures:
+            print(f"  - {line}", file=sys.stderr)
+        return 1
+    print(f"sweep {sweep.name}: done. Results under {run_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m hpc.launch",
+        description="Validate a sweep file, print its plan, and submit it (Slurm arrays chained with afterok) "
+        "or run it locally. Relaunching finishes only the missing work.",
+    )
+    p.add_argument("sweep", help="the sweep YAML file, e.g. sweeps/demo.yaml")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "slurm", "local", "debug"],
+        default=os.environ.get("FLUIDPERC_BACKEND", "auto"),
+        help="auto = slurm when sbatch is on PATH and sinfo answers, else local; debug runs jobs in this process",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan (stages, arrays, resources) and submit nothing")
+    p.add_argument("--out", help="run directory (default: runs/<sweep name>)")
+    p.add_argument("--wait", action="store_true", help="on Slurm, wait for every job and report failures")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return launch(args.sweep, backend=args.backend, out=args.out, dry_run=args.dry_run, wait=args.wait)
+
+
+if __name__ == "__main__":
+    run_cli(main, "hpc.launch")

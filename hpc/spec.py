@@ -1,0 +1,109 @@
+"""Sweep files: pydantic models (unknown keys forbidden) and the loader that turns mistakes into one paragraph.
+
+A sweep file names the work (stage sections such as ``check``) and default cluster resources; each stage may
+override resources field by field. Later stages add their own sections here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hpc.errors import UserError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(Strict):
+    """What one job of a stage asks the scheduler for. The local backend honours cpus and time only."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    time_min: int = Field(60, ge=1, description="wall-clock limit per job, minutes")
+    nodes: int = Field(1, ge=1)
+    tasks_per_node: int = Field(1, ge=1, description="processes per node (DDP ranks)")
+    cpus_per_task: int = Field(1, ge=1)
+    gpus_per_node: int = Field(0, ge=0)
+    mem_gb: float | None = Field(None, gt=0)
+    array_parallelism: int = Field(64, ge=1, description="array tasks running at once")
+    setup: list[str] = Field(default_factory=list, description="shell lines run before the job (module load ...)")
+    extra_sbatch: dict[str, str | int | bool] = Field(default_factory=dict, description="any other sbatch option")
+
+    def merged(self, override: "Resources | None") -> "Resources":
+        """These defaults with the fields that ``override`` sets explicitly."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+
+class CheckStage(Strict):
+    """Cluster check: an array of probes (host, devices, a timed matmul) and one dependent summary job."""
+
+    tasks: int = Field(4, ge=1, le=10000)
+    matmul_size: int = Field(256, ge=8, le=16384)
+    sleep_s: float = Field(0.0, ge=0, description="hold each probe this long (to rehearse cancellation)")
+    fail_tasks: list[int] = Field(default_factory=list, description="probe indices that raise on purpose (a drill)")
+    resources: Resources | None = None
+
+
+class Sweep(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    resources: Resources = Field(default_factory=Resources)
+    check: CheckStage | None = None
+
+    def stage_names(self) -> list[str]:
+        return [name for name in STAGE_ORDER if getattr(self, name, None) is not None]
+
+
+STAGE_ORDER: tuple[str, ...] = ("check",)
+Backend = Literal["auto", "slurm", "local", "debug"]
+
+
+def _describe(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def format_validation_error(path: Path, err: ValidationError) -> str:
+    """One paragraph naming the file, each bad key, its value and what was expected."""
+    problems = []
+    for item in err.errors():
+        key = _describe(item["loc"])
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{key}'")
+        elif item["type"] == "missing":
+            problems.append(f"missing key '{key}'")
+        else:
+            problems.append(f"key '{key}' has value {item['input']!r}: {item['msg'].lower()}")
+    return f"{path}: invalid sweep file: " + "; ".join(problems) + ". Nothing was submitted."
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such sweep file. Nothing was submitted.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{path}: not valid YAML{where}: {problem}. Nothing was submitted.") from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{path}: expected a mapping of sweep keys (name, resources, stages), got {type(data).__name__}. "
+            "Nothing was submitted."
+        )
+    try:
+        return Sweep.model_validate(data)
+    except ValidationError as err:
+        raise UserError(format_validation_error(path, err)) from None

@@ -1,0 +1,25 @@
+"""Stage planners: each turns its sweep section into job groups; STAGES fixes their order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+from hpc.plan import JobGroup, check_plan
+from hpc.spec import Sweep
+from hpc.stages import check
+
+STAGES: dict[str, ModuleType] = {"check": check}
+
+
+def plan_sweep(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
+    groups: list[JobGroup] = []
+    for name in sweep.stage_names():
+        groups += STAGES[name].plan(sweep, run_dir)
+    check_plan(groups)
+    return groups
+
+
+def progress(sweep: Sweep, run_dir: Path) -> dict[str, str]:
+    """A one-line, stage-specific progress figure (sims done / total, ...) for hpc.status."""
+    return {name: STAGES[name].progress(sweep, run_dir) for name in sweep.stage_names()}

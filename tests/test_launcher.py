@@ -1,0 +1,90 @@
+"""The launcher end to end: plan, submit (Slurm arrays + afterok, local, debug), manifest, status, relaunch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+SWEEP = """
+name: t-check
+resources: {time_min: 5}
+check: {tasks: 4, matmul_size: 32%s}
+"""
+
+
+def write_sweep(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "check.yaml"
+    path.write_text(SWEEP % extra)
+    return path
+
+
+def groups_by_name(run_dir: Path, launch: int = -1) -> dict:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return {g["name"]: g for g in manifest["launches"][launch]["groups"]}
+
+
+@pytest.mark.slurm
+def test_slurm_array_and_dependent_job_complete_in_manifest_and_status(slurm_cluster, tmp_path, launch_cli, status_cli):
+    run_dir = tmp_path / "run"
+    res = launch_cli(str(write_sweep(tmp_path)), "--backend", "slurm", "--out", str(run_dir), "--wait")
+    assert res.returncode == 0, res.stderr
+    groups = groups_by_name(run_dir)
+    probe_ids = {t["job_id"].split("_")[0] for t in groups["check.probe"]["tasks"]}
+    assert len(probe_ids) == 1 and len(groups["check.probe"]["tasks"]) == 4, "4 probes must be ONE array"
+    assert groups["check.summary"]["note"] == f"afterok:{probe_ids.pop()}"
+    assert json.loads((run_dir / "check" / "summary.json").read_text())["probes"] == 4
+    status = status_cli(str(run_dir))
+    assert status.returncode == 0, status.stderr
+    assert "check.probe    COMPLETED 4" in status.stdout and "check.summary  COMPLETED 1" in status.stdout
+
+    again = launch_cli(str(write_sweep(tmp_path)), "--backend", "slurm", "--out", str(run_dir))
+    assert again.returncode == 0 and "nothing to submit" in again.stdout
+    assert len(json.loads((run_dir / "manifest.json").read_text())["launches"]) == 1
+
+
+@pytest.mark.slurm
+def test_slurm_failed_task_is_named_and_its_dependent_never_runs(slurm_cluster, tmp_path, launch_cli):
+    run_dir = tmp_path / "run"
+    res = launch_cli(str(write_sweep(tmp_path, ", fail_tasks: [2]")), "--backend", "slurm", "--out", str(run_dir), "--wait")
+    assert res.returncode == 1
+    assert "check.probe task probe-2" in res.stderr and "probe 2 failed on purpose" in res.stderr
+    assert "check.summary: not run, because check.probe failed" in res.stderr
+    assert not (run_dir / "check" / "summary.json").exists()
+    assert sorted(p.name for p in (run_dir / "check").glob("probe-*.json")) == [
+        "probe-0.json", "probe-1.json", "probe-3.json"
+    ]
+
+
+@pytest.mark.parametrize("backend", ["local", "debug"])
+def test_same_sweep_runs_on_the_local_and_debug_backends(tmp_path, launch_cli, status_cli, backend):
+    run_dir = tmp_path / "run"
+    res = launch_cli(str(write_sweep(tmp_path)), "--backend", backend, "--out", str(run_dir))
+    assert res.returncode == 0, res.stderr
+    assert json.loads((run_dir / "check" / "summary.json").read_text())["probes"] == 4
+    states = [t["state"] for g in groups_by_name(run_dir).values() for t in g["tasks"]]
+    assert states == ["COMPLETED"] * 5
+    assert "check.probe    COMPLETED 4" in status_cli(str(run_dir)).stdout
+
+
+def test_relaunch_after_a_failure_runs_only_the_missing_tasks(tmp_path, launch_cli):
+    run_dir = tmp_path / "run"
+    first = launch_cli(str(write_sweep(tmp_path, ", fail_tasks: [1]")), "--backend", "local", "--out", str(run_dir))
+    assert first.returncode == 1 and "probe 1 failed on purpose" in first.stderr
+    assert groups_by_name(run_dir)["check.summary"]["note"] == "not run: check.probe failed"
+    second = launch_cli(str(write_sweep(tmp_path)), "--backend", "local", "--out", str(run_dir))
+    assert second.returncode == 0, second.stderr
+    groups = groups_by_name(run_dir)
+    assert [t["label"] for t in groups["check.probe"]["tasks"]] == ["probe-1"]
+    assert groups["check.probe"]["already_done"] == 3
+    assert [t["label"] for t in groups["check.summary"]["tasks"]] == ["summary"]
+
+
+def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path, launch_cli):
+    run_dir = tmp_path / "run"
+    res = launch_cli(str(write_sweep(tmp_path)), "--dry-run", "--out", str(run_dir))
+    assert res.returncode == 0, res.stderr
+    assert "check.probe" in res.stdout and "array" in res.stdout and "4/4" in res.stdout
+    assert "5 task(s) in 2 submission(s)" in res.stdout
+    assert not run_dir.exists()

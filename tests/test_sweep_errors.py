@@ -1,0 +1,54 @@
+"""Bad sweep files: exit non-zero with one short paragraph naming the file, key and value; submit nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+CASES = {
+    "missing_file": (None, ["no such sweep file"]),
+    "invalid_yaml": ("name: x\ncheck: {tasks: 4\n", ["not valid YAML", "line"]),
+    "unknown_key": ("name: x\ncheck: {tasks: 4, taskz: 5}\n", ["unknown key 'check.taskz'"]),
+    "wrong_type": ("name: x\ncheck: {tasks: four}\n", ["key 'check.tasks' has value 'four'", "integer"]),
+    "unknown_top_level_stage": ("name: x\ntrian: {}\n", ["unknown key 'trian'"]),
+    "not_a_mapping": ("- name: x\n", ["expected a mapping"]),
+    "bad_name": ("name: 'has space'\n", ["key 'name' has value 'has space'"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_sweep_exits_with_short_error_and_submits_nothing(case, tmp_path, launch_cli):
+    text, expected = CASES[case]
+    path = tmp_path / f"{case}.yaml"
+    if text is not None:
+        path.write_text(text)
+    run_dir = tmp_path / "run"
+    res = launch_cli(str(path), "--backend", "local", "--out", str(run_dir))
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert str(path) in res.stderr
+    for fragment in expected:
+        assert fragment in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not run_dir.exists(), "nothing may be created or submitted"
+
+
+def test_unwritable_run_directory_is_refused_before_submission(tmp_path, launch_cli):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: x\ncheck: {tasks: 1}\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = launch_cli(str(sweep), "--backend", "local", "--out", str(blocker / "run"))
+    assert res.returncode == 2 and "not writable" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_status_of_a_directory_without_a_manifest_says_so(tmp_path, status_cli):
+    res = status_cli(str(tmp_path))
+    assert res.returncode == 2 and "no manifest.json" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("module", ["hpc.launch", "hpc.status"])
+def test_every_entry_point_has_help(module):
+    from conftest import run_module
+
+    res = run_module(module, "--help")
+    assert res.returncode == 0 and "usage:" in res.stdout
