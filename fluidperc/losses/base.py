@@ -1,0 +1,103 @@
+"""The loss interface every task uses: ``loss(pred, target) -> scalar`` on [N, C, H, W] fields.
+
+Each channel is its own scalar field and the loss is the sum over channels, F(X, X̂) + F(Y, Ŷ) for a velocity.
+Staggered components differ in shape, so :meth:`FieldLoss.staggered` takes them one at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from fluidperc.errors import UserError
+from fluidperc.losses.fields import ChannelStats, pad_to, resize_to, to_unit
+
+
+class FieldLoss(nn.Module):
+    label = "loss"
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, channels: Sequence[int] | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def staggered(self, pred: Sequence[torch.Tensor], target: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Sum of per-component losses for components of different shapes, each [N, 1, H_i, W_i]."""
+        total = pred[0].new_zeros(())
+        for i, (p, t) in enumerate(zip(pred, target, strict=True)):
+            total = total + self(p, t, channels=[i])
+        return total
+
+    def train(self, mode: bool = True) -> "FieldLoss":
+        return super().train(False)  # frozen: never dropout/batch-norm updates, whatever the caller sets
+
+
+def _check_shapes(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape or pred.dim() != 4:
+        raise UserError(f"loss inputs must both be [N, C, H, W] of one shape; got {list(pred.shape)} and {list(target.shape)}")
+
+
+class MSELoss(FieldLoss):
+    label = "mse"
+
+    def forward(self, pred, target, channels=None):
+        _check_shapes(pred, target)
+        return ((pred - target) ** 2).mean(dim=(0, 2, 3)).sum()
+
+
+class MAELoss(FieldLoss):
+    label = "mae"
+
+    def forward(self, pred, target, channels=None):
+        _check_shapes(pred, target)
+        return (pred - target).abs().mean(dim=(0, 2, 3)).sum()
+
+
+class PerceptualLoss(FieldLoss):
+    """Fields -> shared affine map onto [0, 1] -> pad/resize -> 3-channel images -> a trained network's distance."""
+
+    min_size = 1
+
+    def __init__(self, spec, stats: ChannelStats | None):
+        super().__init__()
+        if stats is None:
+            raise UserError(
+                f"loss '{spec.label}' needs the dataset statistics (mean/std/min/max per channel) to map fields onto "
+                "images with one affine map for prediction and target; pass stats=ChannelStats(...)"
+            )
+        self.spec = spec
+        self.label = spec.label
+        lo, hi = stats.bounds(spec.value_range)
+        self.register_buffer("lo", lo, persistent=False)
+        self.register_buffer("hi", hi, persistent=False)
+        size = spec.pad_to or spec.resize_to
+        if size is not None and min(size) < self.min_size:
+            raise UserError(f"loss '{self.label}': the target size {list(size)} is below its minimum of {self.min_size} px per side")
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec.pad_to is not None:
+            x = pad_to(x, self.spec.pad_to, self.spec.pad_mode)
+        elif self.spec.resize_to is not None:
+            x = resize_to(x, self.spec.resize_to, self.spec.resize_mode)
+        h, w = x.shape[-2:]
+        if min(h, w) < self.min_size:
+            raise UserError(
+                f"loss '{self.label}' needs fields of at least {self.min_size} px per side, got {h}x{w}; "
+                f"set pad_to (e.g. [{max(h, self.min_size)}, {max(w, self.min_size)}]) or resize_to in the loss spec"
+            )
+        return x
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Per-image distance [M] between [M, 3, H, W] images in [0, 1]."""
+        raise NotImplementedError
+
+    def forward(self, pred, target, channels=None):
+        _check_shapes(pred, target)
+        idx = list(channels) if channels is not None else list(range(pred.shape[1]))
+        if len(idx) != pred.shape[1] or max(idx) >= len(self.lo):
+            raise UserError(f"loss '{self.label}': {pred.shape[1]} channel(s) given but statistics for {len(self.lo)}")
+        lo, hi = self.lo[idx], self.hi[idx]
+        n, c = pred.shape[:2]
+        p, t = (self.prepare(to_unit(x, lo, hi)) for x in (pred, target))
+        p, t = (x.reshape(n * c, 1, *x.shape[-2:]).expand(-1, 3, -1, -1) for x in (p, t))
+        return self.distance(p, t).view(n, c).sum(dim=1).mean()

@@ -1,0 +1,114 @@
+"""Loss specs: what sweep files name (``mse``, ``{name: vgg, layer: relu2_2}``, ...), validated strictly."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from fluidperc.errors import UserError
+
+VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+LPIPS_NETS = ("alex", "vgg", "squeeze")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MSESpec(_Spec):
+    name: Literal["mse"] = "mse"
+
+    @property
+    def label(self) -> str:
+        return "mse"
+
+
+class MAESpec(_Spec):
+    name: Literal["mae"] = "mae"
+
+    @property
+    def label(self) -> str:
+        return "mae"
+
+
+class _ImageSpec(_Spec):
+    """Shared by the perceptual losses: how fields become images and how small fields are made big enough."""
+
+    value_range: Literal["minmax", "std"] = Field(
+        "minmax", description="affine map from the dataset statistics: [min, max] or mean ± 3 std onto [0, 1]"
+    )
+    pad_to: tuple[int, int] | None = Field(None, description="pad fields (centred) to [H, W] before the loss")
+    pad_mode: Literal["replicate", "reflect", "constant"] = "replicate"
+    resize_to: tuple[int, int] | None = Field(None, description="resize fields to [H, W] before the loss")
+    resize_mode: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+
+    @model_validator(mode="after")
+    def _one_size_policy(self) -> "_ImageSpec":
+        if self.pad_to is not None and self.resize_to is not None:
+            raise ValueError("set pad_to or resize_to, not both")
+        return self
+
+
+class LSiMSpec(_ImageSpec):
+    name: Literal["lsim"] = "lsim"
+
+    @property
+    def label(self) -> str:
+        return "lsim"
+
+
+class VGGSpec(_ImageSpec):
+    name: Literal["vgg"] = "vgg"
+    layer: Literal["relu1_2", "relu2_2", "relu3_3", "relu4_3"] = "relu3_3"
+    layers: dict[Literal["relu1_2", "relu2_2", "relu3_3", "relu4_3"], float] | None = Field(
+        None, description="weights over several layers; replaces `layer`"
+    )
+
+    @model_validator(mode="after")
+    def _weights_positive(self) -> "VGGSpec":
+        if self.layers is not None and (not self.layers or any(w < 0 for w in self.layers.values())):
+            raise ValueError("layers needs at least one layer and non-negative weights")
+        return self
+
+    def layer_weights(self) -> dict[str, float]:
+        return dict(self.layers) if self.layers else {self.layer: 1.0}
+
+    @property
+    def label(self) -> str:
+        if self.layers:
+            return "vgg-" + "+".join(f"{k}x{v:g}" for k, v in sorted(self.layers.items()))
+        return f"vgg-{self.layer}"
+
+
+class LPIPSSpec(_ImageSpec):
+    name: Literal["lpips"] = "lpips"
+    net: Literal["alex", "vgg", "squeeze"] = "alex"
+
+    @property
+    def label(self) -> str:
+        return f"lpips-{self.net}"
+
+
+LossSpec = Annotated[Union[MSESpec, MAESpec, LSiMSpec, VGGSpec, LPIPSSpec], Field(discriminator="name")]
+LOSS_NAMES = ("mse", "mae", "lsim", "vgg", "lpips")
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(LossSpec)
+
+
+def parse_loss_spec(spec: Any, where: str = "loss") -> Any:
+    """A name ('lsim') or a mapping ({name: vgg, layer: relu2_2}) -> a validated spec; errors list valid choices."""
+    if isinstance(spec, (MSESpec, MAESpec, LSiMSpec, VGGSpec, LPIPSSpec)):
+        return spec
+    data = {"name": spec} if isinstance(spec, str) else spec
+    if not isinstance(data, dict) or data.get("name") not in LOSS_NAMES:
+        name = data.get("name") if isinstance(data, dict) else data
+        raise UserError(f"{where}: unknown loss {name!r}; valid losses are {', '.join(LOSS_NAMES)}")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as err:
+        model = type(_ADAPTER.validate_python({"name": data["name"]}))
+        valid = ", ".join(k for k in model.model_fields if k != "name") or "none"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg'].lower()}" for e in err.errors()
+        )
+        raise UserError(f"{where}: invalid options for loss '{data['name']}' ({problems}); valid options: {valid}") from None
