@@ -227,6 +227,9 @@ def launch(
         return 0
     print(f"sweep {sweep.name} -> {run_dir} on the {backend} backend")
     print(format_plan(groups))
+    for group in groups:
+        if group.prepare is not None and group.pending:
+            group.prepare()
     run = Launch(run_dir, sweep.name, backend, job_prefix=sweep.name)
     if backend == "slurm":
         jobs = run.submit_slurm(groups)

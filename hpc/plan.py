@@ -29,6 +29,7 @@ class JobGroup:
     resources: Resources
     after: list[str] = field(default_factory=list)
     note: str = ""
+    prepare: Callable[[], None] | None = None  # run by the launcher before submitting (e.g. create the stores)
 
     @property
     def pending(self) -> list[Task]:

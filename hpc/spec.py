@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fluidperc.datasets.spec import DatasetSpec
 from hpc.errors import UserError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -55,17 +56,26 @@ class CheckStage(Strict):
     resources: Resources | None = None
 
 
+class DatagenStage(Strict):
+    """Simulated datasets: one high/low store pair per entry, written by one Slurm array each."""
+
+    data_dir: str = Field("data", description="where the <scene>_<ny>x<nx>.zarr stores live")
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    resources: Resources | None = None
+
+
 class Sweep(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     resources: Resources = Field(default_factory=Resources)
     check: CheckStage | None = None
+    datagen: DatagenStage | None = None
 
     def stage_names(self) -> list[str]:
         return [name for name in STAGE_ORDER if getattr(self, name, None) is not None]
 
 
-STAGE_ORDER: tuple[str, ...] = ("check",)
+STAGE_ORDER: tuple[str, ...] = ("check", "datagen")
 Backend = Literal["auto", "slurm", "local", "debug"]
 
 

@@ -1,0 +1,82 @@
+"""What a dataset is: a scene simulated at a high resolution over an (Re, seed) grid, downsampled by a factor."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
+
+from fluidperc.sim.scenes import scene_info
+
+
+class DatasetSpec(BaseModel):
+    """One high/low dataset pair. Sims are the training grid (reynolds x seeds) followed by the test grid."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scene: Literal["karman", "plume"]
+    resolution: tuple[int, int] = Field(description="high resolution [ny, nx]")
+    factor: int = Field(2, ge=1, le=16, description="low resolution = high // factor")
+    train_reynolds: list[PositiveFloat] = Field(min_length=1)
+    train_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    test_reynolds: list[PositiveFloat] = Field(default_factory=list)
+    test_seeds: list[int] = Field(default_factory=lambda: [1000])
+    steps: int | None = Field(None, ge=1, description="default: the scene's (Karman 1500, plume 250)")
+    keep_from: int = Field(0, ge=0, description="store the states after steps keep_from+1 .. steps")
+    sims_per_task: int = Field(2, ge=1, description="sims that share one batched simulation (one array task)")
+    frames_per_chunk: int = Field(50, ge=1)
+
+    @field_validator("resolution")
+    @classmethod
+    def _positive(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if min(v) < 4:
+            raise ValueError("both sides of the resolution must be at least 4 cells")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DatasetSpec":
+        ny, nx = self.resolution
+        if ny % self.factor or nx % self.factor:
+            raise ValueError(f"resolution {ny}x{nx} is not divisible by the downsampling factor {self.factor}")
+        if min(ny, nx) // self.factor < 4:
+            raise ValueError(f"the low resolution {ny // self.factor}x{nx // self.factor} is below 4 cells per side")
+        if self.keep_from >= self.n_steps:
+            raise ValueError(f"keep_from ({self.keep_from}) must be below steps ({self.n_steps})")
+        sims = self.sims()
+        if len(set(sims)) != len(sims):
+            raise ValueError("an (Re, seed) pair appears twice across the training and test grids")
+        return self
+
+    @property
+    def n_steps(self) -> int:
+        return self.steps if self.steps is not None else scene_info(self.scene).steps
+
+    @property
+    def n_frames(self) -> int:
+        return self.n_steps - self.keep_from
+
+    @property
+    def low_resolution(self) -> tuple[int, int]:
+        return self.resolution[0] // self.factor, self.resolution[1] // self.factor
+
+    def sims(self) -> list[tuple[float, int]]:
+        train = list(itertools.product(self.train_reynolds, self.train_seeds))
+        test = list(itertools.product(self.test_reynolds, self.test_seeds))
+        return [(float(r), int(s)) for r, s in train + test]
+
+    def is_test(self) -> list[bool]:
+        n_train = len(self.train_reynolds) * len(self.train_seeds)
+        return [i >= n_train for i in range(len(self.sims()))]
+
+    def store_name(self, which: Literal["high", "low"]) -> str:
+        ny, nx = self.resolution if which == "high" else self.low_resolution
+        return f"{self.scene}_{ny}x{nx}.zarr"
+
+    def store_paths(self, data_dir: Path) -> tuple[Path, Path]:
+        return data_dir / self.store_name("high"), data_dir / self.store_name("low")
+
+    def task_groups(self) -> list[list[int]]:
+        n = len(self.sims())
+        return [list(range(i, min(i + self.sims_per_task, n))) for i in range(0, n, self.sims_per_task)]

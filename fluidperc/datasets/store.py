@@ -1,0 +1,189 @@
+"""The Zarr v3 layout every later stage reads (``xarray.open_zarr`` opens it as is).
+
+Variables: velocity_x (sim, frame, y, x_face), velocity_y (sim, frame, y_face, x), marker (sim, frame, y, x),
+complete (sim). Coordinates: sim, frame, time(frame), y, x, y_face, x_face in domain units, and per sim reynolds,
+seed, viscosity, reynolds_ud (U*D/nu), is_test. No chunk spans two sims, so array tasks write disjoint chunks;
+the launcher creates the store (arrays, coordinates, attrs) before any task runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+
+from fluidperc import __version__
+from fluidperc.datasets.spec import DatasetSpec
+from fluidperc.errors import UserError
+from fluidperc.sim.scenes import diffusion_substeps, scene_info, viscosity
+
+VARIABLES = ("velocity_x", "velocity_y", "marker")
+SIM_COORDS = ("reynolds", "seed", "viscosity", "reynolds_ud", "is_test")
+VISCOSITY_CONVENTION = (
+    "effective Re as in Solver-in-the-Loop: explicit diffusion per step alpha = dt * res_x^2 / Re on the grid being "
+    "stepped, i.e. nu = width^2 / Re in domain units, independent of resolution; reynolds_ud = U*D/nu"
+)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    import phi
+    import phiml
+    import torch
+
+    return {"phiflow": phi.__version__, "phiml": phiml.__version__, "torch": torch.__version__,
+            "fluidperc": __version__, "fluidperc_commit": _git_commit()}
+
+
+def face_shapes(scene: str, ny: int, nx: int) -> dict[str, tuple[int, int]]:
+    """Stored face counts: open boundaries keep both boundary faces (n+1), walls keep interior faces (n-1)."""
+    if scene == "karman":  # walls in x, open in y
+        return {"velocity_x": (ny, nx - 1), "velocity_y": (ny + 1, nx), "marker": (ny, nx)}
+    return {"velocity_x": (ny, nx - 1), "velocity_y": (ny - 1, nx), "marker": (ny, nx)}
+
+
+def _dims(var: str) -> list[str]:
+    return {"velocity_x": ["sim", "frame", "y", "x_face"], "velocity_y": ["sim", "frame", "y_face", "x"],
+            "marker": ["sim", "frame", "y", "x"]}[var]
+
+
+def expected_attrs(spec: DatasetSpec, which: Literal["high", "low"], high_path: Path) -> dict[str, Any]:
+    info = scene_info(spec.scene)
+    ny, nx = spec.resolution if which == "high" else spec.low_resolution
+    return {
+        "scene": spec.scene,
+        "description": info.description,
+        "domain": [info.width, info.height],
+        "resolution": [ny, nx],
+        "dt": info.dt,
+        "steps": spec.n_steps,
+        "keep_from": spec.keep_from,
+        "boundary_conditions": {"velocity": info.velocity_boundary, "marker": info.marker_boundary,
+                                "obstacle": info.obstacle},
+        "viscosity_convention": VISCOSITY_CONVENTION,
+        "diffusion_substeps": diffusion_substeps(info, spec.resolution[1], min(r for r, _ in spec.sims())),
+        "source": "simulated" if which == "high" else f"downsampled (face/cell averages, factor {spec.factor}) from {high_path.name}",
+        "factor": 1 if which == "high" else spec.factor,
+        "spec": json.loads(spec.model_dump_json()),
+    }
+
+
+def create_store(path: Path, spec: DatasetSpec, which: Literal["high", "low"], high_path: Path) -> None:
+    """Create the store, or check that an existing one was made from the same spec (then keep its data)."""
+    attrs = expected_attrs(spec, which, high_path)
+    if path.exists():
+        try:
+            existing = dict(zarr.open_group(str(path), mode="r").attrs)
+        except Exception as err:  # a half-created or foreign directory
+            raise UserError(f"{path} exists but is not a readable fluidperc store ({err}); move it away") from None
+        if existing.get("spec") != attrs["spec"] or existing.get("resolution") != attrs["resolution"]:
+            raise UserError(
+                f"{path} already holds a dataset made from a different spec; its spec is {existing.get('spec')}, "
+                f"the sweep asks for {attrs['spec']}. Use another data_dir or delete the store."
+            )
+        return
+    info = scene_info(spec.scene)
+    ny, nx = attrs["resolution"]
+    sims = spec.sims()
+    n_sims, n_frames = len(sims), spec.n_frames
+    tmp = path.with_name(path.name + ".creating")
+    group = zarr.open_group(str(tmp), mode="w")
+    shapes = face_shapes(spec.scene, ny, nx)
+    chunk_frames = min(spec.frames_per_chunk, n_frames)
+    coord_attr = " ".join(("time",) + SIM_COORDS)
+    for var in VARIABLES:
+        arr = group.create_array(var, shape=(n_sims, n_frames, *shapes[var]), chunks=(1, chunk_frames, *shapes[var]),
+                                 dtype="float32", fill_value=np.nan, dimension_names=_dims(var))
+        arr.attrs.update({"coordinates": coord_attr, "long_name": var.replace("_", " ")})
+    done = group.create_array("complete", shape=(n_sims,), chunks=(1,), dtype="bool", fill_value=False,
+                              dimension_names=["sim"])
+    done.attrs["long_name"] = "all frames of the sim are written"
+    dx, dy = info.width / nx, info.height / ny
+    x_face_n, y_face_n = shapes["velocity_x"][1], shapes["velocity_y"][0]
+    coords = {
+        "sim": np.arange(n_sims), "frame": np.arange(n_frames),
+        "time": (spec.keep_from + 1 + np.arange(n_frames)) * info.dt,
+        "y": (np.arange(ny) + 0.5) * dy, "x": (np.arange(nx) + 0.5) * dx,
+        "y_face": (np.arange(y_face_n) + (0 if y_face_n == ny + 1 else 1)) * dy,
+        "x_face": (np.arange(x_face_n) + (0 if x_face_n == nx + 1 else 1)) * dx,
+        "reynolds": np.array([r for r, _ in sims]), "seed": np.array([s for _, s in sims]),
+        "viscosity": np.array([viscosity(info, r) for r, _ in sims]),
+        "is_test": np.array(spec.is_test()),
+    }
+    coords["reynolds_ud"] = info.characteristic_velocity * info.characteristic_length / coords["viscosity"]
+    dim_of = {"time": "frame", **{k: "sim" for k in SIM_COORDS}}
+    for name, values in coords.items():
+        arr = group.create_array(name, shape=values.shape, dtype=values.dtype, dimension_names=[dim_of.get(name, name)])
+        arr[:] = values
+    group.attrs.update({**attrs, "versions": versions()})
+    zarr.consolidate_metadata(str(tmp))
+    tmp.rename(path)  # a crash mid-creation never leaves something that looks like a store
+
+
+def open_group(path: Path, mode: str = "r+") -> zarr.Group:
+    if not path.exists():
+        raise UserError(f"{path}: no such dataset store; run the datagen stage for it first")
+    return zarr.open_group(str(path), mode=mode, use_consolidated=False)
+
+
+def completed(path: Path) -> np.ndarray:
+    if not path.exists():
+        return np.zeros(0, dtype=bool)
+    return open_group(path, "r")["complete"][:]
+
+
+def write_frames(group: zarr.Group, sim: int, start: int, frames: dict[str, np.ndarray]) -> None:
+    """frames[var] is [frames, ...] for one sim; writes its own chunks only."""
+    for var in VARIABLES:
+        data = frames[var]
+        group[var][sim, start : start + data.shape[0]] = data
+
+
+def mark_complete(group: zarr.Group, sim: int) -> None:
+    group["complete"][sim] = True
+
+
+def compute_statistics(path: Path) -> dict[str, dict[str, float]]:
+    """mean/std/min/max per variable over the complete training sims (what the losses normalise with)."""
+    group = open_group(path, "r")
+    train = np.flatnonzero(~group["is_test"][:] & group["complete"][:])
+    if train.size == 0:
+        raise UserError(f"{path}: no complete training sims to compute statistics from")
+    stats = {}
+    for var in VARIABLES:
+        total = total_sq = 0.0
+        count = 0
+        lo, hi = np.inf, -np.inf
+        for sim in train:  # one sim at a time: a large store never has to fit in memory
+            a = group[var][int(sim)].astype(np.float64)
+            total += a.sum()
+            total_sq += (a * a).sum()
+            count += a.size
+            lo, hi = min(lo, a.min()), max(hi, a.max())
+        mean = total / count
+        stats[var] = {"mean": mean, "std": float(np.sqrt(max(total_sq / count - mean * mean, 0.0))),
+                      "min": float(lo), "max": float(hi)}
+    return stats
+
+
+def write_statistics(path: Path, stats: dict[str, dict[str, float]]) -> None:
+    group = open_group(path)
+    group.attrs["statistics"] = stats
+    group.attrs["statistics_over"] = "complete training sims (is_test == False)"
+    zarr.consolidate_metadata(str(path))
+
+
+def has_statistics(path: Path) -> bool:
+    return path.exists() and "statistics" in open_group(path, "r").attrs

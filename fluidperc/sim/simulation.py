@@ -1,0 +1,160 @@
+"""Stepping a batch of sims of one scene at one resolution (PhiFlow 3.4, torch backend).
+
+One step: advect the marker (plus its source), diffuse the velocity explicitly, apply the scene's forcing
+(Karman's inflow band, the plume's buoyancy), advect the velocity, project it divergence-free. Several (Re, seed)
+sims share each step through PhiFlow's batch dimension 'sim'.
+
+Two implementations of the same step:
+- :meth:`Simulation.step` (fast): the parts before and after the projection are compiled, and the pressure comes
+  from :class:`PoissonSolver`'s cached factorisation of PhiFlow's own matrix;
+- :meth:`Simulation.reference_step`: plain PhiFlow ``make_incompressible`` with a warm-started iterative solve,
+  as peer toolkits write it. Tests and benchmarks compare the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from phi import field as phifield
+from phi import math
+from phi.field import CenteredGrid, Field, StaggeredGrid
+from phi.geom import Box, Sphere, union
+from phi.math import extrapolation
+from phi.physics import advect, diffuse, fluid
+from phi.physics._boundaries import Obstacle
+from phi.physics.fluid import _accessible_extrapolation, _pressure_extrapolation, apply_boundary_conditions
+
+from fluidperc.sim.jit import compile_step
+from fluidperc.sim.pressure import PoissonSolver
+from fluidperc.sim.scenes import SceneInfo, scene_info, smooth_perturbation, viscosity
+
+PERTURBATION = 0.05  # amplitude of the seeded initial velocity perturbation (inflow speed is 1)
+
+
+@dataclass
+class State:
+    velocity: StaggeredGrid
+    marker: CenteredGrid
+
+
+class Simulation:
+    def __init__(self, scene: str, ny: int, nx: int, reynolds: Sequence[float], substeps: int, compiled: bool = True):
+        math.use("torch")
+        self.info: SceneInfo = scene_info(scene)
+        self.ny, self.nx = ny, nx
+        self.reynolds = [float(r) for r in reynolds]
+        self.substeps = substeps
+        info = self.info
+        self.bounds = Box(x=info.width, y=info.height)
+        grid = dict(bounds=self.bounds, x=nx, y=ny)
+        self.grid = grid
+        if info.name == "karman":
+            self.vbc = extrapolation.combine_sides(x=extrapolation.ZERO, y=extrapolation.ZERO_GRADIENT)
+            self.obstacles = [Obstacle(Sphere(x=50, y=50, radius=10))]
+            self.band = StaggeredGrid(Box(x=(0, info.width), y=(0, 5)), self.vbc, **grid)
+            self.inflow = StaggeredGrid(math.vec(x=0, y=1), self.vbc, **grid)
+            self.source = CenteredGrid(Box(x=(25, 75), y=(5, 10)), 0, **grid)
+        else:
+            self.vbc = extrapolation.ZERO
+            self.obstacles = []
+            self.source = CenteredGrid(Box(x=(50, 150), y=(0, 5)), 0, **grid) * info.extra["source_rate"]
+        self.mbc = extrapolation.ZERO
+        self.pbc = _pressure_extrapolation(self.vbc)
+        self.nu = math.wrap(np.array([viscosity(info, r) for r in self.reynolds]), math.batch("sim"))
+        template = CenteredGrid(0, self.pbc, **grid)
+        if self.obstacles:
+            with math.NUMPY:
+                accessible = Field(
+                    template.geometry, ~union([o.geometry for o in self.obstacles]), _accessible_extrapolation(self.vbc)
+                )
+                self.hard_bcs = phifield.stagger(
+                    accessible, math.minimum, self.vbc, at="face", dims=("x", "y")
+                )
+            self.active = accessible.with_extrapolation(extrapolation.NONE)
+        else:
+            self.hard_bcs, self.active = None, None
+        self.solver = PoissonSolver(template, self.vbc, self.hard_bcs, self.active)
+        self._pre = compile_step(self._before_projection) if compiled else self._before_projection
+        self._post = compile_step(self._after_projection) if compiled else self._after_projection
+        self._warm = not compiled
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.reynolds)
+
+    # --- state ----------------------------------------------------------------------------------------------
+    def initial_state(self, seeds: Sequence[int]) -> State:
+        """Rest (plume) or uniform inflow (Karman) plus a smooth perturbation drawn from each sim's seed."""
+        if len(seeds) != self.batch_size:
+            raise ValueError(f"{len(seeds)} seeds for {self.batch_size} sims")
+        pert = np.stack([smooth_perturbation(s, self.ny, self.nx, PERTURBATION) for s in seeds])  # sim, (x,y), y, x
+        values = math.tensor(
+            pert.transpose(0, 3, 2, 1).astype(np.float32), math.batch("sim"), math.spatial("x,y"), math.channel(vector="x,y")
+        )
+        centred = CenteredGrid(values, extrapolation.ZERO_GRADIENT, **self.grid)
+        base = math.vec(x=0, y=1) if self.info.name == "karman" else math.vec(x=0, y=0)
+        velocity = StaggeredGrid(centred, self.vbc, **self.grid) + StaggeredGrid(base, self.vbc, **self.grid)
+        marker = CenteredGrid(math.zeros(math.batch(sim=self.batch_size)), self.mbc, **self.grid)
+        velocity, _ = fluid.make_incompressible(velocity, self.obstacles, self._iterative_solve(None))
+        return State(velocity, marker)
+
+    # --- the step -------------------------------------------------------------------------------------------
+    def _advance(self, velocity: StaggeredGrid, marker: CenteredGrid) -> tuple[StaggeredGrid, CenteredGrid]:
+        dt = self.info.dt
+        marker = advect.semi_lagrangian(marker + self.source * dt, velocity, dt)
+        velocity = diffuse.explicit(velocity, self.nu, dt, substeps=self.substeps)
+        if self.info.name == "karman":
+            velocity = velocity * (1 - self.band) + self.band * self.inflow
+        else:
+            buoyancy = (marker * math.vec(x=0, y=self.info.extra["buoyancy"])).at(velocity)
+            velocity = velocity + buoyancy * dt
+        velocity = advect.semi_lagrangian(velocity, velocity, dt)
+        return velocity, marker
+
+    def _before_projection(self, velocity, marker):
+        velocity, marker = self._advance(velocity, marker)
+        velocity = apply_boundary_conditions(velocity, self.obstacles)
+        div = phifield.divergence(velocity)
+        if self.active is not None:
+            div = div * self.active
+        return velocity, marker, div
+
+    def _after_projection(self, velocity, pressure):
+        grad = phifield.spatial_gradient(pressure, self.vbc, at=velocity.sampled_at, order=2, scheme="green-gauss")
+        if self.hard_bcs is not None:
+            grad = grad * self.hard_bcs
+        return (velocity - grad).with_extrapolation(self.vbc)
+
+    def step(self, state: State) -> State:
+        pre, post = self._pre, self._post
+        if not self._warm:  # the first call runs eagerly so that the trace later sees real (non-constant) fields
+            pre, post = self._before_projection, self._after_projection
+            self._warm = True
+        velocity, marker, div = pre(state.velocity, state.marker)
+        pressure = self.solver.solve(div)
+        return State(post(velocity, pressure), marker)
+
+    # --- the plain PhiFlow baseline ---------------------------------------------------------------------------
+    def _iterative_solve(self, x0):
+        rank = {"rank_deficiency": 0} if not self.vbc.is_flexible and not self.obstacles else {}
+        return math.Solve("auto", 1e-5, 1e-5, x0=x0, **rank)
+
+    def reference_step(self, state: State, pressure: CenteredGrid | None = None) -> tuple[State, CenteredGrid]:
+        """PhiFlow's make_incompressible with an iterative solve warm-started from the last pressure."""
+        velocity, marker = self._advance(state.velocity, state.marker)
+        if pressure is None:
+            pressure = CenteredGrid(0, self.pbc, **self.grid)
+        velocity, pressure = fluid.make_incompressible(velocity, self.obstacles, self._iterative_solve(pressure))
+        return State(velocity, marker), pressure
+
+
+def components(state: State) -> dict[str, np.ndarray]:
+    """Numpy arrays [sim, y, x...] of the stored variables: velocity_x (y, x_face), velocity_y (y_face, x), marker."""
+    v = state.velocity
+    return {
+        "velocity_x": v.vector["x"].values.numpy("sim,y,x"),
+        "velocity_y": v.vector["y"].values.numpy("sim,y,x"),
+        "marker": state.marker.values.numpy("sim,y,x"),
+    }

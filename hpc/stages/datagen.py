@@ -1,0 +1,75 @@
+"""The ``datagen`` stage: per dataset pair, ONE array of batched simulation tasks, then a statistics job."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from hpc.errors import UserError
+from hpc.plan import JobGroup, Task
+from hpc.spec import Sweep
+from fluidperc.datasets import generate
+from fluidperc.datasets.spec import DatasetSpec
+from fluidperc.datasets.store import completed, has_statistics
+
+
+def data_dir(sweep: Sweep) -> Path:
+    assert sweep.datagen is not None
+    return Path(sweep.datagen.data_dir).resolve()
+
+
+def check_writable(path: Path) -> None:
+    """The nearest existing ancestor must be a writable directory (the stores are created under it)."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"datagen.data_dir: {path} cannot be created or written ({probe} is not a writable directory)")
+
+
+def group_name(spec: DatasetSpec) -> str:
+    ny, nx = spec.resolution
+    return f"datagen.{spec.scene}_{ny}x{nx}"
+
+
+def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
+    stage = sweep.datagen
+    assert stage is not None
+    root = data_dir(sweep)
+    check_writable(root)
+    seen: dict[Path, str] = {}
+    groups = []
+    for i, spec in enumerate(stage.datasets):
+        for path in spec.store_paths(root):
+            if path in seen:
+                raise UserError(f"datagen.datasets.{i}: store {path} is also written by {seen[path]}; use another data_dir")
+            seen[path] = f"datagen.datasets.{i}"
+        high, low = spec.store_paths(root)
+        done = completed(high) & completed(low) if high.exists() and low.exists() else None
+        spec_json = spec.model_dump_json()
+        tasks = [
+            Task(label=f"sims-{g[0]}-{g[-1]}", args=(spec_json, str(root), g),
+                 done=done is not None and len(done) == len(spec.sims()) and bool(done[g].all()))
+            for g in spec.task_groups()
+        ]
+        resources = sweep.resources.merged(stage.resources)
+        name = group_name(spec)
+        groups.append(JobGroup(name, "datagen", generate.simulate_group, tasks, resources,
+                               note=f"{len(spec.sims())} sims -> {high.name} + {low.name}",
+                               prepare=functools.partial(generate.prepare, spec, root)))
+        stats_done = all(t.done for t in tasks) and has_statistics(high) and has_statistics(low)
+        groups.append(JobGroup(f"{name}.stats", "datagen", generate.finalize,
+                               [Task("statistics", (spec_json, str(root)), done=stats_done)],
+                               resources.model_copy(update={"time_min": min(resources.time_min, 60)}),
+                               after=[name], note="mean/std/min/max over training sims"))
+    return groups
+
+
+def progress(sweep: Sweep, run_dir: Path) -> str:
+    assert sweep.datagen is not None
+    parts = []
+    for spec in sweep.datagen.datasets:
+        done, total = generate.progress(spec, data_dir(sweep))
+        parts.append(f"{spec.scene}_{spec.resolution[0]}x{spec.resolution[1]}: {done}/{total} sims")
+    return "; ".join(parts)
