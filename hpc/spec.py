@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fluidperc.datasets.spec import DatasetSpec
+from fluidperc.losses.spec import parse_loss_spec
+from fluidperc.train.config import TrainSettings
 from hpc.errors import UserError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -64,18 +66,56 @@ class DatagenStage(Strict):
     resources: Resources | None = None
 
 
+class TrainDataset(Strict):
+    scene: Literal["karman", "plume"]
+    resolution: tuple[int, int] = Field(description="the low grid [ny, nx] the networks work on")
+    high_resolution: tuple[int, int] | None = Field(None, description="SR's target grid")
+
+
+class TrainStage(Strict):
+    """Cells = tasks x datasets x losses x seeds; one Slurm array per task, after the datagen that feeds it."""
+
+    data_dir: str | None = Field(None, description="default: datagen.data_dir, else 'data'")
+    tasks: list[Literal["ae", "sr", "sol"]] = Field(min_length=1)
+    datasets: list[TrainDataset] = Field(min_length=1)
+    losses: list[Any] = Field(min_length=1, description="loss specs: 'mse' or {name: vgg, layer: relu3_3}")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    settings: TrainSettings = Field(default_factory=TrainSettings)
+    task_settings: dict[Literal["ae", "sr", "sol"], dict[str, Any]] = Field(default_factory=dict)
+    resources: Resources | None = None
+    task_resources: dict[Literal["ae", "sr", "sol"], Resources] = Field(default_factory=dict)
+
+    @field_validator("losses")
+    @classmethod
+    def _losses(cls, losses: list[Any]) -> list[Any]:
+        for i, loss in enumerate(losses):
+            try:
+                parse_loss_spec(loss, where=f"losses.{i}")
+            except UserError as err:
+                raise ValueError(str(err)) from None
+        return losses
+
+    @field_validator("task_settings")
+    @classmethod
+    def _task_settings(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for task, overrides in v.items():
+            TrainSettings.model_validate(overrides)
+        return v
+
+
 class Sweep(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     resources: Resources = Field(default_factory=Resources)
     check: CheckStage | None = None
     datagen: DatagenStage | None = None
+    train: TrainStage | None = None
 
     def stage_names(self) -> list[str]:
         return [name for name in STAGE_ORDER if getattr(self, name, None) is not None]
 
 
-STAGE_ORDER: tuple[str, ...] = ("check", "datagen")
+STAGE_ORDER: tuple[str, ...] = ("check", "datagen", "train")
 Backend = Literal["auto", "slurm", "local", "debug"]
 
 

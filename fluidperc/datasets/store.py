@@ -80,20 +80,28 @@ def expected_attrs(spec: DatasetSpec, which: Literal["high", "low"], high_path: 
     }
 
 
+def check_existing(path: Path, spec: DatasetSpec, which: Literal["high", "low"], high_path: Path) -> bool:
+    """True when ``path`` holds a store made from this spec, False when absent; refuses any other content."""
+    if not path.exists():
+        return False
+    attrs = expected_attrs(spec, which, high_path)
+    try:
+        existing = dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception as err:  # a half-created or foreign directory
+        raise UserError(f"{path} exists but is not a readable fluidperc store ({err}); move it away") from None
+    if existing.get("spec") != attrs["spec"] or existing.get("resolution") != attrs["resolution"]:
+        raise UserError(
+            f"{path} already holds a dataset made from a different spec; its spec is {existing.get('spec')}, "
+            f"the sweep asks for {attrs['spec']}. Use another data_dir or delete the store."
+        )
+    return True
+
+
 def create_store(path: Path, spec: DatasetSpec, which: Literal["high", "low"], high_path: Path) -> None:
     """Create the store, or check that an existing one was made from the same spec (then keep its data)."""
-    attrs = expected_attrs(spec, which, high_path)
-    if path.exists():
-        try:
-            existing = dict(zarr.open_group(str(path), mode="r").attrs)
-        except Exception as err:  # a half-created or foreign directory
-            raise UserError(f"{path} exists but is not a readable fluidperc store ({err}); move it away") from None
-        if existing.get("spec") != attrs["spec"] or existing.get("resolution") != attrs["resolution"]:
-            raise UserError(
-                f"{path} already holds a dataset made from a different spec; its spec is {existing.get('spec')}, "
-                f"the sweep asks for {attrs['spec']}. Use another data_dir or delete the store."
-            )
+    if check_existing(path, spec, which, high_path):
         return
+    attrs = expected_attrs(spec, which, high_path)
     info = scene_info(spec.scene)
     ny, nx = attrs["resolution"]
     sims = spec.sims()

@@ -62,7 +62,7 @@ class Simulation:
             self.source = CenteredGrid(Box(x=(50, 150), y=(0, 5)), 0, **grid) * info.extra["source_rate"]
         self.mbc = extrapolation.ZERO
         self.pbc = _pressure_extrapolation(self.vbc)
-        self.nu = math.wrap(np.array([viscosity(info, r) for r in self.reynolds]), math.batch("sim"))
+        self.nu = self.viscosities(self.reynolds)
         template = CenteredGrid(0, self.pbc, **grid)
         if self.obstacles:
             with math.NUMPY:
@@ -101,10 +101,13 @@ class Simulation:
         return State(velocity, marker)
 
     # --- the step -------------------------------------------------------------------------------------------
-    def _advance(self, velocity: StaggeredGrid, marker: CenteredGrid) -> tuple[StaggeredGrid, CenteredGrid]:
+    def viscosities(self, reynolds: Sequence[float]) -> math.Tensor:
+        return math.wrap(np.array([viscosity(self.info, float(r)) for r in reynolds]), math.batch("sim"))
+
+    def _advance(self, velocity: StaggeredGrid, marker: CenteredGrid, nu) -> tuple[StaggeredGrid, CenteredGrid]:
         dt = self.info.dt
         marker = advect.semi_lagrangian(marker + self.source * dt, velocity, dt)
-        velocity = diffuse.explicit(velocity, self.nu, dt, substeps=self.substeps)
+        velocity = diffuse.explicit(velocity, nu, dt, substeps=self.substeps)
         if self.info.name == "karman":
             velocity = velocity * (1 - self.band) + self.band * self.inflow
         else:
@@ -113,8 +116,8 @@ class Simulation:
         velocity = advect.semi_lagrangian(velocity, velocity, dt)
         return velocity, marker
 
-    def _before_projection(self, velocity, marker):
-        velocity, marker = self._advance(velocity, marker)
+    def _before_projection(self, velocity, marker, nu):
+        velocity, marker = self._advance(velocity, marker, nu)
         velocity = apply_boundary_conditions(velocity, self.obstacles)
         div = phifield.divergence(velocity)
         if self.active is not None:
@@ -127,12 +130,15 @@ class Simulation:
             grad = grad * self.hard_bcs
         return (velocity - grad).with_extrapolation(self.vbc)
 
-    def step(self, state: State) -> State:
+    def step(self, state: State, reynolds: Sequence[float] | None = None) -> State:
+        """One step of every sim; ``reynolds`` overrides the constructor's (one per sim, e.g. a training batch).
+        Differentiable with respect to the state (compiled parts and the pressure solve both have gradients)."""
         pre, post = self._pre, self._post
         if not self._warm:  # the first call runs eagerly so that the trace later sees real (non-constant) fields
             pre, post = self._before_projection, self._after_projection
             self._warm = True
-        velocity, marker, div = pre(state.velocity, state.marker)
+        nu = self.nu if reynolds is None else self.viscosities(reynolds)
+        velocity, marker, div = pre(state.velocity, state.marker, nu)
         pressure = self.solver.solve(div)
         return State(post(velocity, pressure), marker)
 
@@ -143,7 +149,7 @@ class Simulation:
 
     def reference_step(self, state: State, pressure: CenteredGrid | None = None) -> tuple[State, CenteredGrid]:
         """PhiFlow's make_incompressible with an iterative solve warm-started from the last pressure."""
-        velocity, marker = self._advance(state.velocity, state.marker)
+        velocity, marker = self._advance(state.velocity, state.marker, self.nu)
         if pressure is None:
             pressure = CenteredGrid(0, self.pbc, **self.grid)
         velocity, pressure = fluid.make_incompressible(velocity, self.obstacles, self._iterative_solve(pressure))
@@ -157,4 +163,23 @@ def components(state: State) -> dict[str, np.ndarray]:
         "velocity_x": v.vector["x"].values.numpy("sim,y,x"),
         "velocity_y": v.vector["y"].values.numpy("sim,y,x"),
         "marker": state.marker.values.numpy("sim,y,x"),
+    }
+
+
+def state_from_tensors(sim: Simulation, velocity_x, velocity_y, marker) -> State:
+    """A State from torch tensors [sim, y, x_face], [sim, y_face, x], [sim, y, x] (gradients flow through)."""
+    def wrap(t):
+        return math.tensor(t.transpose(1, 2), math.batch("sim"), math.spatial("x,y"))
+
+    values = math.stack([wrap(velocity_x), wrap(velocity_y)], math.dual(vector="x,y"))
+    return State(StaggeredGrid(values, sim.vbc, **sim.grid), CenteredGrid(wrap(marker), sim.mbc, **sim.grid))
+
+
+def state_tensors(state: State) -> dict:
+    """The torch tensors of a State, laid out as the stores keep them (differentiable counterpart of components)."""
+    v = state.velocity
+    return {
+        "velocity_x": v.vector["x"].values.native("sim,y,x"),
+        "velocity_y": v.vector["y"].values.native("sim,y,x"),
+        "marker": state.marker.values.native("sim,y,x"),
     }

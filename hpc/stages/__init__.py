@@ -7,9 +7,9 @@ from types import ModuleType
 
 from hpc.plan import JobGroup, check_plan
 from hpc.spec import Sweep
-from hpc.stages import check, datagen
+from hpc.stages import check, datagen, train
 
-STAGES: dict[str, ModuleType] = {"check": check, "datagen": datagen}
+STAGES: dict[str, ModuleType] = {"check": check, "datagen": datagen, "train": train}
 
 
 def plan_sweep(sweep: Sweep, run_dir: Path) -> list[JobGroup]:

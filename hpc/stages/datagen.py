@@ -11,7 +11,7 @@ from hpc.plan import JobGroup, Task
 from hpc.spec import Sweep
 from fluidperc.datasets import generate
 from fluidperc.datasets.spec import DatasetSpec
-from fluidperc.datasets.store import completed, has_statistics
+from fluidperc.datasets.store import check_existing, completed, has_statistics
 
 
 def data_dir(sweep: Sweep) -> Path:
@@ -46,7 +46,8 @@ def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
                 raise UserError(f"datagen.datasets.{i}: store {path} is also written by {seen[path]}; use another data_dir")
             seen[path] = f"datagen.datasets.{i}"
         high, low = spec.store_paths(root)
-        done = completed(high) & completed(low) if high.exists() and low.exists() else None
+        exist = check_existing(high, spec, "high", high) & check_existing(low, spec, "low", high)
+        done = completed(high) & completed(low) if exist else None
         spec_json = spec.model_dump_json()
         tasks = [
             Task(label=f"sims-{g[0]}-{g[-1]}", args=(spec_json, str(root), g),

@@ -1,0 +1,64 @@
+"""A training cell: one task x loss x resolution x seed, fully resolved (what a job receives, as JSON)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fluidperc.losses.spec import parse_loss_spec
+
+TASKS = ("ae", "sr", "sol")
+
+
+class TrainSettings(BaseModel):
+    """Hyper-parameters; sweep files set them for all cells and may override them per task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(8, ge=1, description="frames per rank and step (SOL: sims per rank and step)")
+    lr: float = Field(1e-3, gt=0)
+    unroll: int = Field(4, ge=1, description="SOL: solver steps m unrolled per training sample")
+    checkpoint_every: int = Field(100, ge=1)
+    validate_every: int = Field(100, ge=1)
+    compression: float = Field(8.0, gt=1, description="AE: input values per latent value")
+    variable: Literal["velocity", "marker"] = Field("velocity", description="AE/SR: which field the network sees")
+    val_samples: int = Field(16, ge=1, description="validation frames (SOL: rollouts) on held-out sims")
+
+
+class CellConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: Literal["ae", "sr", "sol"]
+    loss: Any
+    scene: Literal["karman", "plume"]
+    data_dir: str
+    resolution: tuple[int, int] = Field(description="the low-resolution grid [ny, nx] the network works on")
+    high_resolution: tuple[int, int] | None = Field(None, description="SR target grid")
+    seed: int = 0
+    settings: TrainSettings = Field(default_factory=TrainSettings)
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss(cls, v: Any) -> Any:
+        return parse_loss_spec(v, where="loss").model_dump()
+
+    @property
+    def loss_spec(self):
+        return parse_loss_spec(self.loss)
+
+    @property
+    def low_store(self) -> str:
+        return f"{self.scene}_{self.resolution[0]}x{self.resolution[1]}.zarr"
+
+    @property
+    def high_store(self) -> str | None:
+        if self.high_resolution is None:
+            return None
+        return f"{self.scene}_{self.high_resolution[0]}x{self.high_resolution[1]}.zarr"
+
+    @property
+    def label(self) -> str:
+        ny, nx = self.resolution
+        return f"{self.task}-{self.scene}_{ny}x{nx}-{self.loss_spec.label}-s{self.seed}"

@@ -1,0 +1,208 @@
+"""``fluidperc.train.run(cell, out_dir)``: train one cell on whatever the process is given (1 CPU process, N gloo
+processes, N GPUs with NCCL), checkpointing every K steps, resuming from the last checkpoint.
+
+Determinism: the batch of step k depends only on (seed, k) through a seeded DistributedSampler, and a checkpoint
+holds the weights, the optimiser and the step. So a run that is interrupted and resumed on the CPU ends with the
+same weights and metrics as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from fluidperc.errors import UserError
+from fluidperc.losses import get_loss
+from fluidperc.train import checkpoint as ckpt
+from fluidperc.train import distributed
+from fluidperc.train.config import CellConfig
+from fluidperc.train.data import channel_stats
+from fluidperc.train.tasks import TaskData, build_model, sample_loss
+
+RESULT = "result.json"
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class Trainer:
+    def __init__(self, cell: CellConfig, out_dir: Path, progress: bool = True):
+        self.cell = cell
+        self.out = Path(out_dir)
+        self.progress = progress
+        self.step = 0
+        self.in_step = False
+        self.model: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.dist: distributed.Dist | None = None
+
+    # --- checkpoints ------------------------------------------------------------------------------------------
+    def _payload(self) -> dict[str, Any]:
+        return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def save_checkpoint(self) -> None:
+        if self.dist.is_main:
+            ckpt.save(self.out / "checkpoint.pt", self._payload())
+
+    def save_if_consistent(self) -> bool:
+        """For a scheduler's checkpoint signal: save unless a step is half-done (then the last periodic
+        checkpoint stands; the run is deterministic per step, so redoing those steps changes nothing)."""
+        if self.model is None or self.in_step:
+            return False
+        self.save_checkpoint()
+        return True
+
+    # --- metrics ------------------------------------------------------------------------------------------------
+    def _metrics(self, resume_step: int):
+        path = self.out / "metrics.jsonl"
+        if path.exists():  # drop lines written after the checkpoint we resume from: they will be written again
+            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
+            path.write_text("".join(ln + "\n" for ln in kept))
+        return open(path, "a")
+
+    def _reduce(self, value: torch.Tensor) -> float:
+        if self.dist.world_size > 1:
+            value = value.detach().clone()
+            dist.all_reduce(value)
+            value /= self.dist.world_size
+        return float(value)
+
+    def validate(self, data: TaskData, loss_fn) -> dict[str, float]:
+        model = self.model
+        batch = {k: v.to(self.dist.device) for k, v in data.batch(data.val_index).items()}
+        with torch.no_grad():
+            if self.cell.task == "sol":
+                from fluidperc.train.tasks import centred
+
+                ny, nx = self.cell.resolution
+                states = model(batch["vx"], batch["vy"], batch["marker"], batch["reynolds"], self.cell.settings.unroll)
+                preds = torch.stack([centred(s["velocity_x"], s["velocity_y"], ny, nx) for s in states], dim=1)
+                target = batch["targets"]
+                value = sum(loss_fn(preds[:, k], target[:, k]) for k in range(preds.shape[1]))
+            else:
+                preds, target = model(batch["input"]), batch["target"]
+                value = loss_fn(preds, target)
+            mse = torch.mean((preds - target) ** 2)
+        return {"val_loss": float(value), "val_mse": float(mse)}
+
+    # --- the loop -------------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        cell, s = self.cell, self.cell.settings
+        self.dist = d = distributed.setup()
+        try:
+            return self._fit(cell, s, d)
+        finally:
+            distributed.teardown(d)
+
+    def _fit(self, cell, s, d) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if d.is_main:
+            (self.out / "config.json").write_text(cell.model_dump_json(indent=1))
+        torch.manual_seed(cell.seed)
+        data = TaskData(cell)
+        self.model = model = build_model(cell, data).to(d.device)
+        target_stats = (data.high or data.low).stats
+        loss_fn = get_loss(cell.loss_spec, channel_stats(target_stats, data.variable)).to(d.device)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
+        state = ckpt.load(self.out / "checkpoint.pt")
+        if state is not None:
+            model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step = int(state["step"])
+        wrapped = DistributedDataParallel(model) if d.world_size > 1 else model
+        sampler = DistributedSampler(range(len(data.train_index)), num_replicas=d.world_size, rank=d.rank,
+                                     shuffle=True, seed=cell.seed, drop_last=True)
+        per_epoch = len(sampler) // s.batch_size
+        if per_epoch == 0:
+            raise UserError(f"cell {cell.label}: {len(sampler)} training samples per rank, fewer than batch_size {s.batch_size}")
+        metrics = self._metrics(self.step) if d.is_main else None
+        writer = None
+        if d.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.out / "tb"))
+        order: list[int] = []
+        epoch_loaded = -1
+        bar = tqdm(total=s.steps, initial=self.step, desc=cell.label, unit="step", file=sys.stderr,
+                   disable=not (self.progress and d.is_main), mininterval=10)
+        last: dict[str, float] = {}
+        while self.step < s.steps:
+            epoch, j = divmod(self.step, per_epoch)
+            if epoch != epoch_loaded:
+                sampler.set_epoch(epoch)
+                order, epoch_loaded = list(sampler), epoch
+            index = [data.train_index[i] for i in order[j * s.batch_size:(j + 1) * s.batch_size]]
+            batch = {k: v.to(d.device) for k, v in data.batch(index).items()}
+            self.in_step = True
+            self.optimizer.zero_grad(set_to_none=True)
+            value = sample_loss(wrapped, batch, loss_fn, cell)
+            if not torch.isfinite(value):
+                raise FloatingPointError(
+                    f"cell {cell.label}: the {cell.loss_spec.label} loss is {float(value)} at step {self.step + 1}; "
+                    "lower the learning rate or check the data"
+                )
+            value.backward()
+            self.optimizer.step()
+            self.step += 1
+            self.in_step = False
+            train_loss = self._reduce(value)
+            row: dict[str, Any] = {"step": self.step, "train_loss": train_loss}
+            if self.step % s.validate_every == 0 or self.step == s.steps:
+                row.update(self.validate(data, loss_fn))
+            last = row
+            if d.is_main:
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+                for key, v in row.items():
+                    if key != "step":
+                        writer.add_scalar(key, v, self.step)
+            if self.step % s.checkpoint_every == 0 or self.step == s.steps:
+                self.save_checkpoint()
+                distributed.barrier(d)
+            bar.update(1)
+        bar.close()
+        digest = weights_digest(model)
+        digests = [digest]
+        if d.world_size > 1:  # data parallelism is only right if every rank ends with the same weights
+            digests = [None] * d.world_size
+            dist.all_gather_object(digests, digest)
+            if len(set(digests)) != 1:
+                raise RuntimeError(f"cell {cell.label}: ranks ended with different weights {digests}")
+        result = {"cell": cell.label, "steps": self.step, "weights_sha256": digest, "rank_digests": digests,
+                  "world_size": d.world_size, **{k: v for k, v in last.items() if k != "step"}}
+        if d.is_main:
+            ckpt.save(self.out / "model.pt", {"model": model.state_dict(), "step": self.step})
+            writer.close()
+            metrics.close()
+            (self.out / RESULT).write_text(json.dumps(result, indent=1))
+        return result
+
+
+def run(cell: CellConfig | dict | str, out_dir: str | Path, progress: bool = True, trainer_hook=None) -> dict[str, Any]:
+    """Train one cell into ``out_dir``; resumes from ``out_dir/checkpoint.pt`` when present."""
+    if isinstance(cell, str):
+        cell = CellConfig.model_validate_json(cell)
+    elif isinstance(cell, dict):
+        cell = CellConfig.model_validate(cell)
+    trainer = Trainer(cell, Path(out_dir), progress)
+    if trainer_hook is not None:
+        trainer_hook(trainer)
+    return trainer.fit()
+
+
+def is_done(out_dir: Path) -> bool:
+    return (Path(out_dir) / RESULT).is_file()

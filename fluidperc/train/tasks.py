@@ -1,0 +1,153 @@
+"""The three tasks as nn.Modules whose forward runs one training sample end to end (so DDP wraps one forward
+per step), plus how each draws its samples and compares prediction with reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fluidperc.errors import UserError
+from fluidperc.losses import FieldLoss
+from fluidperc.models import ConvAutoencoder, MarsMoon, TransformNet
+from fluidperc.train.config import CellConfig
+from fluidperc.train.data import Frames, channel_mean, channel_std, load_frames
+
+
+class FrameTask(nn.Module):
+    """AE and SR: normalised input frames -> network -> de-normalised prediction."""
+
+    def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor, in_mean: torch.Tensor, in_std: torch.Tensor):
+        super().__init__()
+        self.net = net
+        for name, t in (("mean", mean), ("std", std), ("in_mean", in_mean), ("in_std", in_std)):
+            self.register_buffer(name, t, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.in_mean) / self.in_std) * self.std + self.mean
+
+
+class SolverInTheLoop(nn.Module):
+    """m steps of the low-resolution differentiable PhiFlow solver, each followed by the network's correction."""
+
+    def __init__(self, net: MarsMoon, sim, vel_std: torch.Tensor, re_std: float):
+        super().__init__()
+        self.net = net
+        self.sim = sim
+        self.register_buffer("vel_std", vel_std, persistent=False)
+        self.re_std = re_std
+
+    def correct(self, state, reynolds: torch.Tensor):
+        from phi import math
+        from phi.field import CenteredGrid, StaggeredGrid
+
+        from fluidperc.sim.simulation import State
+
+        centred = state.velocity.at_centers()
+        uv = centred.values.native(["sim", "vector", "y", "x"])  # vector order x, y
+        re = (reynolds / self.re_std).to(uv).view(-1, 1, 1, 1).expand(-1, 1, *uv.shape[-2:])
+        out = self.net(torch.cat([uv / self.vel_std, re], dim=1)) * self.vel_std
+        values = math.tensor(out.permute(0, 3, 2, 1), math.batch("sim"), math.spatial("x,y"), math.channel(vector="x,y"))
+        correction = StaggeredGrid(CenteredGrid(values, state.velocity.extrapolation, **self.sim.grid), self.sim.vbc, **self.sim.grid)
+        return State(state.velocity + correction, state.marker)
+
+    def forward(self, vx: torch.Tensor, vy: torch.Tensor, marker: torch.Tensor, reynolds: torch.Tensor, steps: int,
+                corrected: bool = True) -> list[dict[str, torch.Tensor]]:
+        from fluidperc.sim.simulation import state_from_tensors, state_tensors
+
+        state = state_from_tensors(self.sim, vx, vy, marker)
+        out = []
+        re_list = [float(r) for r in reynolds]
+        for _ in range(steps):
+            state = self.sim.step(state, re_list)
+            if corrected:
+                state = self.correct(state, reynolds)
+            out.append(state_tensors(state))
+        return out
+
+
+def centred(vx: torch.Tensor, vy: torch.Tensor, ny: int, nx: int) -> torch.Tensor:
+    """[B, y, x_face], [B, y_face, x] -> [B, 2, y, x] (torch, differentiable; wall faces are zero)."""
+    if vx.shape[-1] == nx - 1:
+        vx = F.pad(vx, (1, 1))
+    if vy.shape[-2] == ny - 1:
+        vy = F.pad(vy, (0, 0, 1, 1))
+    return torch.stack([0.5 * (vx[..., :-1] + vx[..., 1:]), 0.5 * (vy[..., :-1, :] + vy[..., 1:, :])], dim=1)
+
+
+class TaskData:
+    """Samples of a task: index space for the sampler, and how to build a batch from indices."""
+
+    def __init__(self, cell: CellConfig):
+        s = cell.settings
+        root = Path(cell.data_dir)
+        variable = "velocity" if cell.task == "sol" else s.variable
+        low_path = root / cell.low_store
+        self.low = load_frames(low_path, variable)
+        self.high = load_frames(root / cell.high_store, variable) if cell.task == "sr" else None
+        self.variable = variable
+        self.cell = cell
+        n_frames = self.low.centred.shape[1]
+        horizon = s.unroll if cell.task == "sol" else 0
+        if n_frames <= horizon:
+            raise UserError(f"cell {cell.label}: {low_path} has {n_frames} frames, fewer than unroll+1 = {horizon + 1}")
+        self.last_start = n_frames - 1 - horizon
+        self.train_index = [(sim, f) for sim in self.low.train_sims for f in range(self.last_start + 1)]
+        tests = self.low.test_sims or self.low.train_sims  # without held-out sims, validate on training sims
+        step = max(1, (self.last_start + 1) * len(tests) // s.val_samples)
+        self.val_index = [(sim, f) for sim in tests for f in range(self.last_start + 1)][::step][: s.val_samples]
+        if not self.train_index:
+            raise UserError(f"cell {cell.label}: {low_path} has no complete training sims")
+
+    def batch(self, index: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        sims = torch.tensor([i for i, _ in index])
+        frames = torch.tensor([f for _, f in index])
+        if self.cell.task == "ae":
+            x = self.low.centred[sims, frames]
+            return {"input": x, "target": x}
+        if self.cell.task == "sr":
+            return {"input": self.low.centred[sims, frames], "target": self.high.centred[sims, frames]}
+        m = self.cell.settings.unroll
+        ny, nx = self.cell.resolution
+        refs = [centred(self.low.velocity_x[sims, frames + k], self.low.velocity_y[sims, frames + k], ny, nx)
+                for k in range(1, m + 1)]
+        return {"vx": self.low.velocity_x[sims, frames], "vy": self.low.velocity_y[sims, frames],
+                "marker": self.low.marker[sims, frames], "reynolds": self.low.reynolds[sims].float(),
+                "targets": torch.stack(refs, dim=1)}
+
+
+def build_model(cell: CellConfig, data: TaskData) -> nn.Module:
+    """Seeded by the caller; every rank builds the same initial weights."""
+    stats = data.low.stats
+    mean, std = channel_mean(stats, data.variable), channel_std(stats, data.variable)
+    channels = mean.shape[1]
+    if cell.task == "ae":
+        return FrameTask(ConvAutoencoder(channels, cell.settings.compression), mean, std, mean, std)
+    if cell.task == "sr":
+        ratio = cell.high_resolution[0] // cell.resolution[0]
+        hstats = data.high.stats
+        return FrameTask(TransformNet(channels, channels, scale=ratio, width=32),
+                         channel_mean(hstats, data.variable), channel_std(hstats, data.variable), mean, std)
+    from fluidperc.sim.scenes import diffusion_substeps, scene_info
+    from fluidperc.sim.simulation import Simulation
+
+    ny, nx = cell.resolution
+    train_re = data.low.reynolds[data.low.train_sims]
+    substeps = diffusion_substeps(scene_info(cell.scene), nx, float(data.low.reynolds.min()))
+    sim = Simulation(cell.scene, ny, nx, [float(train_re[0])], substeps)
+    re_std = float(train_re.double().std()) if len(train_re) > 1 else float(train_re[0])
+    return SolverInTheLoop(MarsMoon(), sim, std, re_std)
+
+
+def sample_loss(model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLoss, cell: CellConfig) -> torch.Tensor:
+    """The training objective of one batch (SOL: summed over the m corrected states)."""
+    if cell.task in ("ae", "sr"):
+        return loss(model(batch["input"]), batch["target"])
+    ny, nx = cell.resolution
+    states = model(batch["vx"], batch["vy"], batch["marker"], batch["reynolds"], cell.settings.unroll)
+    total = batch["vx"].new_zeros(())
+    for k, s in enumerate(states):
+        total = total + loss(centred(s["velocity_x"], s["velocity_y"], ny, nx), batch["targets"][:, k])
+    return total

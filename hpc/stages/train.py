@@ -1,0 +1,94 @@
+"""The ``train`` stage: task x dataset x loss x seed cells, one array per task, after the data they need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpc.errors import UserError
+from hpc.jobs import TrainJob
+from hpc.plan import JobGroup, Task
+from hpc.spec import Sweep
+from fluidperc.train.config import CellConfig, TrainSettings
+
+
+def data_dir(sweep: Sweep) -> Path:
+    stage = sweep.train
+    assert stage is not None
+    if stage.data_dir is not None:
+        return Path(stage.data_dir).resolve()
+    return Path(sweep.datagen.data_dir if sweep.datagen else "data").resolve()
+
+
+def producers(sweep: Sweep) -> dict[Path, str]:
+    """Store path -> the datagen statistics group that finishes it (training needs the statistics)."""
+    from hpc.stages.datagen import data_dir as datagen_dir
+    from hpc.stages.datagen import group_name
+
+    if sweep.datagen is None:
+        return {}
+    root = datagen_dir(sweep)
+    out = {}
+    for spec in sweep.datagen.datasets:
+        for path in spec.store_paths(root):
+            out[path] = f"{group_name(spec)}.stats"
+    return out
+
+
+def cells(sweep: Sweep) -> list[CellConfig]:
+    stage = sweep.train
+    assert stage is not None
+    root = data_dir(sweep)
+    out = []
+    for task in stage.tasks:
+        settings = TrainSettings.model_validate({**stage.settings.model_dump(), **stage.task_settings.get(task, {})})
+        for i, ds in enumerate(stage.datasets):
+            if task == "sr" and ds.high_resolution is None:
+                raise UserError(f"train.datasets.{i}: task 'sr' needs high_resolution (the target grid) for {ds.scene}")
+            for loss in stage.losses:
+                for seed in stage.seeds:
+                    out.append(CellConfig(task=task, loss=loss, scene=ds.scene, data_dir=str(root),
+                                          resolution=ds.resolution,
+                                          high_resolution=ds.high_resolution if task == "sr" else None,
+                                          seed=seed, settings=settings))
+    return out
+
+
+def cell_dir(run_dir: Path, cell: CellConfig) -> Path:
+    return run_dir.resolve() / "train" / cell.label
+
+
+def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
+    from fluidperc.train import is_done
+
+    stage = sweep.train
+    assert stage is not None
+    made = producers(sweep)
+    groups: dict[str, JobGroup] = {}
+    for cell in cells(sweep):
+        after = set()
+        for name in filter(None, (cell.low_store, cell.high_store)):
+            path = Path(cell.data_dir) / name
+            if path in made:
+                after.add(made[path])
+            elif not path.exists():
+                raise UserError(
+                    f"train: cell {cell.label} needs {path}, which does not exist, and no datagen dataset in this sweep "
+                    "produces it; add one under datagen.datasets or point train.data_dir at existing stores"
+                )
+        name = f"train.{cell.task}"
+        if name not in groups:
+            res = sweep.resources.merged(stage.resources).merged(stage.task_resources.get(cell.task))
+            groups[name] = JobGroup(name, "train", TrainJob(), [], res, note="task x dataset x loss x seed cells")
+        group = groups[name]
+        group.after = sorted(set(group.after) | after)
+        out = cell_dir(run_dir, cell)
+        group.tasks.append(Task(cell.label, (cell.model_dump_json(), str(out)), done=is_done(out)))
+    return list(groups.values())
+
+
+def progress(sweep: Sweep, run_dir: Path) -> str:
+    from fluidperc.train import is_done
+
+    all_cells = cells(sweep)
+    done = sum(is_done(cell_dir(run_dir, c)) for c in all_cells)
+    return f"{done}/{len(all_cells)} cells trained"

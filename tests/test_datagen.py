@@ -1,0 +1,138 @@
+"""Dataset generation through the launcher: Zarr stores that xarray reads, relaunch after a SIGKILL, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+SWEEP = """
+name: dg
+datagen:
+  data_dir: {data}
+  resources: {{cpus_per_task: 1, time_min: 20}}
+  datasets:
+    - scene: {scene}
+      resolution: {res}
+      factor: 2
+      train_reynolds: [1.0e5, 2.0e5, 3.0e5]
+      test_reynolds: [2.5e5]
+      steps: {steps}
+      keep_from: {keep}
+      sims_per_task: 1
+      frames_per_chunk: {chunk}
+"""
+
+
+def sweep_file(tmp_path: Path, scene="karman", res="[32, 16]", steps=24, keep=8, chunk=4) -> Path:
+    path = tmp_path / "dg.yaml"
+    path.write_text(SWEEP.format(data=tmp_path / "data", scene=scene, res=res, steps=steps, keep=keep, chunk=chunk))
+    return path
+
+
+def check_store(path: Path, sims: int, frames: int, ny: int, nx: int) -> xr.Dataset:
+    ds = xr.open_zarr(path)
+    assert dict(ds.sizes) == {"sim": sims, "frame": frames, "y": ny, "x": nx, "x_face": nx - 1, "y_face": ny + 1}
+    for coord in ("reynolds", "seed", "viscosity", "reynolds_ud", "is_test", "time", "x_face", "y_face"):
+        assert coord in ds.coords
+    assert bool(ds.complete.all())
+    assert np.isfinite(ds.velocity_y.values).all()
+    assert set(ds.attrs["statistics"]) == {"velocity_x", "velocity_y", "marker"}
+    assert ds.attrs["versions"]["phiflow"] == "3.4.0"
+    np.testing.assert_allclose(ds.reynolds_ud.values, 20 / (1e4 / ds.reynolds.values))
+    return ds
+
+
+def test_local_datagen_writes_high_and_downsampled_stores_that_xarray_reads(tmp_path, launch_cli):
+    res = launch_cli(str(sweep_file(tmp_path, scene="karman")), "--backend", "local", "--out", str(tmp_path / "run"))
+    assert res.returncode == 0, res.stderr
+    high = check_store(tmp_path / "data" / "karman_32x16.zarr", 4, 16, 32, 16)
+    low = check_store(tmp_path / "data" / "karman_16x8.zarr", 4, 16, 16, 8)
+    assert low.attrs["source"].startswith("downsampled") and "karman_32x16.zarr" in low.attrs["source"]
+    assert high.is_test.values.tolist() == [False, False, False, True]
+    assert high.sel(sim=high.reynolds == 2e5).sizes["sim"] == 1
+    np.testing.assert_allclose(float(low.velocity_y.mean()), float(high.velocity_y.mean()), rtol=1e-2)
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(400)
+def test_slurm_array_of_four_tasks_and_sigkill_then_relaunch_completes_only_that_sim(slurm_cluster, tmp_path, launch_cli):
+    sweep = sweep_file(tmp_path, steps=400, keep=0, chunk=10)
+    run_dir = tmp_path / "run"
+    res = launch_cli(str(sweep), "--backend", "slurm", "--out", str(run_dir))
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    tasks = manifest["launches"][0]["groups"][0]["tasks"]
+    assert len(tasks) == 4 and len({t["job_id"].split("_")[0] for t in tasks}) == 1, "4 tasks must be ONE array"
+    high_path = tmp_path / "data" / "karman_32x16.zarr"
+    # Kill sim 3's task once it has written frames but before it finishes.
+    victim = tasks[3]["job_id"]
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        written = zarr.open_group(str(high_path), mode="r", use_consolidated=False)["marker"][3, :, 0, 0]
+        if np.isfinite(written).sum() >= 10:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("sim 3 never started writing")
+    subprocess.run(["scancel", "--signal=KILL", "--full", victim], check=True)
+    for _ in range(480):
+        out = subprocess.run(["squeue", "-h", "-j", tasks[0]["job_id"].split("_")[0]], capture_output=True, text=True)
+        if not out.stdout.strip():
+            break
+        time.sleep(0.5)
+    group = zarr.open_group(str(high_path), mode="r", use_consolidated=False)
+    assert group["complete"][:].tolist() == [True, True, True, False]
+    before = {s: group["velocity_x"][s].copy() for s in range(3)}
+    mtimes = {p: p.stat().st_mtime_ns for p in (high_path / "velocity_x" / "c" / "0").rglob("*") if p.is_file()}
+
+    again = launch_cli(str(sweep), "--backend", "slurm", "--out", str(run_dir), "--wait")
+    assert again.returncode == 0, again.stderr
+    relaunch = json.loads((run_dir / "manifest.json").read_text())["launches"][1]["groups"]
+    assert [t["label"] for t in relaunch[0]["tasks"]] == ["sims-3-3"] and relaunch[0]["already_done"] == 3
+    ds = check_store(high_path, 4, 400, 32, 16)
+    for s in range(3):
+        np.testing.assert_array_equal(ds.velocity_x.values[s], before[s])
+    assert mtimes == {p: p.stat().st_mtime_ns for p in mtimes}, "complete sims were rewritten"
+    status = subprocess.run([".venv/bin/python", "-m", "hpc.status", str(run_dir)], capture_output=True, text=True)
+    assert "karman_32x16: 4/4 sims" in status.stdout
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("[32, 16]", "[33, 16]"), "resolution 33x16 is not divisible by the downsampling factor 2"),
+        (("1.0e5, 2.0e5", "-1.0e5, 2.0e5"), "key 'datagen.datasets.0.train_reynolds.0' has value '-1.0e5': input should be greater than 0"),
+        (("scene: karman", "scene: vortex"), "key 'datagen.datasets.0.scene' has value 'vortex'"),
+    ],
+    ids=["resolution-not-divisible", "negative-reynolds", "unknown-scene"],
+)
+def test_bad_dataset_specs_fail_before_submission(edit, message, tmp_path, launch_cli):
+    path = sweep_file(tmp_path)
+    path.write_text(path.read_text().replace(*edit))
+    res = launch_cli(str(path), "--backend", "local", "--out", str(tmp_path / "run"))
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
+
+
+def test_unwritable_data_dir_fails_before_submission(tmp_path, launch_cli):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    path = sweep_file(tmp_path)
+    path.write_text(path.read_text().replace(str(tmp_path / "data"), str(blocker / "data")))
+    res = launch_cli(str(path), "--backend", "local", "--out", str(tmp_path / "run"))
+    assert res.returncode == 2 and "cannot be created or written" in res.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_store_from_another_spec_is_refused(tmp_path, launch_cli):
+    first = launch_cli(str(sweep_file(tmp_path, steps=12, keep=8)), "--backend", "local", "--out", str(tmp_path / "r1"))
+    assert first.returncode == 0, first.stderr
+    other = launch_cli(str(sweep_file(tmp_path, steps=16, keep=8)), "--backend", "local", "--out", str(tmp_path / "r2"))
+    assert other.returncode == 2 and "made from a different spec" in other.stderr

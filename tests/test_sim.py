@@ -1,0 +1,108 @@
+"""Physics of the two scenes (real PhiFlow runs), the fast step against plain PhiFlow, and downsampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fluidperc.sim.downsample import downsample_frame
+from fluidperc.sim.scenes import diffusion_substeps, scene_info
+from fluidperc.sim.simulation import Simulation, components
+
+
+def run(scene, ny, nx, reynolds, seeds, steps, every=None):
+    sim = Simulation(scene, ny, nx, reynolds, diffusion_substeps(scene_info(scene), nx, min(reynolds)))
+    state = sim.initial_state(seeds)
+    history = []
+    for i in range(1, steps + 1):
+        state = sim.step(state)
+        if every and i % every == 0:
+            history.append(components(state))
+    return sim, state, history
+
+
+def divergence(c, scene, ny, nx, width, height):
+    u, v = c["velocity_x"], c["velocity_y"]
+    u = np.pad(u, [(0, 0)] * (u.ndim - 1) + [(1, 1)])  # walls in x: zero normal velocity on the boundary faces
+    if scene == "plume":
+        v = np.pad(v, [(0, 0)] * (v.ndim - 2) + [(1, 1), (0, 0)])
+    return np.diff(u, axis=-1) / (width / nx) + np.diff(v, axis=-2) / (height / ny)
+
+
+@pytest.fixture(scope="module")
+def karman_developed():
+    """One 128x64 Karman sim at Re 2e5 past start-up (it sheds from about step 400)."""
+    return run("karman", 128, 64, [2e5], [0], steps=560, every=4)
+
+
+@pytest.mark.slow
+def test_karman_flow_sheds_vortices_behind_the_cylinder(karman_developed):
+    _, _, history = karman_developed
+    late = history[-30:]  # steps 440..560
+    probe = np.array([h["velocity_x"][0, int(0.45 * 128), 31] for h in late])  # x = 50, y = 90: behind the cylinder
+    assert probe.std() > 0.1, f"the wake is steady (std of u_x {probe.std():.3f})"
+    wake = late[-1]["velocity_y"][0, 45:96]  # y 70..150
+    assert np.abs(wake - wake[:, ::-1]).mean() > 0.1, "the wake is still mirror-symmetric"
+
+
+@pytest.mark.slow
+def test_karman_velocity_is_divergence_free_and_zero_inside_the_obstacle(karman_developed):
+    sim, state, _ = karman_developed
+    c = components(state)
+    div = divergence({k: v[0] for k, v in c.items()}, "karman", 128, 64, 100, 200)
+    yy, xx = np.meshgrid((np.arange(128) + 0.5) * 200 / 128, (np.arange(64) + 0.5) * 100 / 64, indexing="ij")
+    away = np.hypot(xx - 50, yy - 50) > 10 + 2 * 100 / 64
+    assert np.abs(div[away]).max() < 1e-3
+    yf, xf = np.meshgrid(np.arange(129) * 200 / 128, (np.arange(64) + 0.5) * 100 / 64, indexing="ij")
+    inside = np.hypot(xf - 50, yf - 50) < 10 - 2 * 100 / 64
+    assert np.abs(c["velocity_y"][0][inside]).max() < 1e-5
+
+
+def test_fast_step_matches_plain_phiflow_to_solver_tolerance():
+    sim, state, _ = run("karman", 64, 32, [1e5, 4e5], [0, 1], steps=30)
+    fast = components(sim.step(state))
+    reference = components(sim.reference_step(state)[0])
+    for var in fast:
+        np.testing.assert_allclose(fast[var], reference[var], atol=1e-4, rtol=0)
+
+
+def test_plume_smoke_rises_and_closed_box_stays_divergence_free():
+    _, state, history = run("plume", 64, 64, [1e5], [0], steps=120, every=40)
+    ys = (np.arange(64) + 0.5) * 200 / 64
+    heights = [float((h["marker"][0].sum(axis=1) * ys).sum() / h["marker"][0].sum()) for h in history]
+    assert heights[0] < heights[1] < heights[2], f"smoke centre of mass does not rise: {heights}"
+    div = divergence({k: v[0] for k, v in components(state).items()}, "plume", 64, 64, 200, 200)
+    assert np.abs(div).max() < 1e-3
+
+
+def test_same_reynolds_and_seed_reproduce_bit_for_bit_also_in_another_batch():
+    a = components(run("karman", 32, 16, [3e5], [7], steps=15)[1])
+    b = components(run("karman", 32, 16, [3e5], [7], steps=15)[1])
+    c = components(run("karman", 32, 16, [1e5, 3e5], [2, 7], steps=15)[1])
+    for var in a:
+        assert np.array_equal(a[var], b[var])
+        assert np.array_equal(a[var][0], c[var][1]), f"{var} depends on the other sims in the batch"
+    d = components(run("karman", 32, 16, [3e5], [8], steps=15)[1])
+    assert not np.array_equal(a["velocity_x"], d["velocity_x"]), "a different seed must change the flow"
+
+
+@pytest.mark.parametrize("scene, ny, nx", [("karman", 32, 16), ("plume", 32, 32)])
+def test_downsampling_keeps_a_uniform_flow_uniform_and_matches_the_low_store_shapes(scene, ny, nx):
+    from fluidperc.datasets.store import face_shapes
+
+    hi = face_shapes(scene, ny, nx)
+    frame = {"velocity_x": np.full(hi["velocity_x"], 0.3), "velocity_y": np.full(hi["velocity_y"], -1.2),
+             "marker": np.full(hi["marker"], 2.0)}
+    low = downsample_frame(frame, ny, nx, 2)
+    want = face_shapes(scene, ny // 2, nx // 2)
+    for var in frame:
+        assert low[var].shape == want[var]
+        np.testing.assert_allclose(low[var], frame[var].flat[0])
+
+
+def test_downsampled_faces_carry_the_flux_of_the_fine_faces_they_cover():
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(8, 7))  # ny=8, nx=8, walls in x: 7 interior faces
+    low = downsample_frame({"velocity_x": u, "velocity_y": np.zeros((9, 8)), "marker": np.zeros((8, 8))}, 8, 8, 2)
+    # low face j (interior, j = 0..2) sits at fine face 2j+1; it averages fine rows 2k, 2k+1
+    np.testing.assert_allclose(low["velocity_x"][1, 2], u[2:4, 5].mean())
