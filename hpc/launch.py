@@ -193,7 +193,7 @@ class Launch:
 
     def _collect(self, group_name: str, task: Task, job: Any) -> str:
         try:
-            job.result()
+            job.results()  # every task of a multi-task (DDP) job
             return "COMPLETED"
         except Exception as exc:  # the job's own failure, reported below, never re-raised
             log = getattr(getattr(job, "paths", None), "stderr", None)

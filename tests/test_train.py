@@ -1,0 +1,239 @@
+"""Training cells: overfitting, Solver-in-the-Loop's correction, DDP, resume determinism, failures, the stage."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fluidperc.errors import UserError
+from fluidperc.losses import get_loss
+from fluidperc.train import CellConfig, run
+from fluidperc.train.data import channel_stats
+from fluidperc.train.tasks import TaskData, build_model, centred, sample_loss
+
+SPEC = {
+    "scene": "karman", "resolution": [64, 32], "factor": 2, "train_reynolds": [1.0e5, 3.0e5, 6.0e5],
+    "test_reynolds": [2.0e5], "steps": 60, "keep_from": 30, "sims_per_task": 4, "frames_per_chunk": 10,
+}
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """A tiny Karman dataset pair (64x32 -> 32x16), generated in-process with the real generator."""
+    from fluidperc.datasets import generate
+    from fluidperc.datasets.spec import DatasetSpec
+
+    root = tmp_path_factory.mktemp("data")
+    spec = DatasetSpec.model_validate(SPEC)
+    generate.prepare(spec, root)
+    generate.simulate_group(spec.model_dump_json(), str(root), list(range(len(spec.sims()))), progress=False)
+    generate.finalize(spec.model_dump_json(), str(root))
+    return root
+
+
+@pytest.fixture
+def shared_weights(monkeypatch, lsim_weights):
+    monkeypatch.setenv("FLUIDPERC_WEIGHTS", str(lsim_weights.parent))
+
+
+def cell(data_dir: Path, task: str, loss="mse", **settings) -> CellConfig:
+    base = {"steps": 20, "batch_size": 3, "lr": 1e-3, "checkpoint_every": 5, "validate_every": 5}
+    return CellConfig(task=task, loss=loss, scene="karman", data_dir=str(data_dir), resolution=(32, 16),
+                      high_resolution=(64, 32) if task == "sr" else None, seed=0, settings={**base, **settings})
+
+
+LSIM_PADDED = {"name": "lsim", "pad_to": [64, 64]}
+
+
+@pytest.mark.parametrize("task, steps, lr", [("ae", 150, 2e-3), ("sr", 150, 2e-3), ("sol", 30, 1e-3)])
+@pytest.mark.parametrize("loss", ["mse", "lsim"])
+def test_each_task_overfits_a_tiny_batch(task, steps, lr, loss, data_dir, request):
+    if loss == "lsim":
+        request.getfixturevalue("shared_weights")
+    c = cell(data_dir, task, LSIM_PADDED if loss == "lsim" else "mse")
+    torch.manual_seed(0)
+    data = TaskData(c)
+    model = build_model(c, data)
+    loss_fn = get_loss(c.loss_spec, channel_stats((data.high or data.low).stats, data.variable))
+    batch = data.batch(data.train_index[:3])
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        opt.zero_grad()
+        value = sample_loss(model, batch, loss_fn, c)
+        value.backward()
+        opt.step()
+        history.append(value.item())
+    assert min(history[-5:]) <= history[0] / 10, f"{task}/{loss}: {history[0]:.4g} -> {history[-1]:.4g}"
+
+
+def test_sol_correction_reduces_rollout_error_against_the_reference(data_dir, tmp_path):
+    c = cell(data_dir, "sol", steps=80, lr=1e-3, validate_every=80, checkpoint_every=80)
+    run(c, tmp_path / "sol", progress=False)
+    torch.manual_seed(0)
+    data = TaskData(c)
+    model = build_model(c, data)
+    model.load_state_dict(torch.load(tmp_path / "sol" / "model.pt", weights_only=True)["model"])
+    batch = data.batch([(s, 0) for s in data.low.train_sims])
+    with torch.no_grad():
+        errors = {}
+        for corrected in (False, True):
+            states = model(batch["vx"], batch["vy"], batch["marker"], batch["reynolds"], c.settings.unroll, corrected)
+            pred = torch.stack([centred(s["velocity_x"], s["velocity_y"], 32, 16) for s in states], dim=1)
+            errors[corrected] = float(((pred - batch["targets"]) ** 2).mean())
+    assert errors[True] < 0.9 * errors[False], f"source {errors[False]:.3g}, corrected {errors[True]:.3g}"
+
+
+def test_resumed_run_ends_with_the_same_weights_and_metrics_as_an_uninterrupted_one(data_dir, tmp_path):
+    whole = run(cell(data_dir, "sr", steps=20), tmp_path / "whole", progress=False)
+    run(cell(data_dir, "sr", steps=10), tmp_path / "parts", progress=False)  # stops at step 10 with a checkpoint
+    (tmp_path / "parts" / "metrics.jsonl").open("a").write('{"step": 11, "train_loss": 123.0}\n')  # a torn tail
+    resumed = run(cell(data_dir, "sr", steps=20), tmp_path / "parts", progress=False)
+    assert resumed["weights_sha256"] == whole["weights_sha256"]
+    assert (tmp_path / "parts" / "metrics.jsonl").read_text() == (tmp_path / "whole" / "metrics.jsonl").read_text()
+
+
+def test_outputs_hold_config_checkpoint_metrics_model_and_tensorboard_events(data_dir, tmp_path):
+    run(cell(data_dir, "ae", steps=10), tmp_path / "c", progress=False)
+    out = tmp_path / "c"
+    assert json.loads((out / "config.json").read_text())["task"] == "ae"
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 11)) and "val_loss" in rows[4] and "val_mse" in rows[9]
+    assert (out / "checkpoint.pt.sha256").exists() and (out / "model.pt").exists()
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+
+
+def test_nan_loss_stops_the_cell_naming_cell_step_and_loss(data_dir, tmp_path):
+    with pytest.raises(FloatingPointError, match=r"cell ae-karman_32x16-mse-s0: the mse loss is (nan|inf) at step \d+"):
+        run(cell(data_dir, "ae", steps=200, lr=1e12), tmp_path / "nan", progress=False)
+
+
+def test_corrupt_checkpoint_is_detected_and_named(data_dir, tmp_path):
+    out = tmp_path / "c"
+    run(cell(data_dir, "ae", steps=5), out, progress=False)
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match=f"checkpoint {out / 'checkpoint.pt'} is corrupt"):
+        run(cell(data_dir, "ae", steps=10), out, progress=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_ddp_keeps_parameters_identical_across_ranks(data_dir, tmp_path):
+    cfg = tmp_path / "cell.json"
+    cfg.write_text(cell(data_dir, "ae", steps=12).model_dump_json())
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", "-m", "fluidperc.train", str(cfg), str(tmp_path / "ddp"), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert result["world_size"] == 2
+    assert len(result["rank_digests"]) == 2 and len(set(result["rank_digests"])) == 1
+
+
+TRAIN_SWEEP = """
+name: tr
+train:
+  data_dir: {data}
+  tasks: [{task}]
+  datasets: [{{scene: karman, resolution: [32, 16], high_resolution: [64, 32]}}]
+  losses: [{loss}]
+  seeds: [0]
+  settings: {{steps: {steps}, batch_size: 3, checkpoint_every: 5, validate_every: 5}}
+  resources: {{time_min: 15, tasks_per_node: {ntasks}, cpus_per_task: 1}}
+"""
+
+
+def train_sweep(tmp_path: Path, data: Path, task="ae", loss="mse", steps=10, ntasks=1, name="tr.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(TRAIN_SWEEP.format(data=data, task=task, loss=loss, steps=steps, ntasks=ntasks))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("tasks: [ae]", "tasks: [vae]"), "key 'train.tasks.0' has value 'vae'"),
+        (("losses: [mse]", "losses: [ssim]"), "unknown loss 'ssim'; valid losses are mse, mae, lsim, vgg, lpips"),
+        (("resolution: [32, 16]", "resolution: [48, 24]"), "karman_48x24.zarr, which does not exist, and no datagen"),
+    ],
+    ids=["unknown-task", "unknown-loss", "missing-dataset"],
+)
+def test_bad_cells_fail_at_validation_before_submission(edit, message, data_dir, tmp_path, launch_cli):
+    path = train_sweep(tmp_path, data_dir)
+    path.write_text(path.read_text().replace(*edit))
+    res = launch_cli(str(path), "--backend", "local", "--out", str(tmp_path / "run"))
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_stage_runs_cells_locally_and_relaunch_submits_nothing(data_dir, tmp_path, launch_cli):
+    path = train_sweep(tmp_path, data_dir)
+    res = launch_cli(str(path), "--backend", "local", "--out", str(tmp_path / "run"))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "run" / "train" / "ae-karman_32x16-mse-s0" / "result.json").exists()
+    again = launch_cli(str(path), "--backend", "local", "--out", str(tmp_path / "run"))
+    assert again.returncode == 0 and "nothing to submit" in again.stdout
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(300)
+def test_slurm_two_task_ddp_job_trains_a_cell(slurm_cluster, data_dir, tmp_path, launch_cli):
+    res = launch_cli(str(train_sweep(tmp_path, data_dir, ntasks=2)), "--backend", "slurm", "--out",
+                     str(tmp_path / "run"), "--wait")
+    assert res.returncode == 0, res.stderr
+    result = json.loads((tmp_path / "run" / "train" / "ae-karman_32x16-mse-s0" / "result.json").read_text())
+    assert result["world_size"] == 2 and len(set(result["rank_digests"])) == 1
+
+
+def _wait_for_checkpoint(out: Path, step: int, timeout: float = 200) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        sha = out / "checkpoint.pt.sha256"
+        if sha.exists():
+            state = torch.load(out / "checkpoint.pt", weights_only=True)
+            if state["step"] >= step:
+                return
+        time.sleep(0.3)
+    pytest.fail(f"no checkpoint at step >= {step} in {out}")
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(600)
+def test_slurm_checkpoint_signal_and_cancel_then_relaunch_resume_and_match_the_uninterrupted_run(
+    slurm_cluster, data_dir, tmp_path, launch_cli
+):
+    label = "sol-karman_32x16-mse-s0"
+    runs = {name: tmp_path / name for name in ("whole", "signalled", "cancelled")}
+    sweeps = {name: train_sweep(tmp_path, data_dir, task="sol", steps=30, name=f"{name}.yaml") for name in runs}
+    for name in ("signalled", "cancelled"):
+        assert launch_cli(str(sweeps[name]), "--backend", "slurm", "--out", str(runs[name])).returncode == 0
+    job = {name: json.loads((runs[name] / "manifest.json").read_text())["launches"][0]["groups"][0]["tasks"][0]["job_id"]
+           for name in ("signalled", "cancelled")}
+    _wait_for_checkpoint(runs["signalled"] / "train" / label, 6)
+    subprocess.run(["scancel", "--signal=USR2", job["signalled"]], check=True)  # what Slurm sends before time-out
+    _wait_for_checkpoint(runs["cancelled"] / "train" / label, 6)
+    subprocess.run(["scancel", job["cancelled"]], check=True)
+    whole = launch_cli(str(sweeps["whole"]), "--backend", "slurm", "--out", str(runs["whole"]), "--wait", timeout=500)
+    assert whole.returncode == 0, whole.stderr
+    again = launch_cli(str(sweeps["cancelled"]), "--backend", "slurm", "--out", str(runs["cancelled"]), "--wait",
+                       timeout=500)
+    assert again.returncode == 0, again.stderr
+    deadline = time.time() + 300
+    while not (runs["signalled"] / "train" / label / "result.json").exists() and time.time() < deadline:
+        time.sleep(1)  # the requeued job resumes on its own
+    results = {n: json.loads((runs[n] / "train" / label / "result.json").read_text()) for n in runs}
+    assert results["signalled"]["weights_sha256"] == results["whole"]["weights_sha256"]
+    assert results["cancelled"]["weights_sha256"] == results["whole"]["weights_sha256"]
+    log = "".join(p.read_text() for p in (runs["signalled"] / "logs" / "train.sol").glob("*_log.out"))
+    assert "checkpoint signal at step" in log
