@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fluidperc.datasets.spec import DatasetSpec
+from fluidperc.evaluation.evaluate import EvalSettings
 from fluidperc.losses.spec import parse_loss_spec
 from fluidperc.train.config import TrainSettings
 from hpc.errors import UserError
@@ -103,6 +104,13 @@ class TrainStage(Strict):
         return v
 
 
+class EvaluateStage(Strict):
+    """Evaluate every trained cell on held-out test sims, gather results.zarr, write the report."""
+
+    settings: EvalSettings = Field(default_factory=EvalSettings)
+    resources: Resources | None = None
+
+
 class Sweep(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
@@ -110,12 +118,16 @@ class Sweep(Strict):
     check: CheckStage | None = None
     datagen: DatagenStage | None = None
     train: TrainStage | None = None
+    evaluate: EvaluateStage | None = None
+    missing_weights: Literal["skip", "fail"] = Field(
+        "fail", description="a loss whose weights are not staged: fail before submitting, or skip its cells"
+    )
 
     def stage_names(self) -> list[str]:
         return [name for name in STAGE_ORDER if getattr(self, name, None) is not None]
 
 
-STAGE_ORDER: tuple[str, ...] = ("check", "datagen", "train")
+STAGE_ORDER: tuple[str, ...] = ("check", "datagen", "train", "evaluate")
 Backend = Literal["auto", "slurm", "local", "debug"]
 
 

@@ -181,6 +181,7 @@ def test_pad_policy_pads_centred_with_the_stated_mode():
     padded = pad_to(x, (2, 7), "replicate")
     assert padded.shape == (1, 1, 2, 7)
     assert padded[0, 0, 0].tolist() == [0, 0, 0, 1, 2, 2, 2]
+    assert pad_to(x, (1, 2), "replicate") is x, "a field already larger than pad_to is left as it is"
 
 
 def test_a_target_size_below_the_minimum_is_refused_when_the_loss_is_built(store, stats):

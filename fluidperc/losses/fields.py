@@ -55,10 +55,12 @@ def to_unit(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor
 
 
 def pad_to(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Centred padding up to at least ``size``; sides already that large are left as they are, so one spec
+    serves fields of several resolutions (64x32 -> 64x64, 128x64 unchanged)."""
     h, w = x.shape[-2:]
-    th, tw = size
-    if th < h or tw < w:
-        raise UserError(f"pad_to {list(size)} is smaller than the field ({h}x{w}); padding cannot shrink a field")
+    th, tw = max(size[0], h), max(size[1], w)
+    if (th, tw) == (h, w):
+        return x
     top, left = (th - h) // 2, (tw - w) // 2
     pads = (left, tw - w - left, top, th - h - top)
     if mode == "reflect" and (max(pads[:2]) >= w or max(pads[2:]) >= h):

@@ -38,7 +38,7 @@ class _ImageSpec(_Spec):
     value_range: Literal["minmax", "std"] = Field(
         "minmax", description="affine map from the dataset statistics: [min, max] or mean ± 3 std onto [0, 1]"
     )
-    pad_to: tuple[int, int] | None = Field(None, description="pad fields (centred) to [H, W] before the loss")
+    pad_to: tuple[int, int] | None = Field(None, description="pad fields (centred) up to at least [H, W]")
     pad_mode: Literal["replicate", "reflect", "constant"] = "replicate"
     resize_to: tuple[int, int] | None = Field(None, description="resize fields to [H, W] before the loss")
     resize_mode: Literal["bilinear", "bicubic", "nearest"] = "bilinear"

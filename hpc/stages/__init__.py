@@ -7,9 +7,9 @@ from types import ModuleType
 
 from hpc.plan import JobGroup, check_plan
 from hpc.spec import Sweep
-from hpc.stages import check, datagen, train
+from hpc.stages import check, datagen, evaluate, train
 
-STAGES: dict[str, ModuleType] = {"check": check, "datagen": datagen, "train": train}
+STAGES: dict[str, ModuleType] = {"check": check, "datagen": datagen, "train": train, "evaluate": evaluate}
 
 
 def plan_sweep(sweep: Sweep, run_dir: Path) -> list[JobGroup]:

@@ -53,6 +53,32 @@ def cells(sweep: Sweep) -> list[CellConfig]:
     return out
 
 
+def trainable_cells(sweep: Sweep) -> tuple[list[CellConfig], list[tuple[CellConfig, str]]]:
+    """Cells whose loss weights are present, and (with missing_weights: skip) the others with the reason.
+    With missing_weights: fail (the default) a missing file stops the launch before anything is submitted."""
+    from fluidperc.losses import weights_needed
+    from fluidperc.weights import FETCH_COMMAND, WeightStore
+
+    store = WeightStore.from_env()
+    ready, skipped = [], []
+    for cell in cells(sweep):
+        missing = [w for w in weights_needed(cell.loss_spec) if not store.present(w)]
+        if not missing:
+            ready.append(cell)
+            continue
+        files = ", ".join(store.entry(w).filename for w in missing)
+        fetch = f"{FETCH_COMMAND} {' '.join(missing)}"
+        if sweep.missing_weights == "fail":
+            searched = ", ".join(str(d) for d in store.dirs)
+            raise UserError(
+                f"train: loss '{cell.loss_spec.label}' needs {files}, which is not in {searched}. Run `{fetch}` on a "
+                "machine with internet access, or set missing_weights: skip in the sweep to leave such cells out. "
+                "Nothing was submitted."
+            )
+        skipped.append((cell, f"skipped: {files} missing; fetch it with `{fetch}`"))
+    return ready, skipped
+
+
 def cell_dir(run_dir: Path, cell: CellConfig) -> Path:
     return run_dir.resolve() / "train" / cell.label
 
@@ -64,7 +90,10 @@ def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
     assert stage is not None
     made = producers(sweep)
     groups: dict[str, JobGroup] = {}
-    for cell in cells(sweep):
+    ready, skipped = trainable_cells(sweep)
+    for cell, reason in skipped:
+        print(f"note: cell {cell.label} {reason}")
+    for cell in ready:
         after = set()
         for name in filter(None, (cell.low_store, cell.high_store)):
             path = Path(cell.data_dir) / name
@@ -89,6 +118,6 @@ def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
 def progress(sweep: Sweep, run_dir: Path) -> str:
     from fluidperc.train import is_done
 
-    all_cells = cells(sweep)
-    done = sum(is_done(cell_dir(run_dir, c)) for c in all_cells)
-    return f"{done}/{len(all_cells)} cells trained"
+    ready, skipped = trainable_cells(sweep)
+    done = sum(is_done(cell_dir(run_dir, c)) for c in ready)
+    return f"{done}/{len(ready)} cells trained" + (f", {len(skipped)} skipped (missing weights)" if skipped else "")

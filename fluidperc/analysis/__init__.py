@@ -1,0 +1,23 @@
+"""Analysis of a run: ``load(RUN_DIR)`` gives the results as an xarray Dataset; ``python -m fluidperc.analysis
+RUN_DIR`` writes RUN_DIR/report/ (a Markdown report with tables, and PNG figures)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import xarray as xr
+
+from fluidperc.errors import UserError
+
+
+def load(run_dir: str | Path) -> xr.Dataset:
+    """results.zarr with dims task, loss, resolution, seed, test_sim, step; attrs["missing_cells"] is a dict."""
+    path = Path(run_dir) / "results.zarr"
+    if not path.exists():
+        raise UserError(f"{path} does not exist; run the sweep's evaluate stage first (python -m hpc.launch SWEEP)")
+    ds = xr.open_zarr(path).load()
+    for key in ("missing_cells", "skipped_metrics", "cells"):
+        if isinstance(ds.attrs.get(key), str):
+            ds.attrs[key] = json.loads(ds.attrs[key])
+    return ds

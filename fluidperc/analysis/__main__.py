@@ -1,0 +1,27 @@
+"""python -m fluidperc.analysis RUN_DIR: write RUN_DIR/report/ from RUN_DIR/results.zarr."""
+
+from __future__ import annotations
+
+import argparse
+
+from fluidperc.errors import run_cli
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m fluidperc.analysis",
+        description="Write RUN_DIR/report/report.md (tables: mean ± std over seeds per loss and metric, best marked, "
+        "SOL improvement over the source sim) and PNG figures from RUN_DIR/results.zarr.",
+    )
+    p.add_argument("run_dir")
+    args = p.parse_args()
+    from fluidperc.analysis.report import main_table, write_report
+
+    path = write_report(args.run_dir)
+    print(f"report: {path}")
+    print(main_table(args.run_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, "fluidperc.analysis")

@@ -1,0 +1,166 @@
+"""RUN_DIR/report/: report.md (each loss's mean ± std over seeds on every metric, best per column in bold, SOL's
+improvement over the source sim) and PNG figures (error over rollout steps, sample vorticity frames, time cost)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from fluidperc.analysis import load  # noqa: E402
+from fluidperc.evaluation.metrics import vorticity  # noqa: E402
+
+METRIC_ORDER = ("rel_l2", "mse", "mae", "vorticity_rmse", "spectrum_error", "lsim", "vgg", "lpips")
+
+
+def _metrics(ds: xr.Dataset) -> list[str]:
+    present = [m for m in METRIC_ORDER if m in ds.data_vars]
+    return present + sorted(v for v in ds.data_vars if v not in present and v != "seconds_per_frame")
+
+
+def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str], list[list[str]]]:
+    sub = ds.sel(task=task, resolution=resolution)
+    metrics = [m for m in _metrics(ds) if bool(np.isfinite(sub[m]).any())]
+    per_seed = sub[metrics].mean(["test_sim", "step"])  # loss, seed
+    mean, std = per_seed.mean("seed"), per_seed.std("seed")
+    losses = [str(loss) for loss in sub.loss.values if bool(np.isfinite(per_seed[metrics[0]].sel(loss=loss)).any())] if metrics else []
+    trained = [loss for loss in losses if loss != "source"]
+    best = {m: min(trained, key=lambda loss: float(mean[m].sel(loss=loss))) for m in metrics} if trained else {}
+    rows = []
+    for loss in losses:
+        row = [loss]
+        for m in metrics:
+            cell = f"{float(mean[m].sel(loss=loss)):.4g} ± {float(std[m].sel(loss=loss)):.2g}"
+            row.append(f"**{cell}**" if best.get(m) == loss else cell)
+        if task == "sol" and "source" in losses and "rel_l2" in metrics:
+            factor = float(mean["rel_l2"].sel(loss="source")) / float(mean["rel_l2"].sel(loss=loss))
+            row.append(f"{factor:.2f}x" if loss != "source" else "1x")
+        rows.append(row)
+    headers = ["loss"] + metrics + (["SOL improvement (rel_l2 source / loss)"] if task == "sol" and "source" in losses else [])
+    return headers, rows
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str = "rel_l2") -> bool:
+    if "sol" not in ds.task.values or metric not in ds:
+        return False
+    sub = ds[metric].sel(task="sol", resolution=resolution)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for loss in sub.loss.values:
+        curve = sub.sel(loss=loss).mean(["seed", "test_sim"])
+        if bool(np.isfinite(curve).any()):
+            ax.plot(sub.step.values, curve.values, label=str(loss), ls="--" if loss == "source" else "-")
+    ax.set(xlabel="rollout step", ylabel=f"{metric} vs reference", title=f"SOL {resolution}: error over the rollout")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_samples(ds: xr.Dataset, task: str, resolution: str, path: Path) -> bool:
+    """Vorticity of reference, source (SOL) and each loss's result, seed 0, first test sim, shared colour scale."""
+    cells = ds.attrs.get("cells", {})
+    rows: dict[str, np.ndarray] = {}
+    seed = int(ds.seed.values[0])
+    for label, eval_path in cells.items():
+        if not label.startswith(f"{task}-{resolution}-") or not label.endswith(f"-s{seed}") or not Path(eval_path).exists():
+            continue
+        ev = xr.open_zarr(eval_path)
+        if ev.sizes.get("channel") != 2:
+            return False
+        steps = ev.sample_step.values
+        h, w = ev.sizes["y"], ev.sizes["x"]
+        vort = lambda a: vorticity(__import__("torch").from_numpy(np.asarray(a)), 100 / w, 200 / h).numpy()  # noqa: E731
+        rows.setdefault("reference", vort(ev.sample_reference.values))
+        if "sample_source" in ev:
+            rows.setdefault("source", vort(ev.sample_source.values))
+        rows[ev.attrs["loss"]] = vort(ev.sample_prediction.values)
+    if len(rows) < 2:
+        return False
+    limit = float(np.percentile(np.abs(rows["reference"]), 99)) or 1.0
+    n = rows["reference"].shape[0]
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 2.6 * len(rows)), squeeze=False)
+    for i, (name, frames) in enumerate(rows.items()):
+        for j in range(n):
+            ax = axes[i, j]
+            im = ax.imshow(frames[j], origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(name)
+            if i == 0:
+                ax.set_title(f"step {int(steps[j])}")
+    fig.colorbar(im, ax=axes, shrink=0.6, label="vorticity")
+    fig.suptitle(f"{task} {resolution}: vorticity, shared colour scale")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_time_cost(ds: xr.Dataset, path: Path) -> bool:
+    t = ds.seconds_per_frame.mean("seed")
+    bars = [(f"{task} {res} {loss}", float(t.sel(task=task, resolution=res, loss=loss)))
+            for task in t.task.values for res in t.resolution.values for loss in t.loss.values
+            if np.isfinite(t.sel(task=task, resolution=res, loss=loss))]
+    if not bars:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(bars) + 1.5))
+    ax.barh([b[0] for b in bars], [b[1] * 1e3 for b in bars])
+    ax.set(xlabel="wall time per frame [ms] (same evaluation job)", title="time cost per frame")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_report(run_dir: str | Path) -> Path:
+    run = Path(run_dir)
+    ds = load(run)
+    out = run / "report"
+    out.mkdir(exist_ok=True)
+    lines = [f"# Results of {run.name}", "", f"Run directory: `{run}`. Values are the mean over test sims and steps "
+             "(frames), then mean ± std over seeds; the best trained loss per column is in bold; lower is better.", ""]
+    missing = ds.attrs.get("missing_cells", {})
+    if missing:
+        lines += ["## Cells without results", ""] + [f"- `{k}`: {v}" for k, v in missing.items()] + [""]
+    skipped = {k: json.loads(v) if isinstance(v, str) else v for k, v in ds.attrs.get("skipped_metrics", {}).items()}
+    notes = sorted({f"{m}: {why}" for per in skipped.values() for m, why in per.items()})
+    if notes:
+        lines += ["Metrics not computed: " + "; ".join(notes), ""]
+    for task in ds.task.values:
+        for res in ds.resolution.values:
+            headers, rows = summary_table(ds, str(task), str(res))
+            if not rows:
+                continue
+            lines += [f"## {task} on {res}", "", markdown_table(headers, rows), ""]
+            if task == "sol" and plot_error_vs_step(ds, str(res), out / f"error_vs_step_{res}.png"):
+                lines += [f"![error over rollout steps](error_vs_step_{res}.png)", ""]
+            if plot_samples(ds, str(task), str(res), out / f"samples_{task}_{res}.png"):
+                lines += [f"![sample frames](samples_{task}_{res}.png)", ""]
+    if plot_time_cost(ds, out / "time_cost.png"):
+        lines += ["## Time cost", "", "![time cost per frame](time_cost.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return out / "report.md"
+
+
+def main_table(run_dir: str | Path) -> str:
+    """The first table of the report (SOL when present), for the demo's closing output."""
+    ds = load(run_dir)
+    task = "sol" if "sol" in ds.task.values else str(ds.task.values[0])
+    for res in ds.resolution.values:
+        headers, rows = summary_table(ds, task, str(res))
+        if rows:
+            return f"{task} on {res}\n" + markdown_table(headers, rows)
+    return "(no results)"

@@ -1,0 +1,74 @@
+"""Gather every cell's evaluation into RUN_DIR/results.zarr: one xarray Dataset with dims task, loss,
+resolution, seed, test_sim, step and one variable per metric. Solver-in-the-Loop's uncorrected source sim is the
+pseudo-loss "source". A cell without results stays NaN and its reason is kept in attrs["missing_cells"]."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+RESULTS = "results.zarr"
+
+
+def collect(run_dir: str, cells: list[dict]) -> str:
+    """``cells``: dicts with label, task, loss, resolution, seed, eval_path and (when it has none) reason."""
+    run = Path(run_dir)
+    found: dict[str, xr.Dataset] = {}
+    missing: dict[str, str] = {}
+    for c in cells:
+        path = Path(c["eval_path"])
+        if path.exists():
+            found[c["label"]] = xr.open_zarr(path).load()
+        else:
+            missing[c["label"]] = c.get("reason") or "no evaluation results (training or evaluation did not finish)"
+    tasks = sorted({c["task"] for c in cells})
+    losses = list(dict.fromkeys(c["loss"] for c in cells)) + (["source"] if "sol" in tasks else [])
+    resolutions = sorted({c["resolution"] for c in cells})
+    seeds = sorted({c["seed"] for c in cells})
+    metrics = sorted({v for ds in found.values() for v in ds.data_vars
+                      if not v.startswith("sample_") and not v.endswith("_source")})
+    n_sims = max([ds.sizes["test_sim"] for ds in found.values()] or [1])
+    steps = sorted({int(s) for ds in found.values() for s in ds.step.values}) or [0]
+    shape = (len(tasks), len(losses), len(resolutions), len(seeds), n_sims, len(steps))
+    arrays = {m: np.full(shape, np.nan) for m in metrics}
+    timing = np.full(shape[:4], np.nan)
+    test_re = np.full((len(resolutions), n_sims), np.nan)
+    step_index = {s: i for i, s in enumerate(steps)}
+    for c in cells:
+        ds = found.get(c["label"])
+        if ds is None:
+            continue
+        t, r, s = tasks.index(c["task"]), resolutions.index(c["resolution"]), seeds.index(c["seed"])
+        cols = [step_index[int(x)] for x in ds.step.values]
+        n = ds.sizes["test_sim"]
+        test_re[r, :n] = ds.test_reynolds.values
+        per_frame = json.loads(ds.attrs["seconds_per_frame"])
+        rows = [(losses.index(c["loss"]), "", per_frame.get("corrected", per_frame.get("network")))]
+        if c["task"] == "sol":
+            rows.append((losses.index("source"), "_source", per_frame.get("source")))
+        for li, suffix, seconds in rows:
+            timing[t, li, r, s] = seconds if seconds is not None else np.nan
+            for m in metrics:
+                if m + suffix in ds:
+                    arrays[m][t, li, r, s, :n][:, cols] = ds[m + suffix].values
+    dims = ("task", "loss", "resolution", "seed", "test_sim", "step")
+    out = xr.Dataset(
+        {m: (dims, a) for m, a in arrays.items()} | {"seconds_per_frame": (dims[:4], timing)},
+        coords={"task": tasks, "loss": losses, "resolution": resolutions, "seed": seeds,
+                "test_sim": np.arange(n_sims), "step": steps, "test_reynolds": (("resolution", "test_sim"), test_re)},
+    )
+    skipped = {label: ds.attrs.get("skipped_metrics", "{}") for label, ds in found.items()}
+    out.attrs.update({"missing_cells": json.dumps(missing), "skipped_metrics": json.dumps(skipped),
+                      "cells": json.dumps({c["label"]: c["eval_path"] for c in cells}),
+                      "note": "loss 'source' is Solver-in-the-Loop's uncorrected low-resolution sim (the baseline)"})
+    target = run / RESULTS
+    tmp = run / (RESULTS + ".tmp")
+    out.to_zarr(str(tmp), mode="w", consolidated=True)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    return str(target)

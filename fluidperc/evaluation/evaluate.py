@@ -1,0 +1,127 @@
+"""Evaluate one trained cell on its dataset's held-out test sims and write ``<cell>.zarr`` (dims test_sim, step).
+
+SOL: roll out the corrected low-resolution sim and the uncorrected source sim from the same downsampled reference
+frame and compare both with the reference at every step (the source is the baseline, stored as ``<metric>_source``).
+SR: upscale test frames. AE: reconstruct test frames. Perceptual metrics are computed where their weights are
+present (the others are recorded as skipped, never silently dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field
+
+from fluidperc.errors import UserError
+from fluidperc.evaluation.metrics import PERCEPTUAL_METRICS, perceptual_metrics, pixel_metrics
+from fluidperc.losses import get_loss, weights_needed
+from fluidperc.sim.scenes import scene_info
+from fluidperc.train import CellConfig
+from fluidperc.train.data import channel_stats
+from fluidperc.train.tasks import TaskData, build_model, centred
+from fluidperc.weights import WeightStore
+
+
+class EvalSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rollout_steps: int = Field(100, ge=1, description="SOL: steps rolled out from the first test frame")
+    frames: int = Field(8, ge=1, description="SR/AE: test frames per sim, evenly spaced")
+    samples: int = Field(4, ge=1, description="sample frames kept for the report's figure")
+
+
+def _perceptual(stats, variable: str, store: WeightStore) -> tuple[dict, dict]:
+    losses, skipped = {}, {}
+    for name, spec in PERCEPTUAL_METRICS.items():
+        missing = [w for w in weights_needed(spec) if not store.present(w)]
+        if missing:
+            skipped[name] = f"weights {', '.join(missing)} not present (python -m fluidperc.weights fetch {' '.join(missing)})"
+            continue
+        losses[name] = get_loss(spec, channel_stats(stats, variable), store)
+    return losses, skipped
+
+
+def _metrics(pred: torch.Tensor, ref: torch.Tensor, dx: float, dy: float, losses: dict) -> dict[str, np.ndarray]:
+    return {**pixel_metrics(pred, ref, dx, dy), **perceptual_metrics(pred, ref, losses)}
+
+
+def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: str = "{}") -> str:
+    cell = CellConfig.model_validate_json(cell_json)
+    settings = EvalSettings.model_validate_json(settings_json)
+    model_file = Path(train_dir) / "model.pt"
+    if not model_file.exists():
+        raise UserError(f"cell {cell.label}: no trained model at {model_file}; its training has not finished")
+    torch.manual_seed(0)
+    data = TaskData(cell)
+    model = build_model(cell, data)
+    model.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=True)["model"])
+    model.eval()
+    info = scene_info(cell.scene)
+    target = data.high if cell.task == "sr" else data.low
+    ny, nx = (cell.high_resolution if cell.task == "sr" else cell.resolution)
+    dx, dy = info.width / nx, info.height / ny
+    losses, skipped = _perceptual(target.stats, data.variable, WeightStore.from_env())
+    sims = data.low.test_sims
+    if not sims:
+        raise UserError(f"cell {cell.label}: the dataset has no held-out test sims to evaluate on")
+    coords = {"test_sim": np.arange(len(sims)), "test_reynolds": ("test_sim", data.low.reynolds[sims].numpy())}
+    timing = {}
+    with torch.no_grad():
+        if cell.task == "sol":
+            n_steps = min(settings.rollout_steps, data.low.centred.shape[1] - 1)
+            s = torch.tensor(sims)
+            args = (data.low.velocity_x[s, 0], data.low.velocity_y[s, 0], data.low.marker[s, 0],
+                    data.low.reynolds[s].float(), n_steps)
+            results, preds = {}, {}
+            for corrected in (True, False):
+                t0 = time.perf_counter()
+                states = model(*args, corrected=corrected)
+                timing["corrected" if corrected else "source"] = (time.perf_counter() - t0) / (n_steps * len(sims))
+                preds[corrected] = torch.stack([centred(x["velocity_x"], x["velocity_y"], ny, nx) for x in states], 1)
+            ref = data.low.centred[s, 1 : n_steps + 1]
+            for corrected, pred in preds.items():
+                per_step = [_metrics(pred[:, k], ref[:, k], dx, dy, losses) for k in range(n_steps)]
+                for name in per_step[0]:
+                    key = name if corrected else f"{name}_source"
+                    results[key] = (("test_sim", "step"), np.stack([m[name] for m in per_step], axis=1))
+            steps = np.arange(1, n_steps + 1)
+            keep = np.linspace(0, n_steps - 1, min(settings.samples, n_steps)).round().astype(int)
+            samples = {"sample_prediction": preds[True][0, keep], "sample_source": preds[False][0, keep],
+                       "sample_reference": ref[0, keep]}
+        else:
+            n_frames = data.low.centred.shape[1]
+            frames = np.linspace(0, n_frames - 1, min(settings.frames, n_frames)).round().astype(int)
+            per_sim = []
+            for sim in sims:
+                inp = data.low.centred[sim, frames]
+                t0 = time.perf_counter()
+                pred = model(inp)
+                timing.setdefault("network", 0.0)
+                timing["network"] += (time.perf_counter() - t0) / (len(frames) * len(sims))
+                per_sim.append(_metrics(pred, target.centred[sim, frames], dx, dy, losses))
+            results = {name: (("test_sim", "step"), np.stack([m[name] for m in per_sim])) for name in per_sim[0]}
+            steps = frames
+            keep = np.arange(min(settings.samples, len(frames)))
+            first = model(data.low.centred[sims[0], frames[keep]])
+            samples = {"sample_prediction": first, "sample_reference": target.centred[sims[0], frames[keep]]}
+    sample_vars = {k: (("sample", "channel", "y", "x"), v.detach().numpy()) for k, v in samples.items()}
+    ds = xr.Dataset({**results, **sample_vars}, coords={**coords, "step": steps, "sample_step": ("sample", steps[keep])})
+    ds.attrs.update({"cell": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
+                     "resolution": f"{cell.scene}_{cell.resolution[0]}x{cell.resolution[1]}",
+                     "variable": data.variable, "seconds_per_frame": json.dumps(timing),
+                     "skipped_metrics": json.dumps(skipped)})
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    ds.to_zarr(str(tmp), mode="w", consolidated=True)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)  # a finished evaluation appears atomically
+    return str(out)

@@ -1,0 +1,71 @@
+"""The ``evaluate`` stage: one array of evaluation tasks (one per trained cell), then one job that gathers them
+into RUN_DIR/results.zarr and writes RUN_DIR/report/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpc.errors import UserError
+from hpc.plan import JobGroup, Task
+from hpc.spec import Sweep
+from hpc.stages.train import cell_dir, trainable_cells
+
+
+def eval_path(run_dir: Path, label: str) -> Path:
+    return run_dir.resolve() / "eval" / f"{label}.zarr"
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+def finish(run_dir: str, cells: list[dict]) -> str:
+    """Collect results.zarr, then write the report (one job: both are quick)."""
+    from fluidperc.analysis.report import main_table, write_report
+    from fluidperc.evaluation.collect import collect
+
+    collect(run_dir, cells)
+    report = write_report(run_dir)
+    print(f"report: {report}\n{main_table(run_dir)}")
+    return str(report)
+
+
+def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
+    from fluidperc.evaluation.evaluate import evaluate_cell
+
+    stage = sweep.evaluate
+    assert stage is not None
+    if sweep.train is None:
+        raise UserError("evaluate: the sweep has no train section, so there are no cells to evaluate")
+    trained, skipped = trainable_cells(sweep)
+    settings = stage.settings.model_dump_json()
+    res = sweep.resources.merged(stage.resources)
+    tasks, entries = [], []
+    for cell in trained:
+        out = eval_path(run_dir, cell.label)
+        tasks.append(Task(cell.label, (cell.model_dump_json(), str(cell_dir(run_dir, cell)), str(out), settings),
+                          done=out.exists()))
+        entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
+                        "resolution": f"{cell.scene}_{cell.resolution[0]}x{cell.resolution[1]}", "eval_path": str(out)})
+    for cell, reason in skipped:
+        entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
+                        "resolution": f"{cell.scene}_{cell.resolution[0]}x{cell.resolution[1]}",
+                        "eval_path": str(eval_path(run_dir, cell.label)), "reason": reason})
+    after = sorted({f"train.{c.task}" for c in trained})
+    results = run_dir / "results.zarr"
+    report = run_dir / "report" / "report.md"
+    newest_eval = max([_mtime(Path(e["eval_path"])) for e in entries] or [0.0])
+    finished = results.exists() and report.exists() and _mtime(results) >= newest_eval and _mtime(report) >= _mtime(results)
+    groups = [JobGroup("evaluate.cells", "evaluate", evaluate_cell, tasks, res, after=after,
+                       note=f"{len(tasks)} trained cells on held-out test sims")] if tasks else []
+    groups.append(JobGroup("evaluate.report", "evaluate", finish,
+                           [Task("results+report", (str(run_dir.resolve()), entries), done=finished)],
+                           res.model_copy(update={"tasks_per_node": 1, "gpus_per_node": 0}),
+                           after=["evaluate.cells"] if tasks else [], note="results.zarr and report/"))
+    return groups
+
+
+def progress(sweep: Sweep, run_dir: Path) -> str:
+    trained, _ = trainable_cells(sweep)
+    done = sum(eval_path(run_dir, c.label).exists() for c in trained)
+    return f"{done}/{len(trained)} cells evaluated" + ("; report written" if (run_dir / "report" / "report.md").exists() else "")
