@@ -245,6 +245,11 @@ def launch(
             print(f"  - {line}", file=sys.stderr)
         return 1
     print(f"sweep {sweep.name}: done. Results under {run_dir}")
+    report = run_dir / "report" / "report.md"
+    if sweep.evaluate is not None and report.exists():
+        from fluidperc.analysis.report import main_table
+
+        print(f"report: {report}\n{main_table(run_dir)}")
     return 0
 
 

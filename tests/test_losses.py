@@ -313,3 +313,21 @@ def test_weights_cli_lists_and_verifies(tmp_path, lsim_weights):
     assert listing.returncode == 0 and f"present: {env_dir / 'LSiM.pth'}" in listing.stdout
     assert verify.returncode == 0 and "lsim: ok" in verify.stdout
     assert unknown.returncode == 2 and "unknown weight file 'resnet'" in unknown.stderr
+
+
+def test_lpips_split_forward_equals_the_lpips_package(store, stats):
+    loss = get_loss({"name": "lpips", "net": "alex"}, stats, store)
+    torch.manual_seed(3)
+    a, b = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(loss.distance(a, b), loss.model(a * 2 - 1, b * 2 - 1).view(-1))
+
+
+def test_target_branch_runs_without_autograd_but_gradients_match(store, stats):
+    loss = get_loss("vgg", stats, store)
+    target = torch.stack([smooth_field(), smooth_field(phase=1.0)])[None]
+    pred = (0.7 * target).requires_grad_(True)
+    loss(pred, target).backward()
+    both = pred.detach().clone().requires_grad_(True)
+    tgt = target.clone().requires_grad_(True)  # forces the target through autograd as well
+    loss(both, tgt).backward()
+    torch.testing.assert_close(pred.grad, both.grad)

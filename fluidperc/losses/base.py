@@ -87,9 +87,24 @@ class PerceptualLoss(FieldLoss):
             )
         return x
 
-    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Per-image distance [M] between [M, 3, H, W] images in [0, 1]."""
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The network's features of [M, 3, H, W] images in [0, 1]."""
         raise NotImplementedError
+
+    def compare(self, fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
+        """Per-image distance [M] from two images' features."""
+        raise NotImplementedError
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Per-image distance [M] between [M, 3, H, W] images in [0, 1]. An input that needs no gradient (the
+        target, in training) goes through the network without autograd: its backward pass would be wasted."""
+        return self.compare(*(self._features(x) for x in (a, b)))
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.requires_grad:
+            return self.features(x)
+        with torch.no_grad():
+            return self.features(x)
 
     def forward(self, pred, target, channels=None):
         _check_shapes(pred, target)

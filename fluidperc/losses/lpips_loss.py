@@ -43,5 +43,16 @@ class LPIPSLoss(PerceptualLoss):
         super().__init__(spec, stats)
         self.model = build_lpips(spec.net, store)
 
-    def distance(self, a, b):
-        return self.model(a * 2 - 1, b * 2 - 1, normalize=False).view(-1)
+    def features(self, x):
+        """lpips's own forward, split per input: scaling layer, trunk, channel-normalised features."""
+        import lpips
+
+        return [lpips.normalize_tensor(f) for f in self.model.net.forward(self.model.scaling_layer(x * 2 - 1))]
+
+    def compare(self, fa, fb):
+        import lpips
+
+        total = 0
+        for lin, a, b in zip(self.model.lins, fa, fb):
+            total = total + lpips.spatial_average(lin((a - b) ** 2), keepdim=True)
+        return total.view(-1)

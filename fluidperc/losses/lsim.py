@@ -99,12 +99,25 @@ class LSiM(nn.Module):
             raise UserError(f"LSiM takes two [N, 3, H, W] images of one shape; got {list(x.shape)} and {list(y.shape)}")
         if min(x.shape[-2:]) < MIN_SIZE:
             raise UserError(f"LSiM needs images of at least {MIN_SIZE} px per side, got {x.shape[-2]}x{x.shape[-1]}")
-        n = x.shape[0]
-        h = torch.cat([x, y])
-        total = x.new_zeros(n)
-        for i, (block, lin) in enumerate(zip(self.trunk, self.lins)):
+        return self.compare(*(self._features(t) for t in (x, y)))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The five normalised feature maps of [N, 3, H, W] images in [0, 255]."""
+        out, h = [], x
+        for i, block in enumerate(self.trunk):
             h = block(h)
-            a, b = self._normalise(h[:n], i), self._normalise(h[n:], i)
+            out.append(self._normalise(h, i))
+        return out
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.requires_grad:
+            return self.features(x)
+        with torch.no_grad():  # no backward through an input that needs no gradient
+            return self.features(x)
+
+    def compare(self, fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
+        total = fa[0].new_zeros(fa[0].shape[0])
+        for lin, a, b in zip(self.lins, fa, fb):
             total = total + lin((a - b) ** 2).mean(dim=(1, 2, 3))
         return _safe_sqrt(total)
 
@@ -116,5 +129,8 @@ class LSiMLoss(PerceptualLoss):
         super().__init__(spec, stats)
         self.model = LSiM.load(store.resolve("lsim"), sha256=None)  # the store verified the checksum
 
-    def distance(self, a, b):
-        return self.model(a * 255.0, b * 255.0)
+    def features(self, x):
+        return self.model.features(x * 255.0)
+
+    def compare(self, fa, fb):
+        return self.model.compare(fa, fb)

@@ -44,12 +44,16 @@ class VGGLoss(PerceptualLoss):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def distance(self, a, b):
-        n = a.shape[0]
-        h = (torch.cat([a, b]) - self.mean) / self.std
-        total = a.new_zeros(n)
+    def features(self, x):
+        h, out = (x - self.mean) / self.std, []
         for i, layer in enumerate(self.trunk):
             h = layer(h)
             if i in self.taps:
-                total = total + self.taps[i] * ((h[:n] - h[n:]) ** 2).mean(dim=(1, 2, 3))
+                out.append(h)
+        return out
+
+    def compare(self, fa, fb):
+        total = fa[0].new_zeros(fa[0].shape[0])
+        for w, a, b in zip((self.taps[i] for i in sorted(self.taps)), fa, fb):
+            total = total + w * ((a - b) ** 2).mean(dim=(1, 2, 3))
         return total

@@ -1,0 +1,132 @@
+"""The whole pipeline (datagen -> train -> evaluate -> report) through the launcher, on Slurm and locally."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import LSIM_WEIGHTS
+
+SWEEP = """
+name: e2e
+missing_weights: skip
+resources: {{time_min: 20, cpus_per_task: 1}}
+datagen:
+  data_dir: {data}
+  datasets:
+    - scene: karman
+      resolution: [64, 32]
+      factor: 2
+      train_reynolds: [1.0e+5, 3.0e+5, 6.0e+5]
+      test_reynolds: [2.0e+5]
+      steps: 40
+      keep_from: 20
+      sims_per_task: 2
+train:
+  tasks: [sol]
+  datasets: [{{scene: karman, resolution: [32, 16]}}]
+  losses: [mse, {{name: lsim, pad_to: [64, 64]}}]
+  seeds: [0]
+  settings: {{steps: 8, batch_size: 3, checkpoint_every: 4, validate_every: 4}}
+evaluate:
+  settings: {{rollout_steps: 8, samples: 3}}
+"""
+DIMS = ("task", "loss", "resolution", "seed", "test_sim", "step")
+
+
+def write_sweep(tmp_path: Path) -> Path:
+    path = tmp_path / "e2e.yaml"
+    path.write_text(SWEEP.format(data=tmp_path / "data"))
+    return path
+
+
+def check_results(run_dir: Path) -> None:
+    from fluidperc.analysis import load
+
+    ds = load(run_dir)
+    assert ds.rel_l2.dims == DIMS and "lsim" in ds.loss.values and "source" in ds.loss.values
+    assert dict(ds.sizes)["step"] == 8
+    mse = ds.sel(task="sol", loss="mse").rel_l2
+    assert np.isfinite(mse).all() and np.isfinite(ds.sel(task="sol", loss="source").rel_l2).all()
+    assert ds.mean("seed").rel_l2.dims == ("task", "loss", "resolution", "test_sim", "step")
+    if LSIM_WEIGHTS.is_file():
+        assert np.isfinite(ds.sel(loss="lsim").rel_l2).all() and np.isfinite(ds.lsim.sel(loss="mse")).all()
+    else:
+        assert "fluidperc.weights fetch lsim" in ds.attrs["missing_cells"]["sol-karman_32x16-lsim-s0"]
+    report = run_dir / "report"
+    text = (report / "report.md").read_text()
+    assert "| loss | rel_l2 |" in text and "SOL improvement" in text
+    for png in ("error_vs_step_karman_32x16.png", "samples_sol_karman_32x16.png", "time_cost.png"):
+        assert (report / png).stat().st_size > 1000 and f"]({png})" in text
+
+
+@pytest.fixture
+def weights_env(monkeypatch):
+    if LSIM_WEIGHTS.is_file():
+        monkeypatch.setenv("FLUIDPERC_WEIGHTS", str(LSIM_WEIGHTS.parent))
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(900)
+def test_pipeline_runs_end_to_end_on_slurm_and_a_relaunch_submits_nothing(slurm_cluster, weights_env, tmp_path, launch_cli):
+    sweep = write_sweep(tmp_path)
+    res = launch_cli(str(sweep), "--backend", "slurm", "--out", str(tmp_path / "run"), "--wait", timeout=850)
+    assert res.returncode == 0, res.stderr[-3000:]
+    check_results(tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    groups = {g["name"]: g for g in manifest["launches"][0]["groups"]}
+    assert groups["train.sol"]["note"].startswith("afterok:") and groups["evaluate.report"]["note"].startswith("afterok:")
+    again = launch_cli(str(sweep), "--backend", "slurm", "--out", str(tmp_path / "run"))
+    assert again.returncode == 0 and "nothing to submit" in again.stdout
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    import os
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("pipeline")
+    env = {**os.environ, **({"FLUIDPERC_WEIGHTS": str(LSIM_WEIGHTS.parent)} if LSIM_WEIGHTS.is_file() else {})}
+    res = subprocess.run([sys.executable, "-m", "hpc.launch", str(write_sweep(tmp)), "--backend", "local", "--out",
+                          str(tmp / "run")], capture_output=True, text=True, env=env, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return tmp / "run", res.stdout
+
+
+def test_local_pipeline_prints_the_report_and_its_main_table(local_run):
+    run_dir, stdout = local_run
+    check_results(run_dir)
+    assert f"report: {run_dir / 'report' / 'report.md'}" in stdout and "sol on karman_32x16" in stdout
+
+
+def test_analysis_of_results_with_a_missing_cell_reports_the_reason(local_run, tmp_path):
+    from fluidperc.analysis import load
+    from fluidperc.analysis.report import write_report
+    from fluidperc.evaluation.collect import collect
+
+    run_dir, _ = local_run
+    cells = [{"label": k, "task": "sol", "loss": k.split("-")[2], "seed": 0, "resolution": "karman_32x16",
+              "eval_path": v} for k, v in load(run_dir).attrs["cells"].items()]
+    cells.append({"label": "sol-karman_32x16-mae-s0", "task": "sol", "loss": "mae", "seed": 0,
+                  "resolution": "karman_32x16", "eval_path": str(tmp_path / "nothing.zarr"),
+                  "reason": "training failed: the mae loss is nan at step 3"})
+    copy = tmp_path / "run"
+    copy.mkdir()
+    collect(str(copy), cells)
+    ds = load(copy)
+    assert np.isnan(ds.sel(loss="mae").rel_l2).all() and np.isfinite(ds.sel(loss="mse").rel_l2).all()
+    assert ds.attrs["missing_cells"]["sol-karman_32x16-mae-s0"] == "training failed: the mae loss is nan at step 3"
+    text = write_report(copy).read_text()
+    assert "`sol-karman_32x16-mae-s0`: training failed: the mae loss is nan at step 3" in text
+
+
+def test_analysis_cli_has_help_and_a_clear_error_without_results(tmp_path):
+    from conftest import run_module
+
+    assert run_module("fluidperc.analysis", "--help").returncode == 0
+    res = run_module("fluidperc.analysis", str(tmp_path))
+    assert res.returncode == 2 and "results.zarr does not exist" in res.stderr and "Traceback" not in res.stderr
