@@ -63,12 +63,12 @@ def step_seconds(cell: CellConfig, store: WeightStore, repeats: int) -> tuple[fl
 
 
 def ddp_seconds_per_step(root: Path, nproc: int, env: dict) -> float:
-    """Per-step time from the difference of a 6-step and a 16-step run (start-up cancels out)."""
+    """Per-step time of SR training from the difference of a 5-step and a 25-step run (start-up cancels out)."""
     times = []
-    for steps in (6, 16):
+    for steps in (5, 25):
         with tempfile.TemporaryDirectory() as out:
             cfg = Path(out) / "cell.json"
-            cfg.write_text(make_cell(root, "ae", "mse", steps).model_dump_json())
+            cfg.write_text(make_cell(root, "sr", "mse", steps).model_dump_json())
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
@@ -77,7 +77,7 @@ def ddp_seconds_per_step(root: Path, nproc: int, env: dict) -> float:
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True, env=env)
             times.append(time.perf_counter() - t0)
-    return (times[1] - times[0]) / 10
+    return (times[1] - times[0]) / 20
 
 
 def main() -> None:
@@ -113,7 +113,7 @@ def main() -> None:
             for nproc in (1, 2):
                 ddp[nproc] = ddp_seconds_per_step(root, nproc, env)
             samples = {n: 8 * n / s for n, s in ddp.items()}
-            print(table(["AE, batch 8 per process", "s/step", "samples/s"],
+            print(table(["SR (mse), batch 8 per process", "s/step", "samples/s"],
                         [[f"{n} gloo process(es)", f"{ddp[n]:.3f}", f"{samples[n]:.0f}"] for n in ddp]))
     if random_ones:
         print(f"random-valued trunks (same architecture and cost) for: {', '.join(random_ones)}")

@@ -214,6 +214,11 @@ def launch(
     """Validate, plan and submit a sweep. Returns the process exit status."""
     sweep = load_sweep(sweep_path)
     run_dir = Path(out) if out else default_run_dir(sweep.name)
+    if dry_run and sweep.missing_weights == "fail":
+        # A preview shows the whole plan; missing weights are listed as notes instead of stopping it.
+        sweep = sweep.model_copy(update={"missing_weights": "skip"})
+        print("dry run: cells whose weights are missing are noted below; with missing_weights: fail a real launch "
+              "stops before submitting until they are fetched (python -m fluidperc.weights fetch)")
     groups = plan_sweep(sweep, run_dir)
     if dry_run:
         print(f"sweep {sweep.name} ({sweep_path}) -> {run_dir}  [dry run: nothing is submitted]")
