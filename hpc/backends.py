@@ -27,7 +27,7 @@ def slurm_reachable(timeout_s: float = 10.0) -> tuple[bool, str]:
     except (OSError, subprocess.TimeoutExpired) as err:
         return False, f"sinfo did not answer ({err})"
     if proc.returncode != 0:
-        return False, f"sinfo failed: {proc.stderr.strip()[:200]}"
+        return False, "sinfo failed: " + " ".join(proc.stderr.split())[:200]  # one line: errors are one paragraph
     return True, "sinfo answers"
 
 
