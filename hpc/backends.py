@@ -70,7 +70,8 @@ def make_executor(
             **({"account": res.account} if res.account else {}),
             **({"qos": res.qos} if res.qos else {}),
             **({"constraint": res.constraint} if res.constraint else {}),
-            **({"setup": list(res.setup)} if res.setup else {}),
+            # Threads follow the allocation: torch would otherwise start one per visible core in every task.
+            setup=[f"export OMP_NUM_THREADS={res.cpus_per_task}", *res.setup],
             **({"dependency": dependency} if dependency else {}),
             **({"additional_parameters": extra} if extra else {}),
         )

@@ -42,6 +42,20 @@ def failure_summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
+def submit_with_threads(ex: Any, group: JobGroup, task: Task) -> Any:
+    """Submit a local job whose torch uses ``cpus_per_task`` threads: jobs running side by side would otherwise
+    each start one thread per core and oversubscribe the machine. The child inherits the environment."""
+    old = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(group.resources.cpus_per_task)
+    try:
+        return ex.submit(group.fn, *task.args)
+    finally:
+        if old is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = old
+
+
 def ensure_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -173,7 +187,7 @@ class Launch:
                 while queue or running:
                     while queue and len(running) < slots:
                         task = queue.pop(0)
-                        job = ex.submit(group.fn, *task.args)
+                        job = submit_with_threads(ex, group, task)
                         row = {"label": task.label, "job_id": str(job.job_id), "state": "RUNNING"}
                         tasks.append(row)
                         running.append((task, job, row))

@@ -41,10 +41,12 @@ def render(run_dir: Path, verbose: bool = False) -> str:
     sweep_file = run_dir / "sweep.yaml"
     if sweep_file.is_file():
         stage_progress = progress(load_sweep(sweep_file), run_dir)
-    rows = [
-        [stage_of[g], g, ", ".join(f"{s} {n}" for s, n in sorted(c.items())), stage_progress.get(stage_of[g], "")]
-        for g, c in by_group.items()
-    ]
+    rows, shown = [], set()
+    for g, c in by_group.items():
+        stage = stage_of[g]
+        progress_text = "" if stage in shown else stage_progress.get(stage, "")  # once per stage, on its first row
+        shown.add(stage)
+        rows.append([stage, g, ", ".join(f"{s} {n}" for s, n in sorted(c.items())), progress_text])
     out = [format_table(["stage", "group", "jobs by state", "progress"], rows)]
     if verbose or len(jobs) <= 40:
         detail = [
