@@ -13,7 +13,7 @@ from fluidperc.errors import UserError
 from fluidperc.losses import FieldLoss
 from fluidperc.models import ConvAutoencoder, MarsMoon, TransformNet
 from fluidperc.train.config import CellConfig
-from fluidperc.train.data import Frames, channel_mean, channel_std, load_frames
+from fluidperc.train.data import channel_mean, channel_std, load_frames
 
 
 class FrameTask(nn.Module):
