@@ -176,8 +176,8 @@ class Launch:
             if not group.pending:
                 self.record(group, done_before, [])
                 continue
-            tasks: list[dict[str, Any]] = []
-            item = self.record(group, done_before, tasks)
+            tasks: list[dict[str, Any]] = []  # the manifest entry holds this list and sees it grow
+            self.record(group, done_before, tasks)
             ex = make_executor(self.backend, self.run_dir / "logs" / group.name, group.name, group.resources)
             slots = local_slots(group.resources) if self.backend == "local" else 1
             queue = list(group.pending)
@@ -200,7 +200,6 @@ class Launch:
                         running.remove((task, job, row))
                         row["state"] = self._collect(group.name, task, job)
                         bar.update(1)
-            item["tasks"] = tasks
             self.save()
             if len(self.failures) > n_fail:
                 failed_groups.add(group.name)

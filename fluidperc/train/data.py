@@ -8,23 +8,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from fluidperc.datasets import store
 from fluidperc.errors import UserError
 from fluidperc.losses import ChannelStats
 
 
-def centre_faces(faces: np.ndarray, n_cells: int, axis: int) -> np.ndarray:
-    """Face values -> cell centres (mean of the two faces); wall faces, not stored, are zero."""
-    if faces.shape[axis] == n_cells - 1:
-        pad = [(0, 0)] * faces.ndim
-        pad[axis] = (1, 1)
-        faces = np.pad(faces, pad)
-    elif faces.shape[axis] != n_cells + 1:
-        raise ValueError(f"{faces.shape[axis]} faces for {n_cells} cells")
-    lo = np.take(faces, range(n_cells), axis=axis)
-    hi = np.take(faces, range(1, n_cells + 1), axis=axis)
-    return 0.5 * (lo + hi)
+def _pad_walls(faces: torch.Tensor, n_cells: int, axis: int) -> torch.Tensor:
+    """Stored faces -> all n_cells + 1 faces: walls (not stored, n_cells - 1 given) carry zero normal velocity."""
+    n = faces.shape[axis]
+    if n == n_cells + 1:
+        return faces
+    if n != n_cells - 1:
+        raise ValueError(f"{n} faces for {n_cells} cells")
+    pad = [0, 0] * (-axis - 1) + [1, 1]
+    return F.pad(faces, pad)
+
+
+def centred(vx: torch.Tensor, vy: torch.Tensor, ny: int, nx: int) -> torch.Tensor:
+    """Staggered [..., y, x_face] and [..., y_face, x] -> cell-centred [..., 2, y, x] (mean of the two faces;
+    differentiable)."""
+    vx, vy = _pad_walls(vx, nx, -1), _pad_walls(vy, ny, -2)
+    return torch.stack([0.5 * (vx[..., :-1] + vx[..., 1:]), 0.5 * (vy[..., :-1, :] + vy[..., 1:, :])], dim=-3)
 
 
 @dataclass
@@ -62,11 +68,11 @@ def load_frames(path: Path, variable: str = "velocity") -> Frames:
     vy = group["velocity_y"].get_orthogonal_selection((keep, slice(None), slice(None), slice(None)))
     marker = group["marker"].get_orthogonal_selection((keep, slice(None), slice(None), slice(None)))
     if variable == "velocity":
-        centred = np.stack([centre_faces(vx, nx, axis=3), centre_faces(vy, ny, axis=2)], axis=2)
+        fields = centred(torch.from_numpy(vx), torch.from_numpy(vy), ny, nx)
     else:
-        centred = marker[:, :, None]
+        fields = torch.from_numpy(marker[:, :, None])
     return Frames(
-        centred=torch.from_numpy(np.ascontiguousarray(centred, dtype=np.float32)),
+        centred=fields.float().contiguous(),
         velocity_x=torch.from_numpy(vx), velocity_y=torch.from_numpy(vy), marker=torch.from_numpy(marker),
         reynolds=torch.from_numpy(group["reynolds"][:][keep]),
         is_test=group["is_test"][:][keep].astype(bool),

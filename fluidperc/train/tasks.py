@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fluidperc.errors import UserError
 from fluidperc.losses import FieldLoss
 from fluidperc.models import ConvAutoencoder, MarsMoon, TransformNet
 from fluidperc.train.config import CellConfig
-from fluidperc.train.data import channel_mean, channel_std, load_frames
+from fluidperc.train.data import centred, channel_mean, channel_std, load_frames
 
 
 class FrameTask(nn.Module):
@@ -66,15 +65,6 @@ class SolverInTheLoop(nn.Module):
                 state = self.correct(state, reynolds)
             out.append(state_tensors(state))
         return out
-
-
-def centred(vx: torch.Tensor, vy: torch.Tensor, ny: int, nx: int) -> torch.Tensor:
-    """[B, y, x_face], [B, y_face, x] -> [B, 2, y, x] (torch, differentiable; wall faces are zero)."""
-    if vx.shape[-1] == nx - 1:
-        vx = F.pad(vx, (1, 1))
-    if vy.shape[-2] == ny - 1:
-        vy = F.pad(vy, (0, 0, 1, 1))
-    return torch.stack([0.5 * (vx[..., :-1] + vx[..., 1:]), 0.5 * (vy[..., :-1, :] + vy[..., 1:, :])], dim=1)
 
 
 class TaskData:
