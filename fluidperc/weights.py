@@ -79,6 +79,26 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _with_digests(catalog: dict[str, WeightFile], path: Path) -> dict[str, WeightFile]:
+    import json
+    from dataclasses import replace
+
+    where = f"{path} (FLUIDPERC_WEIGHTS_DIGESTS)"
+    try:
+        digests = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{where}: cannot read it as JSON ({err}); expected {{name: sha256}}") from None
+    if not isinstance(digests, dict):
+        raise UserError(f"{where}: expected a JSON object {{name: sha256}}, got {type(digests).__name__}")
+    for name, digest in digests.items():
+        if name not in catalog:
+            raise UserError(f"{where}: unknown weight file '{name}'; known: {', '.join(sorted(catalog))}")
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise UserError(f"{where}: key '{name}' has value {digest!r}; expected a 64-hex-digit sha256")
+        catalog[name] = replace(catalog[name], sha256=digest)
+    return catalog
+
+
 def default_dirs() -> list[Path]:
     """$FLUIDPERC_WEIGHTS (default ~/.cache/fluidperc), then torch hub's checkpoints ($TORCH_HOME/hub/checkpoints)."""
     own = Path(os.environ.get("FLUIDPERC_WEIGHTS", Path.home() / ".cache" / "fluidperc"))
@@ -103,7 +123,14 @@ class WeightStore:
 
     @classmethod
     def from_env(cls) -> "WeightStore":
-        return cls(default_dirs(), dict(CATALOG))
+        """The default directories and catalog; $FLUIDPERC_WEIGHTS_DIGESTS names a JSON file {name: sha256} of
+        digests a site trusts instead of the published ones (its own or re-trained trunks). Files are still
+        checked; only what they must hash to changes."""
+        catalog = dict(CATALOG)
+        override = os.environ.get("FLUIDPERC_WEIGHTS_DIGESTS")
+        if override:
+            catalog = _with_digests(catalog, Path(override))
+        return cls(default_dirs(), catalog)
 
     def entry(self, name: str) -> WeightFile:
         if name not in self.catalog:

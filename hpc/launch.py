@@ -264,10 +264,17 @@ def launch(
         return 1
     print(f"sweep {sweep.name}: done. Results under {run_dir}")
     report = run_dir / "report" / "report.md"
+    if sweep.tune is not None and (run_dir / "tune.zarr").exists():
+        from fluidperc.analysis.report import markdown_table
+        from fluidperc.analysis.tuning import best_table, load_tune
+
+        print("best configuration per loss (Tune):\n" + markdown_table(*best_table(load_tune(run_dir))))
     if sweep.evaluate is not None and report.exists():
         from fluidperc.analysis.report import main_table
 
         print(f"report: {report}\n{main_table(run_dir)}")
+    elif report.exists():
+        print(f"report: {report}")
     return 0
 
 

@@ -104,6 +104,80 @@ class TrainStage(Strict):
         return v
 
 
+class AshaSettings(Strict):
+    """ASHA (asynchronous successive halving): trials below the top 1/reduction_factor at a rung stop early."""
+
+    grace_period: int = Field(1, ge=1, description="epochs every trial runs before it may be stopped")
+    reduction_factor: float = Field(3.0, gt=1)
+    brackets: int = Field(1, ge=1)
+
+
+class TrialResources(Strict):
+    cpus: float = Field(1.0, gt=0, description="CPUs per trial (its torch threads)")
+    gpus: float = Field(0.0, ge=0, description="GPUs per trial (fractions share a GPU)")
+
+
+TUNE_METRICS = ("val_rel_l2", "val_mse", "val_mae", "val_vorticity_rmse", "val_spectrum_error")
+
+
+class TuneStage(Strict):
+    """Ray Tune over the loss spec and hyper-parameters of one task on one dataset. Every trial trains through
+    fluidperc.train and reports the evaluation stage's metrics on held-out training sims once per epoch."""
+
+    data_dir: str | None = Field(None, description="default: datagen.data_dir, else 'data'")
+    task: Literal["ae", "sr", "sol"]
+    dataset: TrainDataset
+    loss: Any = Field("mse", description="the loss when the space does not search it")
+    seed: int = 0
+    settings: TrainSettings = Field(default_factory=TrainSettings, description="defaults for what the space leaves fixed")
+    space: dict[str, Any] = Field(description="hyper-parameter -> fixed value or {choice|grid|loguniform|uniform|randint: ...}")
+    epochs: int = Field(8, ge=1, description="the most epochs a trial runs (ASHA's max_t)")
+    epoch_steps: int = Field(20, ge=1, description="training steps per epoch; a trial reports and checkpoints per epoch")
+    val_sims: int = Field(1, ge=1, description="last training sims held out for validation (never the test sims)")
+    val_rollout: int = Field(8, ge=1, description="SOL: validation rollout length, the same for every unroll m")
+    metric: Literal[TUNE_METRICS] = Field("val_rel_l2", description="what ASHA and the report rank trials by (lower is better)")
+    num_samples: int = Field(8, ge=1, description="trials (each grid point is sampled this often)")
+    max_concurrent: int | None = Field(None, ge=1, description="trials at once (default: as many as resources allow)")
+    asha: AshaSettings = Field(default_factory=AshaSettings)
+    trial_resources: TrialResources = Field(default_factory=TrialResources)
+    max_failures: int = Field(2, ge=0, description="restarts of a failed trial, each from its last checkpoint")
+    dashboard_port: int = Field(8265, ge=1, le=65535)
+    dashboard_host: str = Field("127.0.0.1", description="the dashboard's interface; keep loopback and port-forward")
+    ray_temp_dir: str | None = Field(None, description="Ray's session files (default RUN_DIR/ray); node-local on Lustre")
+    resources: Resources | None = Field(None, description="the one allocation the Ray cluster runs in (nodes, gpus)")
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, loss: Any) -> Any:
+        try:
+            parse_loss_spec(loss, where="loss")
+        except UserError as err:
+            raise ValueError(str(err)) from None
+        return loss
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, space: dict[str, Any]) -> dict[str, Any]:
+        from hpc.tune.space import validate_space
+
+        try:
+            validate_space(space, where="space")
+        except UserError as err:
+            raise ValueError(str(err)) from None
+        return space
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, settings: TrainSettings) -> TrainSettings:
+        from hpc.tune.space import MANAGED
+
+        managed = sorted(set(settings.model_fields_set) & set(MANAGED))
+        if managed:
+            raise ValueError(f"{', '.join(managed)} are set by the tune stage (epochs, epoch_steps, val_sims, "
+                             "val_rollout), not in tune.settings")
+        return settings
+
+
 class EvaluateStage(Strict):
     """Evaluate every trained cell on held-out test sims, gather results.zarr, write the report."""
 
@@ -118,6 +192,7 @@ class Sweep(Strict):
     check: CheckStage | None = None
     datagen: DatagenStage | None = None
     train: TrainStage | None = None
+    tune: TuneStage | None = None
     evaluate: EvaluateStage | None = None
     missing_weights: Literal["skip", "fail"] = Field(
         "fail", description="a loss whose weights are not staged: fail before submitting, or skip its cells"
@@ -127,7 +202,7 @@ class Sweep(Strict):
         return [name for name in STAGE_ORDER if getattr(self, name, None) is not None]
 
 
-STAGE_ORDER: tuple[str, ...] = ("check", "datagen", "train", "evaluate")
+STAGE_ORDER: tuple[str, ...] = ("check", "datagen", "tune", "train", "evaluate")
 Backend = Literal["auto", "slurm", "local", "debug"]
 
 

@@ -126,11 +126,25 @@ def plot_time_cost(ds: xr.Dataset, path: Path) -> bool:
 
 
 def write_report(run_dir: str | Path) -> Path:
+    """The evaluation's tables and figures (results.zarr) and the tuning section (tune.zarr), whichever exist."""
+    from fluidperc.analysis.tuning import report_lines
+
     run = Path(run_dir)
-    ds = load(run)
+    has_results, has_tune = (run / "results.zarr").exists(), (run / "tune.zarr").exists()
     out = run / "report"
     out.mkdir(exist_ok=True)
-    lines = [f"# Results of {run.name}", "", f"Run directory: `{run}`. Values are the mean over test sims and steps "
+    lines = [f"# Results of {run.name}", ""]
+    if has_tune:
+        lines += report_lines(run, out)
+    if has_results or not has_tune:
+        lines += _evaluation_lines(run, out)
+    (out / "report.md").write_text("\n".join(lines))
+    return out / "report.md"
+
+
+def _evaluation_lines(run: Path, out: Path) -> list[str]:
+    ds = load(run)
+    lines = [f"Run directory: `{run}`. Values are the mean over test sims and steps "
              "(frames), then mean ± std over seeds; the best trained loss per column is in bold; lower is better.", ""]
     missing = ds.attrs.get("missing_cells", {})
     if missing:
@@ -151,8 +165,7 @@ def write_report(run_dir: str | Path) -> Path:
                 lines += [f"![sample frames](samples_{task}_{res}.png)", ""]
     if plot_time_cost(ds, out / "time_cost.png"):
         lines += ["## Time cost", "", "![time cost per frame](time_cost.png)", ""]
-    (out / "report.md").write_text("\n".join(lines))
-    return out / "report.md"
+    return lines
 
 
 def main_table(run_dir: str | Path) -> str:

@@ -25,6 +25,10 @@ class TrainSettings(BaseModel):
     compression: float = Field(8.0, gt=1, description="AE: input values per latent value")
     variable: Literal["velocity", "marker"] = Field("velocity", description="AE/SR: which field the network sees")
     val_samples: int = Field(16, ge=1, description="validation frames (SOL: rollouts) on held-out sims")
+    val_sims: int = Field(0, ge=0, description="validate on the last K training sims, held out from training "
+                          "(0: validate on the test sims). Tuning needs K >= 1 so that it never sees the test sims")
+    val_rollout: int | None = Field(None, ge=1, description="SOL: steps rolled out per validation sample "
+                                    "(default: unroll). Fix it when unroll varies, so that runs compare")
 
 
 class CellConfig(BaseModel):

@@ -12,7 +12,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -49,6 +49,8 @@ class Trainer:
         self.model: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.dist: distributed.Dist | None = None
+        # Called on rank 0 after each validation, once that step's checkpoint is on disk (Ray Tune reports here).
+        self.on_validate: Callable[[dict[str, Any], Path], None] | None = None
 
     # --- checkpoints ------------------------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
@@ -82,22 +84,30 @@ class Trainer:
         return float(value)
 
     def validate(self, data: TaskData, loss_fn) -> dict[str, float]:
+        """The evaluation stage's pixel metrics (mean over validation frames and rollout steps) and the training
+        loss on validation samples. Only the metrics compare across losses; Tune selects on them."""
+        from fluidperc.evaluation.metrics import pixel_metrics
+        from fluidperc.sim.scenes import scene_info
+
         model = self.model
-        batch = {k: v.to(self.dist.device) for k, v in data.batch(data.val_index).items()}
+        batch = {k: v.to(self.dist.device) for k, v in data.batch(data.val_index, data.val_horizon).items()}
         with torch.no_grad():
             if self.cell.task == "sol":
                 from fluidperc.train.tasks import centred
 
                 ny, nx = self.cell.resolution
-                states = model(batch["vx"], batch["vy"], batch["marker"], batch["reynolds"], self.cell.settings.unroll)
+                states = model(batch["vx"], batch["vy"], batch["marker"], batch["reynolds"], data.val_horizon)
                 preds = torch.stack([centred(s["velocity_x"], s["velocity_y"], ny, nx) for s in states], dim=1)
                 target = batch["targets"]
                 value = sum(loss_fn(preds[:, k], target[:, k]) for k in range(preds.shape[1]))
+                preds, target = preds.flatten(0, 1), target.flatten(0, 1)
             else:
                 preds, target = model(batch["input"]), batch["target"]
                 value = loss_fn(preds, target)
-            mse = torch.mean((preds - target) ** 2)
-        return {"val_loss": float(value), "val_mse": float(mse)}
+        info = scene_info(self.cell.scene)
+        ny, nx = preds.shape[-2:]
+        metrics = pixel_metrics(preds.float().cpu(), target.float().cpu(), info.width / nx, info.height / ny)
+        return {"val_loss": float(value), **{f"val_{k}": float(v.mean()) for k, v in metrics.items()}}
 
     # --- the loop -------------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -173,6 +183,8 @@ class Trainer:
             if self.step % s.checkpoint_every == 0 or self.step == s.steps:
                 self.save_checkpoint()
                 distributed.barrier(d)
+            if d.is_main and self.on_validate is not None and "val_loss" in row:
+                self.on_validate(row, self.out / "checkpoint.pt")
             bar.update(1)
         bar.close()
         digest = weights_digest(model)

@@ -84,14 +84,25 @@ class TaskData:
         if n_frames <= horizon:
             raise UserError(f"cell {cell.label}: {low_path} has {n_frames} frames, fewer than unroll+1 = {horizon + 1}")
         self.last_start = n_frames - 1 - horizon
-        self.train_index = [(sim, f) for sim in self.low.train_sims for f in range(self.last_start + 1)]
-        tests = self.low.test_sims or self.low.train_sims  # without held-out sims, validate on training sims
-        step = max(1, (self.last_start + 1) * len(tests) // s.val_samples)
-        self.val_index = [(sim, f) for sim in tests for f in range(self.last_start + 1)][::step][: s.val_samples]
+        train_sims, val_sims = self.low.train_sims, self.low.test_sims or self.low.train_sims
+        if s.val_sims:
+            if s.val_sims >= len(train_sims):
+                raise UserError(f"cell {cell.label}: val_sims {s.val_sims} leaves no training sims in {low_path} "
+                                f"({len(train_sims)} training sims); expected val_sims < {len(train_sims)}")
+            train_sims, val_sims = train_sims[: -s.val_sims], train_sims[-s.val_sims:]
+        self.train_index = [(sim, f) for sim in train_sims for f in range(self.last_start + 1)]
+        self.val_horizon = (s.val_rollout or s.unroll) if cell.task == "sol" else 0
+        val_last = n_frames - 1 - self.val_horizon
+        if val_last < 0:
+            raise UserError(f"cell {cell.label}: {low_path} has {n_frames} frames, fewer than val_rollout+1 = "
+                            f"{self.val_horizon + 1}")
+        step = max(1, (val_last + 1) * len(val_sims) // s.val_samples)
+        self.val_index = [(sim, f) for sim in val_sims for f in range(val_last + 1)][::step][: s.val_samples]
         if not self.train_index:
             raise UserError(f"cell {cell.label}: {low_path} has no complete training sims")
 
-    def batch(self, index: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+    def batch(self, index: list[tuple[int, int]], horizon: int | None = None) -> dict[str, torch.Tensor]:
+        """SOL: ``horizon`` reference steps after each start frame (default: the training unroll m)."""
         sims = torch.tensor([i for i, _ in index])
         frames = torch.tensor([f for _, f in index])
         if self.cell.task == "ae":
@@ -99,7 +110,7 @@ class TaskData:
             return {"input": x, "target": x}
         if self.cell.task == "sr":
             return {"input": self.low.centred[sims, frames], "target": self.high.centred[sims, frames]}
-        m = self.cell.settings.unroll
+        m = horizon or self.cell.settings.unroll
         ny, nx = self.cell.resolution
         refs = [centred(self.low.velocity_x[sims, frames + k], self.low.velocity_y[sims, frames + k], ny, nx)
                 for k in range(1, m + 1)]

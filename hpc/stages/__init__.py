@@ -7,9 +7,9 @@ from types import ModuleType
 
 from hpc.plan import JobGroup, check_plan
 from hpc.spec import Sweep
-from hpc.stages import check, datagen, evaluate, train
+from hpc.stages import check, datagen, evaluate, train, tune
 
-STAGES: dict[str, ModuleType] = {"check": check, "datagen": datagen, "train": train, "evaluate": evaluate}
+STAGES: dict[str, ModuleType] = {"check": check, "datagen": datagen, "tune": tune, "train": train, "evaluate": evaluate}
 
 
 def plan_sweep(sweep: Sweep, run_dir: Path) -> list[JobGroup]:

@@ -1,0 +1,99 @@
+"""RUN_DIR/tune.zarr in the report: the best configuration for each loss, and every trial's validation metric
+over training time (ASHA's early stops show as short curves)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from fluidperc.errors import UserError  # noqa: E402
+
+
+def load_tune(run_dir: str | Path) -> xr.Dataset:
+    """Dims trial, epoch; hyper-parameters, status and final metric as coords on trial."""
+    path = Path(run_dir) / "tune.zarr"
+    if not path.exists():
+        raise UserError(f"{path} does not exist; run the sweep's tune stage first (python -m hpc.launch SWEEP)")
+    return xr.open_zarr(path).load()
+
+
+def best_table(ds: xr.Dataset) -> tuple[list[str], list[list[str]]]:
+    metric = ds.attrs["metric"]
+    final = ds[f"final_{metric}"]
+    searched = [k for k in json.loads(ds.attrs.get("searched", "[]")) if k != "loss" and k in ds.coords]
+    headers = ["loss", f"best {metric}", "trial", "epochs", *searched, "trials (stopped early, errors)"]
+    rows = []
+    groups = sorted({str(g) for g in ds.loss_group.values})
+    best_of = {g: final.where(ds.loss_group == g) for g in groups}
+    order = sorted(groups, key=lambda g: float(best_of[g].min()) if bool(np.isfinite(best_of[g]).any()) else np.inf)
+    for group in order:
+        members = ds.loss_group == group
+        n, early = int(members.sum()), int(((ds.status == "stopped early") & members).sum())
+        errors = int(((ds.status == "error") & members).sum())
+        values = best_of[group]
+        if not bool(np.isfinite(values).any()):
+            rows.append([group, "-", "-", "-", *["-"] * len(searched), f"{n} ({early}, {errors})"])
+            continue
+        i = int(np.nanargmin(values.values))
+        trial = ds.isel(trial=i)
+        label = str(trial.loss.values) if str(trial.loss.values) != group else group
+        rows.append([label, f"{float(values[i]):.4g}", str(trial.trial.values), str(int(trial.epochs_run)),
+                     *[_fmt(trial[k].values) for k in searched], f"{n} ({early}, {errors})"])
+    return headers, rows
+
+
+def _fmt(value) -> str:
+    value = value.item() if hasattr(value, "item") else value
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def plot_history(ds: xr.Dataset, path: Path) -> bool:
+    """Validation metric against training wall time (left) and epoch (right), one line per trial."""
+    metric = ds.attrs["metric"]
+    if metric not in ds or "time_total_s" not in ds:
+        return False
+    groups = sorted({str(g) for g in ds.loss_group.values})
+    colours = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
+    fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for i in range(ds.sizes["trial"]):
+        trial = ds.isel(trial=i)
+        y, t = trial[metric].values, trial.time_total_s.values
+        ok = np.isfinite(y)
+        if not ok.any():
+            continue
+        c = colours[str(trial.loss_group.values)]
+        ax_t.plot(t[ok], y[ok], "-o", ms=3, color=c, alpha=0.8)
+        ax_e.plot(ds.epoch.values[ok], y[ok], "-o", ms=3, color=c, alpha=0.8)
+    for g in groups:
+        ax_e.plot([], [], color=colours[g], label=g)
+    ax_t.set(xlabel="trial training time [s]", ylabel=f"{metric} (validation sims)", yscale="log")
+    ax_e.set(xlabel=f"epoch ({ds.attrs.get('epoch_steps', '?')} steps)")
+    ax_e.legend(fontsize=8)
+    fig.suptitle(f"Tune: {ds.sizes['trial']} trials of {ds.attrs.get('task', '')} on {ds.attrs.get('dataset', '')}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def report_lines(run_dir: Path, out: Path) -> list[str]:
+    from fluidperc.analysis.report import markdown_table
+
+    ds = load_tune(run_dir)
+    metric = ds.attrs["metric"]
+    lines = ["## Hyper-parameter search (Ray Tune, ASHA)", "",
+             f"{ds.sizes['trial']} trials of {ds.attrs.get('task')} on {ds.attrs.get('dataset')}, ranked by the last "
+             f"{metric} each trial reported on held-out training sims (lower is better). Experiment: "
+             f"`{ds.attrs.get('experiment')}`; per-trial histories: `tune.zarr`.", ""]
+    headers, rows = best_table(ds)
+    lines += [markdown_table(headers, rows), ""]
+    if plot_history(ds, out / "tune_history.png"):
+        lines += ["![validation metric over training time for every trial](tune_history.png)", ""]
+    return lines
