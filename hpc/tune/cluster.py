@@ -4,7 +4,8 @@ node, a worker on every other node; one task per node, started by srun).
 Seen with ray 2.60: Ray swaps 127.0.0.1 for the machine's non-loopback address unless
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, the dashboard's /api needs a token (kept in RUN_DIR, mode 0600), and unix
 socket paths under a long temp dir overflow the 107-byte limit (a short link in /tmp points into RUN_DIR then).
-Every process we start is ours to stop: nothing here runs ``ray stop``, which would kill other users' Ray too.
+Every process we start is ours to stop (and dies with the job process): nothing here runs ``ray stop``, which
+would kill every Ray on the node, other jobs' too.
 """
 
 from __future__ import annotations
@@ -102,19 +103,51 @@ def start_node(head: bool, ip: str, port: int, cpus: int, gpus: int, env: dict[s
             cmd.append(f"--temp-dir={short_temp_dir(temp_dir)}")
     else:
         cmd.append(f"--address={head_address}")
-    return subprocess.Popen(cmd, env={**os.environ, **env}, start_new_session=True)
+    return subprocess.Popen(cmd, env={**os.environ, **env}, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """SIGTERM the node when the job process dies, however it dies (scancel, time limit, SIGKILL): Slurm's
+    linuxproc tracking loses children whose parent is gone, and a stray Ray would outlive the allocation."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_node(proc: subprocess.Popen, grace_s: float = 60.0) -> None:
-    """SIGTERM lets ``ray start --block`` drain and stop its processes; SIGKILL the group if it does not."""
+    """SIGTERM lets ``ray start --block`` drain and stop its processes; SIGKILL its process tree if it does not."""
     if proc.poll() is not None:
         return
+    tree = descendants(proc.pid)
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
         proc.wait()
+    for pid in tree:  # only processes this node started
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def descendants(pid: int) -> list[int]:
+    """Children, grandchildren, ... of ``pid`` from /proc (Linux)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    out, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, pp in parent.items() if pp in frontier]
+        out += kids
+        frontier = kids
+    return out
 
 
 def wait_for_file(path: Path, timeout_s: float, what: str, alive: subprocess.Popen | None = None) -> dict:
@@ -142,10 +175,9 @@ def wait_for_nodes(address: str, nodes: int, timeout_s: float) -> None:
     import ray
 
     deadline = time.monotonic() + timeout_s
-    while True:
+    while not ray.is_initialized():
         try:
             ray.init(address=address, log_to_driver=False)
-            break
         except (ConnectionError, RuntimeError):
             if time.monotonic() > deadline:
                 raise
