@@ -39,24 +39,50 @@ def trial_count(space: dict, num_samples: int) -> int:
     return n
 
 
-def _check_weights(sweep: Sweep) -> None:
+def usable_space(sweep: Sweep) -> dict:
+    """The search space with loss options whose weights are missing dropped (missing_weights: skip, noted) or
+    refused before anything starts (missing_weights: fail, the default)."""
     from fluidperc.losses import weights_needed
     from fluidperc.losses.spec import parse_loss_spec
     from fluidperc.weights import FETCH_COMMAND, WeightStore
-    from hpc.tune.space import loss_options
+    from hpc.tune.space import domain_kind, loss_options
 
     stage = sweep.tune
     store = WeightStore.from_env()
-    for option in loss_options(stage.space, stage.loss):
+    space = dict(stage.space)
+
+    def missing(option) -> str:
         spec = parse_loss_spec(option)
-        missing = [w for w in weights_needed(spec) if not store.present(w)]
-        if missing:
-            files = ", ".join(store.entry(w).filename for w in missing)
-            raise UserError(
-                f"tune: the search space includes loss '{spec.label}', which needs {files}, not in "
-                f"{', '.join(str(d) for d in store.dirs)}. Run `{FETCH_COMMAND} {' '.join(missing)}` on a machine with "
-                "internet access, or drop that loss from tune.space.loss. Nothing was started."
-            )
+        names = [w for w in weights_needed(spec) if not store.present(w)]
+        if not names:
+            return ""
+        files = ", ".join(store.entry(w).filename for w in names)
+        return (f"loss '{spec.label}' needs {files}, not in {', '.join(str(d) for d in store.dirs)}; fetch it with "
+                f"`{FETCH_COMMAND} {' '.join(names)}` on a machine with internet access")
+
+    kind = domain_kind(space.get("loss"))
+    if kind in ("choice", "grid") and sweep.missing_weights == "skip":
+        kept = []
+        for option in space["loss"][kind]:
+            why = missing(option)
+            if why:
+                print(f"note: tune: skipped {why}")
+            else:
+                kept.append(option)
+        if not kept and sweep._dry_run:
+            print("note: tune: a real launch stops here until the weights above are fetched")
+            return space
+        if not kept:
+            raise UserError("tune: no loss in tune.space.loss has its weights staged; see the notes above. "
+                            "Nothing was started.")
+        space["loss"] = {kind: kept}
+        return space
+    for option in loss_options(space, stage.loss):
+        why = missing(option)
+        if why:
+            raise UserError(f"tune: the search space includes {why}. Or drop that loss from tune.space.loss, or set "
+                            "missing_weights: skip to leave such options out. Nothing was started.")
+    return space
 
 
 def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
@@ -68,7 +94,7 @@ def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
     assert stage is not None
     if stage.task == "sr" and stage.dataset.high_resolution is None:
         raise UserError("tune.dataset: task 'sr' needs high_resolution (the target grid)")
-    _check_weights(sweep)
+    stage = stage.model_copy(update={"space": usable_space(sweep)})
     cell = base_cell(stage, data_dir(sweep))
     made = producers(sweep)
     after = set()
@@ -88,7 +114,11 @@ def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
         )
     args = (stage.model_dump_json(exclude_unset=True), str(run_dir.resolve()), cell.model_dump_json(), res.cpus_per_task,
             res.gpus_per_node)
-    per_node = max(1, int(res.cpus_per_task // stage.trial_resources.cpus))
+    tr = stage.trial_resources
+    per_node = int(res.cpus_per_task // tr.cpus)
+    if tr.gpus:
+        per_node = min(per_node, int(res.gpus_per_node // tr.gpus))
+    per_node = max(1, per_node)
     note = (f"Ray on {res.nodes} node(s), {trial_count(stage.space, stage.num_samples)} trial(s) x <= {stage.epochs} epochs, "
             f"~{per_node} at once per node")
     return [JobGroup("tune", "tune", TuneJob(), [Task("ray-tune", args, done=finished(run_dir))], res,

@@ -1,0 +1,225 @@
+"""The tune stage: a search space is checked completely before Ray starts; ASHA over VGG layers runs on a local
+Ray whose listeners (dashboard included) stay on loopback; inside a job on the real Slurm cluster Ray runs the
+trials, ends with the job, and a relaunch resumes the experiment from Tune's checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from conftest import ROOT
+from hpc.tune.cluster import descendants, free_port
+
+VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+DATA = {"scene": "karman", "resolution": [64, 32], "factor": 2, "train_reynolds": [1.0e5, 3.0e5, 6.0e5],
+        "test_reynolds": [2.0e5], "steps": 60, "keep_from": 30, "sims_per_task": 4, "frames_per_chunk": 10}
+
+
+@pytest.fixture(scope="module")
+def tune_env(tmp_path_factory) -> dict[str, str]:
+    """A tiny Karman pair, and a random-valued VGG-16 trunk with a digest the store is told to trust (ImageNet
+    weights cannot be downloaded here); returned as the environment the CLI runs with."""
+    import torch
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from fluidperc.datasets import generate
+    from fluidperc.datasets.spec import DatasetSpec
+    from fluidperc.weights import CATALOG
+
+    root = tmp_path_factory.mktemp("tune")
+    spec = DatasetSpec.model_validate(DATA)
+    generate.prepare(spec, root / "data")
+    generate.simulate_group(spec.model_dump_json(), str(root / "data"), list(range(len(spec.sims()))), progress=False)
+    generate.finalize(spec.model_dump_json(), str(root / "data"))
+    torch.manual_seed(0)
+    weights = root / "weights"
+    weights.mkdir()
+    path = weights / CATALOG["vgg16"].filename
+    torch.save({f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}, path)
+    digests = root / "digests.json"
+    digests.write_text(json.dumps({"vgg16": hashlib.sha256(path.read_bytes()).hexdigest()}))
+    return {"FLUIDPERC_WEIGHTS": str(weights), "FLUIDPERC_WEIGHTS_DIGESTS": str(digests), "DATA_DIR": str(root / "data")}
+
+
+def tune_sweep(path: Path, data_dir: str, layers, epochs: int, dashboard_port: int, **tune) -> Path:
+    sweep = {
+        "name": "tune_test",
+        "resources": {"cpus_per_task": 2, "time_min": 20},
+        "tune": {
+            "data_dir": data_dir, "task": "ae", "dataset": {"scene": "karman", "resolution": [32, 16]},
+            "settings": {"batch_size": 4, "lr": 1.0e-3, "val_samples": 8},
+            "space": {"loss": {"grid": [{"name": "vgg", "layer": layer, "pad_to": [32, 32]} for layer in layers]},
+                      "lr": {"loguniform": [3.0e-4, 3.0e-3]}},
+            "num_samples": 1, "epochs": epochs, "epoch_steps": 2, "asha": {"grace_period": 1, "reduction_factor": 2},
+            "trial_resources": {"cpus": 1}, "dashboard_port": dashboard_port, **tune,
+        },
+    }
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return path
+
+
+def cli(module: str, *args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+
+
+def ray_processes(run_dir: Path) -> list[str]:
+    """Live Ray processes of this run (their command lines name its temp dir, or the short link to it) and any
+    Ray worker (``ray::...``; tests run one Ray at a time)."""
+    temp = (run_dir / "ray").resolve()
+    markers = (str(temp), "fpray-" + hashlib.sha1(str(temp).encode()).hexdigest()[:12])
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines()
+            if any(m in line for m in markers) or line.split(None, 1)[-1].startswith("ray::")]
+
+
+def listeners_of(pids: set[int]) -> list[tuple[str, int]]:
+    """(local address, pid) of every listening TCP socket those processes own, from `ss -ltnpH`."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        local = line.split()[3]
+        for pid in re.findall(r"pid=(\d+)", line):
+            if int(pid) in pids:
+                found.append((local, int(pid)))
+    return found
+
+
+def check_tidy(ds: xr.Dataset, trials: int, epochs: int) -> None:
+    assert ds.sizes["trial"] == trials and list(ds.epoch.values) == list(range(1, epochs + 1))
+    assert set(ds.status.values) <= {"completed", "stopped early"}, dict(zip(ds.trial.values, ds.status.values))
+    assert int(ds.epochs_run.max()) == epochs, "the best trial must run to the end"
+    # A resumed trial continues from its checkpoint: the step of each report is epoch x epoch_steps.
+    steps = ds.step.values
+    expected = np.broadcast_to(ds.epoch.values * int(ds.attrs["epoch_steps"]), steps.shape)
+    reported = np.isfinite(steps)
+    assert (steps[reported] == expected[reported]).all(), steps
+    assert bool((ds.val_rel_l2.notnull().sum("epoch") == ds.epochs_run).all())
+
+
+# --- before Ray ----------------------------------------------------------------------------------------------
+BAD_SPACES = {
+    "loguniform_from_zero": ({"lr": {"loguniform": [0, 1.0e-2]}}, "needs lo > 0"),
+    "unknown_hyper_parameter": ({"momentum": {"uniform": [0.1, 0.9]}}, "unknown hyper-parameter 'momentum'"),
+    "bad_vgg_layer": ({"loss": {"choice": [{"name": "vgg", "layer": "relu5_3"}]}}, "invalid options for loss 'vgg'"),
+    "empty_choice": ({"batch_size": {"choice": []}}, "needs a non-empty list"),
+    "invalid_batch_size": ({"batch_size": {"choice": [4, 0]}}, "value 0 is not a valid batch_size"),
+    "managed_setting": ({"steps": {"choice": [10, 20]}}, "set by the tune stage itself"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPACES))
+@pytest.mark.parametrize("entry", ["hpc.launch", "hpc.tune"])
+def test_invalid_search_space_fails_before_ray_starts(case, entry, tmp_path):
+    space, fragment = BAD_SPACES[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"name": "bad", "tune": {
+        "task": "ae", "dataset": {"scene": "karman", "resolution": [32, 16]}, "data_dir": str(tmp_path / "nodata"),
+        "space": space}}))
+    run_dir = tmp_path / "run"
+    extra = ["--backend", "local"] if entry == "hpc.launch" else []
+    res = cli(entry, str(path), "--out", str(run_dir), *extra, env={})
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert str(path) in res.stderr and "tune.space" in res.stderr and fragment in res.stderr
+    assert not run_dir.exists(), "nothing may start: no run directory, no Ray"
+
+
+def test_missing_vgg_weights_stop_the_tune_stage_before_ray(tmp_path, tune_env):
+    sweep = tune_sweep(tmp_path / "t.yaml", tune_env["DATA_DIR"], VGG_LAYERS[:2], 2, free_port("127.0.0.1"))
+    res = cli("hpc.launch", str(sweep), "--backend", "local", "--out", str(tmp_path / "run"),
+              env={"FLUIDPERC_WEIGHTS": str(tmp_path / "empty"), "FLUIDPERC_WEIGHTS_DIGESTS": ""})
+    assert res.returncode == 2 and "vgg16-397923af.pth" in res.stderr and "fluidperc.weights fetch vgg16" in res.stderr
+    assert not (tmp_path / "run").exists()
+
+
+# --- local Ray -------------------------------------------------------------------------------------------------
+def test_local_asha_sweep_over_vgg_layers_with_the_dashboard_on_loopback(tmp_path, tune_env):
+    port = free_port("127.0.0.1")
+    sweep = tune_sweep(tmp_path / "t.yaml", tune_env["DATA_DIR"], VGG_LAYERS, 4, port)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **tune_env}
+    proc = subprocess.Popen([sys.executable, "-m", "hpc.launch", str(sweep), "--backend", "local", "--out", str(run_dir)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "tune" / "dashboard.txt").exists():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "Ray did not come up"
+            time.sleep(0.5)
+        token = (run_dir / "tune" / "auth_token").read_text().strip()
+        assert oct((run_dir / "tune" / "auth_token").stat().st_mode & 0o777) == "0o600"
+        url = f"http://127.0.0.1:{port}/api/version"
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(url, timeout=10)
+        assert denied.value.code == 401, "the dashboard's API must want the run's token"
+        answer = urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}),
+                                        timeout=10)
+        assert json.loads(answer.read())["ray_version"]
+        ours = set(descendants(proc.pid))
+        listening = listeners_of(ours)
+        assert any(addr.endswith(f":{port}") for addr, _ in listening), listening
+        assert listening and all(addr.rsplit(":", 1)[0] in ("127.0.0.1", "[::ffff:127.0.0.1]", "[::1]")
+                                 for addr, _ in listening), listening
+        out, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert "best configuration per loss (Tune)" in out
+    ds = xr.open_zarr(run_dir / "tune.zarr").load()
+    check_tidy(ds, 4, 4)
+    assert sorted(ds.loss.values) == [f"vgg-{layer}" for layer in VGG_LAYERS]
+    assert (ds.status == "stopped early").any(), "ASHA (reduction factor 2) stops the weaker trials"
+    report = (run_dir / "report" / "report.md").read_text()
+    assert "Hyper-parameter search" in report and "vgg-relu" in report and (run_dir / "report" / "tune_history.png").exists()
+    assert not ray_processes(run_dir), "Ray must be shut down with the job"
+    again = cli("hpc.launch", str(sweep), "--backend", "local", "--out", str(run_dir), env=tune_env)
+    assert again.returncode == 0 and "nothing to submit" in again.stdout
+
+
+# --- Ray inside a Slurm job ----------------------------------------------------------------------------------
+def test_ray_cluster_in_a_slurm_job_runs_two_trials_ends_with_the_job_and_resumes(slurm_cluster, tmp_path, tune_env):
+    from hpc.backends import sacct_states
+
+    sweep = tune_sweep(tmp_path / "t.yaml", tune_env["DATA_DIR"], VGG_LAYERS[:2], 6, free_port("127.0.0.1"),
+                       asha={"grace_period": 6, "reduction_factor": 2})
+    run_dir = tmp_path / "run"
+    first = cli("hpc.launch", str(sweep), "--backend", "slurm", "--out", str(run_dir), env=tune_env)
+    assert first.returncode == 0, first.stderr
+    job_id = re.search(r"submitted tune: job (\d+)", first.stdout).group(1)
+    deadline = time.monotonic() + 300
+    experiment = run_dir / "tune" / "experiment"
+    while not list(experiment.glob("trial-*/checkpoint_000001")):  # both trials' second epoch reported
+        assert time.monotonic() < deadline, "no trial checkpointed in time"
+        assert sacct_states([job_id]).get(job_id, {}).get("state", "PENDING") in ("PENDING", "RUNNING"), "the job ended early"
+        time.sleep(0.5)
+    assert ray_processes(run_dir), "Ray runs inside the job"
+    subprocess.run(["scancel", job_id], check=True)
+    deadline = time.monotonic() + 60
+    while ray_processes(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not ray_processes(run_dir), "every Ray process must end with the job"
+    while sacct_states([job_id]).get(job_id, {}).get("state") in ("PENDING", "RUNNING", "COMPLETING"):
+        time.sleep(0.5)
+    second = cli("hpc.launch", str(sweep), "--backend", "slurm", "--wait", "--out", str(run_dir), env=tune_env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    logs = "".join(p.read_text() for p in (run_dir / "logs" / "tune").glob("*_log.out"))
+    assert "restoring the Tune experiment" in logs
+    ds = xr.open_zarr(run_dir / "tune.zarr").load()
+    check_tidy(ds, 2, 6)
+    assert list(ds.status.values) == ["completed", "completed"], "grace period 6: nothing stops early"
+    assert not ray_processes(run_dir)
