@@ -171,7 +171,8 @@ class TuneStage(Strict):
     def _settings(cls, settings: TrainSettings) -> TrainSettings:
         from hpc.tune.space import MANAGED
 
-        managed = sorted(set(settings.model_fields_set) & set(MANAGED))
+        defaults = TrainSettings()
+        managed = sorted(k for k in MANAGED if getattr(settings, k) != getattr(defaults, k))
         if managed:
             raise ValueError(f"{', '.join(managed)} are set by the tune stage (epochs, epoch_steps, val_sims, "
                              "val_rollout), not in tune.settings")

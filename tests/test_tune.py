@@ -138,6 +138,22 @@ def test_invalid_search_space_fails_before_ray_starts(case, entry, tmp_path):
     assert not run_dir.exists(), "nothing may start: no run directory, no Ray"
 
 
+def test_settings_the_tune_stage_owns_are_refused_in_tune_settings(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"name": "bad", "tune": {
+        "task": "ae", "dataset": {"scene": "karman", "resolution": [32, 16]}, "settings": {"steps": 50},
+        "space": {"lr": {"choice": [1.0e-3]}}}}))
+    res = cli("hpc.launch", str(path), "--dry-run", "--out", str(tmp_path / "run"), env={})
+    assert res.returncode == 2 and "tune.settings" in res.stderr and "set by the tune stage" in res.stderr
+
+
+def test_a_site_digest_file_with_a_malformed_digest_is_refused(tmp_path):
+    digests = tmp_path / "digests.json"
+    digests.write_text(json.dumps({"vgg16": "abc"}))
+    res = cli("fluidperc.weights", "list", env={"FLUIDPERC_WEIGHTS_DIGESTS": str(digests)})
+    assert res.returncode == 2 and str(digests) in res.stderr and "key 'vgg16' has value 'abc'" in res.stderr
+
+
 def test_missing_vgg_weights_stop_the_tune_stage_before_ray(tmp_path, tune_env):
     sweep = tune_sweep(tmp_path / "t.yaml", tune_env["DATA_DIR"], VGG_LAYERS[:2], 2, free_port("127.0.0.1"))
     res = cli("hpc.launch", str(sweep), "--backend", "local", "--out", str(tmp_path / "run"),
@@ -223,3 +239,5 @@ def test_ray_cluster_in_a_slurm_job_runs_two_trials_ends_with_the_job_and_resume
     check_tidy(ds, 2, 6)
     assert list(ds.status.values) == ["completed", "completed"], "grace period 6: nothing stops early"
     assert not ray_processes(run_dir)
+    status = cli("hpc.status", str(run_dir), env=tune_env)
+    assert status.returncode == 0 and "2 trials finished (0 errored)" in status.stdout, status.stdout + status.stderr

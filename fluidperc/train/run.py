@@ -81,7 +81,7 @@ class Trainer:
             value = value.detach().clone()
             dist.all_reduce(value)
             value /= self.dist.world_size
-        return float(value)
+        return float(value.detach())
 
     def validate(self, data: TaskData, loss_fn) -> dict[str, float]:
         """The evaluation stage's pixel metrics (mean over validation frames and rollout steps) and the training
