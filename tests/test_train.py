@@ -237,3 +237,18 @@ def test_slurm_checkpoint_signal_and_cancel_then_relaunch_resume_and_match_the_u
     assert results["cancelled"]["weights_sha256"] == results["whole"]["weights_sha256"]
     log = "".join(p.read_text() for p in (runs["signalled"] / "logs" / "train.sol").glob("*_log.out"))
     assert "checkpoint signal at step" in log
+
+
+def test_an_untrained_sol_correction_leaves_the_source_sim_unchanged(data_dir):
+    """The output layer starts at zero, so training starts from the source sim instead of a random correction."""
+    c = cell(data_dir, "sol")
+    data = TaskData(c)
+    torch.manual_seed(0)
+    model = build_model(c, data)
+    b = data.batch(data.train_index[:2])
+    with torch.no_grad():
+        corrected = model(b["vx"], b["vy"], b["marker"], b["reynolds"], 2)
+        source = model(b["vx"], b["vy"], b["marker"], b["reynolds"], 2, corrected=False)
+    for a, s in zip(corrected, source):
+        assert torch.equal(a["velocity_x"], s["velocity_x"]) and torch.equal(a["velocity_y"], s["velocity_y"])
+    assert any(p.abs().sum() > 0 for p in model.net.blocks.parameters()), "only the output layer starts at zero"

@@ -31,6 +31,10 @@ class MarsMoon(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(in_channels, width, 5, padding=2), nn.LeakyReLU(SLOPE))
         self.blocks = nn.Sequential(*[_Block(width) for _ in range(blocks)])
         self.out = nn.Conv2d(width, 2, 5, padding=2)
+        # Start as the identity correction: the corrected sim begins as the source sim, and training only has to
+        # learn the correction, not first undo a random one (which costs most of a short run).
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.blocks(self.head(x)))
