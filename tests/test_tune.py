@@ -54,7 +54,8 @@ def tune_env(tmp_path_factory) -> dict[str, str]:
     return {"FLUIDPERC_WEIGHTS": str(weights), "FLUIDPERC_WEIGHTS_DIGESTS": str(digests), "DATA_DIR": str(root / "data")}
 
 
-def tune_sweep(path: Path, data_dir: str, layers, epochs: int, dashboard_port: int, **tune) -> Path:
+def tune_sweep(path: Path, data_dir: str, layers, epochs: int, dashboard_port: int, epoch_steps: int = 2,
+               **tune) -> Path:
     sweep = {
         "name": "tune_test",
         "resources": {"cpus_per_task": 2, "time_min": 20},
@@ -63,7 +64,7 @@ def tune_sweep(path: Path, data_dir: str, layers, epochs: int, dashboard_port: i
             "settings": {"batch_size": 4, "lr": 1.0e-3, "val_samples": 8},
             "space": {"loss": {"grid": [{"name": "vgg", "layer": layer, "pad_to": [32, 32]} for layer in layers]},
                       "lr": {"loguniform": [3.0e-4, 3.0e-3]}},
-            "num_samples": 1, "epochs": epochs, "epoch_steps": 2, "asha": {"grace_period": 1, "reduction_factor": 2},
+            "num_samples": 1, "epochs": epochs, "epoch_steps": epoch_steps, "asha": {"grace_period": 1, "reduction_factor": 2},
             "trial_resources": {"cpus": 1}, "dashboard_port": dashboard_port, **tune,
         },
     }
@@ -211,15 +212,16 @@ def test_local_asha_sweep_over_vgg_layers_with_the_dashboard_on_loopback(tmp_pat
 def test_ray_cluster_in_a_slurm_job_runs_two_trials_ends_with_the_job_and_resumes(slurm_cluster, tmp_path, tune_env):
     from hpc.backends import sacct_states
 
+    # 6 epochs of 10 steps: long enough that the job is cancelled mid-experiment, after the first checkpoint.
     sweep = tune_sweep(tmp_path / "t.yaml", tune_env["DATA_DIR"], VGG_LAYERS[:2], 6, free_port("127.0.0.1"),
-                       asha={"grace_period": 6, "reduction_factor": 2})
+                       epoch_steps=10, asha={"grace_period": 6, "reduction_factor": 2})
     run_dir = tmp_path / "run"
     first = cli("hpc.launch", str(sweep), "--backend", "slurm", "--out", str(run_dir), env=tune_env)
     assert first.returncode == 0, first.stderr
     job_id = re.search(r"submitted tune: job (\d+)", first.stdout).group(1)
     deadline = time.monotonic() + 300
     experiment = run_dir / "tune" / "experiment"
-    while not list(experiment.glob("trial-*/checkpoint_000001")):  # both trials' second epoch reported
+    while not list(experiment.glob("trial-*/checkpoint_000000")):
         assert time.monotonic() < deadline, "no trial checkpointed in time"
         assert sacct_states([job_id]).get(job_id, {}).get("state", "PENDING") in ("PENDING", "RUNNING"), "the job ended early"
         time.sleep(0.5)
@@ -231,6 +233,7 @@ def test_ray_cluster_in_a_slurm_job_runs_two_trials_ends_with_the_job_and_resume
     assert not ray_processes(run_dir), "every Ray process must end with the job"
     while sacct_states([job_id]).get(job_id, {}).get("state") in ("PENDING", "RUNNING", "COMPLETING"):
         time.sleep(0.5)
+    assert sacct_states([job_id])[job_id]["state"] == "CANCELLED" and not (run_dir / "tune.zarr").exists()
     second = cli("hpc.launch", str(sweep), "--backend", "slurm", "--wait", "--out", str(run_dir), env=tune_env)
     assert second.returncode == 0, second.stdout + second.stderr
     logs = "".join(p.read_text() for p in (run_dir / "logs" / "tune").glob("*_log.out"))
