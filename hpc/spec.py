@@ -179,10 +179,19 @@ class TuneStage(Strict):
         return settings
 
 
+class CombinedPipeline(Strict):
+    """The study's closing comparison: low-res sim + SOL + SR (marker) against the high-res sim, per loss and seed.
+    Needs SOL cells and SR cells with variable: marker on the same scene and low grid."""
+
+    scene: Literal["karman", "plume"] = "plume"
+    resolution: tuple[int, int] = Field(description="the low grid [ny, nx] SOL runs on and SR upscales from")
+
+
 class EvaluateStage(Strict):
     """Evaluate every trained cell on held-out test sims, gather results.zarr, write the report."""
 
     settings: EvalSettings = Field(default_factory=EvalSettings)
+    combined: CombinedPipeline | None = None
     resources: Resources | None = None
 
 

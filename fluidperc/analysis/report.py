@@ -16,6 +16,11 @@ import xarray as xr  # noqa: E402
 from fluidperc.analysis import load  # noqa: E402
 from fluidperc.evaluation.metrics import vorticity  # noqa: E402
 
+PSEUDO = ("source", "high-res sim")  # baselines on the loss axis, never "best"
+COMBINED_NOTE = ("The combined pipeline compares, for the marker density against the high-resolution reference, "
+                 "the low-resolution sim corrected by each loss's SOL network and upscaled by the same loss's SR "
+                 "network (rows named by loss), the uncorrected low-resolution sim upscaled by SR (`source`), and the "
+                 "high-resolution sim itself (`high-res sim`). Wall times per frame were measured in the same job.")
 METRIC_ORDER = ("rel_l2", "mse", "mae", "vorticity_rmse", "spectrum_error", "lsim", "vgg", "lpips")
 
 
@@ -30,7 +35,7 @@ def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str]
     per_seed = sub[metrics].mean(["test_sim", "step"])  # loss, seed
     mean, std = per_seed.mean("seed"), per_seed.std("seed")
     losses = [str(loss) for loss in sub.loss.values if bool(np.isfinite(per_seed[metrics[0]].sel(loss=loss)).any())] if metrics else []
-    trained = [loss for loss in losses if loss != "source"]
+    trained = [loss for loss in losses if loss not in PSEUDO]
     best = {m: min(trained, key=lambda loss: float(mean[m].sel(loss=loss))) for m in metrics} if trained else {}
     rows = []
     for loss in losses:
@@ -38,11 +43,17 @@ def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str]
         for m in metrics:
             cell = f"{float(mean[m].sel(loss=loss)):.4g} ± {float(std[m].sel(loss=loss)):.2g}"
             row.append(f"**{cell}**" if best.get(m) == loss else cell)
-        if task == "sol" and "source" in losses and "rel_l2" in metrics:
-            factor = float(mean["rel_l2"].sel(loss="source")) / float(mean["rel_l2"].sel(loss=loss))
-            row.append(f"{factor:.2f}x" if loss != "source" else "1x")
+        improvement = task in ("sol", "combined") and "source" in losses and "rel_l2" in metrics
+        if improvement:
+            denominator = float(mean["rel_l2"].sel(loss=loss))
+            factor = float(mean["rel_l2"].sel(loss="source")) / denominator if denominator > 0 else np.inf
+            row.append("1x" if loss == "source" else "-" if loss in PSEUDO else f"{factor:.2f}x")
+        if task == "combined":
+            row.append(f"{float(sub.seconds_per_frame.sel(loss=loss).mean('seed')) * 1e3:.3g}")
         rows.append(row)
-    headers = ["loss"] + metrics + (["SOL improvement (rel_l2 source / loss)"] if task == "sol" and "source" in losses else [])
+    improvement = task in ("sol", "combined") and "source" in losses and "rel_l2" in metrics
+    headers = ["loss"] + metrics + (["SOL improvement (rel_l2 source / loss)"] if improvement else [])
+    headers += ["wall time per frame [ms]"] if task == "combined" else []
     return headers, rows
 
 
@@ -51,16 +62,22 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str = "rel_l2") -> bool:
-    if "sol" not in ds.task.values or metric not in ds:
+def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str = "rel_l2", task: str = "sol") -> bool:
+    if task not in ds.task.values or metric not in ds:
         return False
-    sub = ds[metric].sel(task="sol", resolution=resolution)
+    sub = ds[metric].sel(task=task, resolution=resolution)
     fig, ax = plt.subplots(figsize=(6, 4))
+    plotted = False
     for loss in sub.loss.values:
         curve = sub.sel(loss=loss).mean(["seed", "test_sim"])
-        if bool(np.isfinite(curve).any()):
-            ax.plot(sub.step.values, curve.values, label=str(loss), ls="--" if loss == "source" else "-")
-    ax.set(xlabel="rollout step", ylabel=f"{metric} vs reference", title=f"SOL {resolution}: error over the rollout")
+        if bool((np.isfinite(curve) & (curve > 0)).any()):
+            ax.plot(sub.step.values, curve.values, label=str(loss), ls="--" if loss in PSEUDO else "-")
+            plotted = True
+    if not plotted:
+        plt.close(fig)
+        return False
+    what = "marker density vs the high-res reference" if task == "combined" else "vs reference"
+    ax.set(xlabel="rollout step", ylabel=f"{metric} {what}", title=f"{task.upper()} {resolution}: error over the rollout")
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
@@ -70,7 +87,8 @@ def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str 
 
 
 def plot_samples(ds: xr.Dataset, task: str, resolution: str, path: Path) -> bool:
-    """Vorticity of reference, source (SOL) and each loss's result, seed 0, first test sim, shared colour scale."""
+    """Vorticity (the marker, for the combined pipeline) of reference, baselines and each loss's result, seed 0,
+    first test sim, shared colour scale."""
     cells = ds.attrs.get("cells", {})
     rows: dict[str, np.ndarray] = {}
     seed = int(ds.seed.values[0])
@@ -78,32 +96,40 @@ def plot_samples(ds: xr.Dataset, task: str, resolution: str, path: Path) -> bool
         if not label.startswith(f"{task}-{resolution}-") or not label.endswith(f"-s{seed}") or not Path(eval_path).exists():
             continue
         ev = xr.open_zarr(eval_path)
-        if ev.sizes.get("channel") != 2:
+        channels = ev.sizes.get("channel")
+        if channels not in (1, 2):
             return False
         steps = ev.sample_step.values
         h, w = ev.sizes["y"], ev.sizes["x"]
-        vort = lambda a: vorticity(__import__("torch").from_numpy(np.asarray(a)), 100 / w, 200 / h).numpy()  # noqa: E731
-        rows.setdefault("reference", vort(ev.sample_reference.values))
-        if "sample_source" in ev:
-            rows.setdefault("source", vort(ev.sample_source.values))
-        rows[ev.attrs["loss"]] = vort(ev.sample_prediction.values)
+        if channels == 2:
+            field = lambda a: vorticity(__import__("torch").from_numpy(np.asarray(a)), 100 / w, 200 / h).numpy()  # noqa: E731
+        else:  # a scalar field (the marker density) is shown as it is
+            field = lambda a: np.asarray(a)[:, 0]  # noqa: E731
+        rows.setdefault("reference", field(ev.sample_reference.values))
+        for name, var in (("high-res sim", "sample_highres"), ("source", "sample_source")):
+            if var in ev:
+                rows.setdefault(name, field(ev[var].values))
+        rows[ev.attrs["loss"]] = field(ev.sample_prediction.values)
     if len(rows) < 2:
         return False
+    scalar = channels == 1
     limit = float(np.percentile(np.abs(rows["reference"]), 99)) or 1.0
     n = rows["reference"].shape[0]
     fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 2.6 * len(rows)), squeeze=False)
     for i, (name, frames) in enumerate(rows.items()):
         for j in range(n):
             ax = axes[i, j]
-            im = ax.imshow(frames[j], origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit)
+            im = ax.imshow(frames[j], origin="lower", cmap="viridis" if scalar else "RdBu_r",
+                           vmin=0 if scalar else -limit, vmax=limit)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(name)
             if i == 0:
                 ax.set_title(f"step {int(steps[j])}")
-    fig.colorbar(im, ax=axes, shrink=0.6, label="vorticity")
-    fig.suptitle(f"{task} {resolution}: vorticity, shared colour scale")
+    what = "marker density" if scalar else "vorticity"
+    fig.colorbar(im, ax=axes, shrink=0.6, label=what)
+    fig.suptitle(f"{task} {resolution}: {what}, shared colour scale")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -158,9 +184,11 @@ def _evaluation_lines(run: Path, out: Path) -> list[str]:
             headers, rows = summary_table(ds, str(task), str(res))
             if not rows:
                 continue
-            lines += [f"## {task} on {res}", "", markdown_table(headers, rows), ""]
-            if task == "sol" and plot_error_vs_step(ds, str(res), out / f"error_vs_step_{res}.png"):
-                lines += [f"![error over rollout steps](error_vs_step_{res}.png)", ""]
+            note = [COMBINED_NOTE, ""] if task == "combined" else []
+            lines += [f"## {task} on {res}", "", *note, markdown_table(headers, rows), ""]
+            name = f"error_vs_step_{res}.png" if task == "sol" else f"error_vs_step_{task}_{res}.png"
+            if task in ("sol", "combined") and plot_error_vs_step(ds, str(res), out / name, task=str(task)):
+                lines += [f"![error over rollout steps]({name})", ""]
             if plot_samples(ds, str(task), str(res), out / f"samples_{task}_{res}.png"):
                 lines += [f"![sample frames](samples_{task}_{res}.png)", ""]
     if plot_time_cost(ds, out / "time_cost.png"):

@@ -12,6 +12,9 @@ import numpy as np
 import xarray as xr
 
 RESULTS = "results.zarr"
+# Baselines stored beside a cell's own results (variable suffix), as pseudo-losses on the loss axis.
+PSEUDO_LOSSES = {"sol": {"source": "_source"}, "combined": {"source": "_source", "high-res sim": "_highres"}}
+SUFFIXES = ("_source", "_highres")
 
 
 def collect(run_dir: str, cells: list[dict]) -> str:
@@ -26,11 +29,12 @@ def collect(run_dir: str, cells: list[dict]) -> str:
         else:
             missing[c["label"]] = c.get("reason") or "no evaluation results (training or evaluation did not finish)"
     tasks = sorted({c["task"] for c in cells})
-    losses = list(dict.fromkeys(c["loss"] for c in cells)) + (["source"] if "sol" in tasks else [])
+    pseudo = [p for p in ("source", "high-res sim") if any(p in PSEUDO_LOSSES.get(t, {}) for t in tasks)]
+    losses = list(dict.fromkeys(c["loss"] for c in cells)) + pseudo
     resolutions = sorted({c["resolution"] for c in cells})
     seeds = sorted({c["seed"] for c in cells})
     metrics = sorted({v for ds in found.values() for v in ds.data_vars
-                      if not v.startswith("sample_") and not v.endswith("_source")})
+                      if not v.startswith("sample_") and not v.endswith(SUFFIXES)})
     n_sims = max([ds.sizes["test_sim"] for ds in found.values()] or [1])
     steps = sorted({int(s) for ds in found.values() for s in ds.step.values}) or [0]
     shape = (len(tasks), len(losses), len(resolutions), len(seeds), n_sims, len(steps))
@@ -48,8 +52,8 @@ def collect(run_dir: str, cells: list[dict]) -> str:
         test_re[r, :n] = ds.test_reynolds.values
         per_frame = json.loads(ds.attrs["seconds_per_frame"])
         rows = [(losses.index(c["loss"]), "", per_frame.get("corrected", per_frame.get("network")))]
-        if c["task"] == "sol":
-            rows.append((losses.index("source"), "_source", per_frame.get("source")))
+        for name, suffix in PSEUDO_LOSSES.get(c["task"], {}).items():
+            rows.append((losses.index(name), suffix, per_frame.get(name)))
         for li, suffix, seconds in rows:
             timing[t, li, r, s] = seconds if seconds is not None else np.nan
             for m in metrics:
@@ -64,7 +68,8 @@ def collect(run_dir: str, cells: list[dict]) -> str:
     skipped = {label: ds.attrs.get("skipped_metrics", "{}") for label, ds in found.items()}
     out.attrs.update({"missing_cells": json.dumps(missing), "skipped_metrics": json.dumps(skipped),
                       "cells": json.dumps({c["label"]: c["eval_path"] for c in cells}),
-                      "note": "loss 'source' is Solver-in-the-Loop's uncorrected low-resolution sim (the baseline)"})
+                      "note": "loss 'source' is the uncorrected low-resolution sim (SOL's baseline; in task 'combined' "
+                              "upscaled by SR); 'high-res sim' is the high-resolution simulation (task 'combined')"})
     target = run / RESULTS
     tmp = run / (RESULTS + ".tmp")
     out.to_zarr(str(tmp), mode="w", consolidated=True)

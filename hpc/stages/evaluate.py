@@ -30,6 +30,46 @@ def finish(run_dir: str, cells: list[dict]) -> str:
     return str(report)
 
 
+def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -> tuple[JobGroup, list[dict]]:
+    """One task per (loss, seed) with both a SOL cell and a marker SR cell on the combined pipeline's grid."""
+    from fluidperc.evaluation.combined import evaluate_combined
+
+    spec = stage.combined
+    resolution = f"{spec.scene}_{spec.resolution[0]}x{spec.resolution[1]}"
+
+    def on_grid(c, task):
+        return c.task == task and c.scene == spec.scene and tuple(c.resolution) == tuple(spec.resolution)
+
+    sols = [c for c in trained if on_grid(c, "sol")]
+    srs = {(c.loss_spec.label, c.seed): c for c in trained if on_grid(c, "sr") and c.settings.variable == "marker"}
+    if not sols or not srs:
+        raise UserError(
+            f"evaluate.combined: needs SOL cells and SR cells with task_settings.sr.variable: marker on {resolution}; "
+            f"the train section has {len(sols)} SOL and {len(srs)} marker SR cell(s) there"
+        )
+    tasks, entries = [], []
+    for sol in sols:
+        label = f"combined-{resolution}-{sol.loss_spec.label}-s{sol.seed}"
+        out = eval_path(run_dir, label)
+        entry = {"label": label, "task": "combined", "loss": sol.loss_spec.label, "seed": sol.seed,
+                 "resolution": resolution, "eval_path": str(out)}
+        sr = srs.get((sol.loss_spec.label, sol.seed))
+        if sr is None:
+            entry["reason"] = f"no marker SR cell with loss {sol.loss_spec.label} and seed {sol.seed}"
+        else:
+            tasks.append(Task(label, (sol.model_dump_json(), str(cell_dir(run_dir, sol)), sr.model_dump_json(),
+                                      str(cell_dir(run_dir, sr)), str(out), settings), done=out.exists()))
+        entries.append(entry)
+    for cell, reason in skipped:
+        if on_grid(cell, "sol"):
+            label = f"combined-{resolution}-{cell.loss_spec.label}-s{cell.seed}"
+            entries.append({"label": label, "task": "combined", "loss": cell.loss_spec.label, "seed": cell.seed,
+                            "resolution": resolution, "eval_path": str(eval_path(run_dir, label)), "reason": reason})
+    group = JobGroup("evaluate.combined", "evaluate", evaluate_combined, tasks, res, after=["train.sol", "train.sr"],
+                     note=f"{len(tasks)} low-res+SOL+SR vs high-res sim comparisons")
+    return group, entries
+
+
 def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
     from fluidperc.evaluation.evaluate import evaluate_cell
 
@@ -52,16 +92,21 @@ def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
                         "resolution": f"{cell.scene}_{cell.resolution[0]}x{cell.resolution[1]}",
                         "eval_path": str(eval_path(run_dir, cell.label)), "reason": reason})
     after = sorted({f"train.{c.task}" for c in trained})
+    groups = [JobGroup("evaluate.cells", "evaluate", evaluate_cell, tasks, res, after=after,
+                       note=f"{len(tasks)} trained cells on held-out test sims")] if tasks else []
+    if stage.combined is not None:
+        group, combined_entries = combined_group(stage, trained, skipped, run_dir, settings, res)
+        entries += combined_entries
+        if group.tasks:
+            groups.append(group)
     results = run_dir / "results.zarr"
     report = run_dir / "report" / "report.md"
     newest_eval = max([_mtime(Path(e["eval_path"])) for e in entries] or [0.0])
     finished = results.exists() and report.exists() and _mtime(results) >= newest_eval and _mtime(report) >= _mtime(results)
-    groups = [JobGroup("evaluate.cells", "evaluate", evaluate_cell, tasks, res, after=after,
-                       note=f"{len(tasks)} trained cells on held-out test sims")] if tasks else []
     groups.append(JobGroup("evaluate.report", "evaluate", finish,
                            [Task("results+report", (str(run_dir.resolve()), entries), done=finished)],
                            res.model_copy(update={"tasks_per_node": 1, "gpus_per_node": 0}),
-                           after=["evaluate.cells"] if tasks else [], note="results.zarr and report/"))
+                           after=[g.name for g in groups], note="results.zarr and report/"))
     return groups
 
 

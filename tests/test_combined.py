@@ -1,0 +1,55 @@
+"""The combined pipeline (low-res sim + SOL + SR against the high-res sim) end to end on a tiny plume, locally:
+every path's accuracy and wall time land in results.zarr and the report, and the high-res path reproduces its
+own reference."""
+
+from __future__ import annotations
+
+import xarray as xr
+import yaml
+
+SWEEP = {
+    "name": "combined_test",
+    "resources": {"cpus_per_task": 1, "time_min": 20},
+    "datagen": {"datasets": [{"scene": "plume", "resolution": [32, 32], "factor": 2, "train_reynolds": [1.0e5, 4.0e5],
+                              "test_reynolds": [2.0e5], "steps": 30, "keep_from": 10, "sims_per_task": 3}]},
+    "train": {"tasks": ["sol", "sr"], "datasets": [{"scene": "plume", "resolution": [16, 16], "high_resolution": [32, 32]}],
+              "losses": ["mse"],
+              "settings": {"steps": 10, "batch_size": 2, "unroll": 2, "checkpoint_every": 10, "validate_every": 10},
+              "task_settings": {"sr": {"variable": "marker"}}},
+    "evaluate": {"settings": {"rollout_steps": 8}, "combined": {"scene": "plume", "resolution": [16, 16]}},
+}
+
+
+def write(tmp_path, sweep) -> str:
+    sweep = {**sweep, "datagen": {**sweep["datagen"], "data_dir": str(tmp_path / "data")}}
+    path = tmp_path / "combined.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return str(path)
+
+
+def test_combined_pipeline_reports_accuracy_and_time_of_every_path(tmp_path, launch_cli):
+    run_dir = tmp_path / "run"
+    res = launch_cli(write(tmp_path, SWEEP), "--backend", "local", "--out", str(run_dir), timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ds = xr.open_zarr(run_dir / "results.zarr").load()
+    combined = ds.sel(task="combined", resolution="plume_16x16", seed=0)
+    assert {"mse", "source", "high-res sim"} <= set(ds.loss.values)
+    err = combined.rel_l2.mean(["test_sim", "step"])
+    assert float(err.sel(loss="high-res sim")) < 1e-5, "the high-res sim must reproduce its own reference frames"
+    assert 0 < float(err.sel(loss="mse")) < 1 and 0 < float(err.sel(loss="source")) < 1
+    seconds = combined.seconds_per_frame
+    assert all(float(seconds.sel(loss=p)) > 0 for p in ("mse", "source", "high-res sim"))
+    report = (run_dir / "report" / "report.md").read_text()
+    assert "## combined on plume_16x16" in report and "wall time per frame [ms]" in report
+    for png in ("error_vs_step_combined_plume_16x16.png", "samples_combined_plume_16x16.png", "time_cost.png"):
+        assert (run_dir / "report" / png).stat().st_size > 1000, png
+    again = launch_cli(write(tmp_path, SWEEP), "--backend", "local", "--out", str(run_dir))
+    assert again.returncode == 0 and "nothing to submit" in again.stdout
+
+
+def test_combined_pipeline_without_marker_sr_cells_is_refused_before_submitting(tmp_path, launch_cli):
+    sweep = yaml.safe_load(yaml.safe_dump(SWEEP))
+    sweep["train"]["task_settings"] = {"sr": {"variable": "velocity"}}
+    res = launch_cli(write(tmp_path, sweep), "--dry-run", "--out", str(tmp_path / "run"))
+    assert res.returncode == 2 and "evaluate.combined" in res.stderr and "variable: marker" in res.stderr
+    assert not (tmp_path / "run").exists()
