@@ -331,3 +331,23 @@ def test_target_branch_runs_without_autograd_but_gradients_match(store, stats):
     tgt = target.clone().requires_grad_(True)  # forces the target through autograd as well
     loss(both, tgt).backward()
     torch.testing.assert_close(pred.grad, both.grad)
+
+
+@pytest.mark.parametrize("spec", ["lsim", "vgg", {"name": "lpips", "net": "vgg"}], ids=str)
+def test_bfloat16_losses_agree_with_float32_and_send_the_same_gradient(spec, store, stats):
+    """precision: bfloat16 only changes the network's arithmetic: value within 3%, gradient direction kept."""
+    base = {"name": spec} if isinstance(spec, str) else spec
+    full, low = get_loss(base, stats, store), get_loss({**base, "precision": "bfloat16"}, stats, store)
+    assert low.label == full.label + "-bf16"
+    target = torch.stack([smooth_field(), 0.5 * smooth_field(phase=1.0)])[None].repeat(2, 1, 1, 1)
+    torch.manual_seed(0)
+    noise = 0.3 * torch.randn_like(target)
+    grads, values = [], []
+    for loss in (full, low):
+        pred = (target + noise).requires_grad_(True)
+        value = loss(pred, target)
+        value.backward()
+        values.append(value.item())
+        grads.append(pred.grad.flatten())
+    assert values[1] == pytest.approx(values[0], rel=0.03)
+    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.98

@@ -101,10 +101,11 @@ class PerceptualLoss(FieldLoss):
         return self.compare(*(self._features(x) for x in (a, b)))
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if x.requires_grad:
-            return self.features(x)
-        with torch.no_grad():
-            return self.features(x)
+        low = self.spec.precision == "bfloat16"
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=low), torch.set_grad_enabled(
+                x.requires_grad and torch.is_grad_enabled()):
+            feats = self.features(x)
+        return [f.float() for f in feats] if low else feats
 
     def forward(self, pred, target, channels=None):
         _check_shapes(pred, target)

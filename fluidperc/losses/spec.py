@@ -42,6 +42,14 @@ class _ImageSpec(_Spec):
     pad_mode: Literal["replicate", "reflect", "constant"] = "replicate"
     resize_to: tuple[int, int] | None = Field(None, description="resize fields to [H, W] before the loss")
     resize_mode: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="bfloat16 runs the network under autocast: about 2x faster on CPUs with AVX512-BF16 "
+        "or AMX and on GPUs, loss values within ~1% (features are compared in float32)"
+    )
+
+    @property
+    def _suffix(self) -> str:
+        return "-bf16" if self.precision == "bfloat16" else ""
 
     @model_validator(mode="after")
     def _one_size_policy(self) -> "_ImageSpec":
@@ -55,7 +63,7 @@ class LSiMSpec(_ImageSpec):
 
     @property
     def label(self) -> str:
-        return "lsim"
+        return "lsim" + self._suffix
 
 
 class VGGSpec(_ImageSpec):
@@ -77,8 +85,8 @@ class VGGSpec(_ImageSpec):
     @property
     def label(self) -> str:
         if self.layers:
-            return "vgg-" + "+".join(f"{k}x{v:g}" for k, v in sorted(self.layers.items()))
-        return f"vgg-{self.layer}"
+            return "vgg-" + "+".join(f"{k}x{v:g}" for k, v in sorted(self.layers.items())) + self._suffix
+        return f"vgg-{self.layer}{self._suffix}"
 
 
 class LPIPSSpec(_ImageSpec):
@@ -87,7 +95,7 @@ class LPIPSSpec(_ImageSpec):
 
     @property
     def label(self) -> str:
-        return f"lpips-{self.net}"
+        return f"lpips-{self.net}{self._suffix}"
 
 
 LossSpec = Annotated[Union[MSESpec, MAESpec, LSiMSpec, VGGSpec, LPIPSSpec], Field(discriminator="name")]
