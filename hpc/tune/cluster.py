@@ -31,15 +31,20 @@ SOCKET_LIMIT = 107
 SESSION_SUFFIX = 64  # /session_<date>_<time>_<usec>_<pid>/sockets/plasma_store
 
 
-def ray_env(token_file: Path) -> dict[str, str]:
-    """Environment for every Ray process and driver of a run: no usage stats, loopback stays loopback, token auth
-    with the run's own token (created on first use)."""
+def ray_env(token_file: Path, multi_node: bool = False) -> dict[str, str]:
+    """Environment for every Ray process and driver of a run: no usage stats, token auth with the run's own token
+    (created on first use), and on one node every listener on loopback. RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is
+    what keeps Ray on 127.0.0.1, but it also makes ``ray start --address`` refuse to join, so a multi-node
+    cluster runs without it (its nodes must reach each other anyway)."""
     token_file.parent.mkdir(parents=True, exist_ok=True)
-    if not token_file.exists():
+    try:
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # a relaunch, or another node of this job: keep the token everyone already uses
+    else:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
-    return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1" if multi_node else "0",
             "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
 
 

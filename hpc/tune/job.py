@@ -54,14 +54,12 @@ def run_in_allocation(stage: TuneStage, run_dir: Path, cell: CellConfig, rank: i
     """Rank 0: head + driver. Other ranks: a worker until the driver writes its done file."""
     run_dir = Path(run_dir).resolve()
     temp, token = paths(stage, run_dir)
-    env = cluster.ray_env(token) if rank == 0 else {}
-    os.environ.update(env)
     rendezvous = run_dir / "tune" / f"head-{job_id}.json"
     done = run_dir / "tune" / f"done-{job_id}.json"
     ip = cluster.node_address(nodes > 1)
     if rank != 0:
-        head = cluster.wait_for_file(rendezvous, JOIN_TIMEOUT_S, f"worker {rank}")
-        os.environ.update(cluster.ray_env(token))
+        head = cluster.wait_for_file(rendezvous, JOIN_TIMEOUT_S, f"worker {rank}")  # the token exists by then
+        os.environ.update(cluster.ray_env(token, multi_node=True))
         proc = cluster.start_node(False, ip, 0, cpus, gpus, {}, None, stage.dashboard_host, stage.dashboard_port,
                                   head_address=head["address"])
         try:
@@ -69,6 +67,8 @@ def run_in_allocation(stage: TuneStage, run_dir: Path, cell: CellConfig, rank: i
         finally:
             cluster.stop_node(proc)
         return "worker done"
+    env = cluster.ray_env(token, multi_node=nodes > 1)
+    os.environ.update(env)
     port = cluster.free_port(ip)
     proc = cluster.start_node(True, ip, port, cpus, gpus, env, temp, stage.dashboard_host, stage.dashboard_port)
     try:
