@@ -52,9 +52,11 @@ def cell(data_dir: Path, task: str, loss="mse", **settings) -> CellConfig:
 LSIM_PADDED = {"name": "lsim", "pad_to": [64, 64]}
 
 
-@pytest.mark.parametrize("task, steps, lr", [("ae", 150, 2e-3), ("sr", 150, 2e-3), ("sol", 30, 1e-3)])
+# AE and SR drive a tiny batch's loss down 10x. SOL starts as the uncorrected sim (the correction network's
+# output layer is zero) and must beat it clearly: 0.4x was measured after 30 steps, 0.6x is asked.
+@pytest.mark.parametrize("task, steps, lr, factor", [("ae", 150, 2e-3, 10), ("sr", 150, 2e-3, 10), ("sol", 30, 1e-3, 1 / 0.6)])
 @pytest.mark.parametrize("loss", ["mse", "lsim"])
-def test_each_task_overfits_a_tiny_batch(task, steps, lr, loss, data_dir, request):
+def test_each_task_overfits_a_tiny_batch(task, steps, lr, factor, loss, data_dir, request):
     if loss == "lsim":
         request.getfixturevalue("shared_weights")
     c = cell(data_dir, task, LSIM_PADDED if loss == "lsim" else "mse")
@@ -71,7 +73,7 @@ def test_each_task_overfits_a_tiny_batch(task, steps, lr, loss, data_dir, reques
         value.backward()
         opt.step()
         history.append(value.item())
-    assert min(history[-5:]) <= history[0] / 10, f"{task}/{loss}: {history[0]:.4g} -> {history[-1]:.4g}"
+    assert min(history[-5:]) <= history[0] / factor, f"{task}/{loss}: {history[0]:.4g} -> {history[-1]:.4g}"
 
 
 def test_sol_correction_reduces_rollout_error_against_the_reference(data_dir, tmp_path):
