@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from pydantic import ValidationError
+
 from fluidperc.errors import UserError
 from fluidperc.losses.spec import parse_loss_spec
 from fluidperc.train.config import TrainSettings
@@ -94,8 +96,8 @@ def validate_space(space: dict[str, Any], where: str = "tune.space") -> None:
             else:
                 try:
                     TrainSettings.model_validate({key: option})
-                except Exception as err:  # pydantic's message names the constraint
-                    msg = str(err).splitlines()[-2].strip() if len(str(err).splitlines()) > 1 else str(err)
+                except ValidationError as err:
+                    msg = err.errors()[0]["msg"].lower()
                     raise UserError(f"{here}: value {option!r} is not a valid {key}: {msg}") from None
 
 
