@@ -5,11 +5,12 @@ pseudo-loss "source". A cell without results stays NaN and its reason is kept in
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from fluidperc.evaluation.output import write_atomically
 
 RESULTS = "results.zarr"
 # Baselines stored beside a cell's own results (variable suffix), as pseudo-losses on the loss axis.
@@ -70,10 +71,4 @@ def collect(run_dir: str, cells: list[dict]) -> str:
                       "cells": json.dumps({c["label"]: c["eval_path"] for c in cells}),
                       "note": "loss 'source' is the uncorrected low-resolution sim (SOL's baseline; in task 'combined' "
                               "upscaled by SR); 'high-res sim' is the high-resolution simulation (task 'combined')"})
-    target = run / RESULTS
-    tmp = run / (RESULTS + ".tmp")
-    out.to_zarr(str(tmp), mode="w", consolidated=True)
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
-    return str(target)
+    return str(write_atomically(out, run / RESULTS))

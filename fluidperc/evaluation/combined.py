@@ -15,24 +15,19 @@ import torch
 import xarray as xr
 
 from fluidperc.errors import UserError
-from fluidperc.evaluation.evaluate import EvalSettings, _metrics, _perceptual
+from fluidperc.evaluation.evaluate import (
+    EvalSettings,
+    _metrics,
+    _perceptual,
+    load_trained,
+)
+from fluidperc.evaluation.output import write_atomically
 from fluidperc.sim.scenes import scene_info
 from fluidperc.train import CellConfig
 from fluidperc.train.data import load_frames
-from fluidperc.train.tasks import TaskData, build_model
 from fluidperc.weights import WeightStore
 
 PATHS = {"corrected": "", "source": "_source", "high-res sim": "_highres"}  # path -> variable suffix
-
-
-def _trained(cell: CellConfig, train_dir: str) -> tuple[torch.nn.Module, TaskData]:
-    model_file = Path(train_dir) / "model.pt"
-    if not model_file.exists():
-        raise UserError(f"cell {cell.label}: no trained model at {model_file}; its training has not finished")
-    data = TaskData(cell)
-    model = build_model(cell, data)
-    model.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=True)["model"])
-    return model.eval(), data
 
 
 def _timed(fn):
@@ -52,8 +47,8 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
                         f"{sol.scene} {list(sol.resolution)}")
     settings = EvalSettings.model_validate_json(settings_json)
     torch.manual_seed(0)
-    sol_model, sol_data = _trained(sol, sol_dir)
-    sr_model, sr_data = _trained(sr, sr_dir)
+    sol_model, sol_data = load_trained(sol, sol_dir)
+    sr_model, sr_data = load_trained(sr, sr_dir)
     low = sol_data.low
     high_path = Path(sr.data_dir) / sr.high_store
     high = load_frames(high_path, "velocity")
@@ -113,13 +108,4 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
                      "resolution": f"{sol.scene}_{sol.resolution[0]}x{sol.resolution[1]}",
                      "seconds_per_frame": json.dumps(seconds), "skipped_metrics": json.dumps(skipped),
                      "paths": "corrected: low-res sim + SOL + SR; source: low-res sim + SR; high-res sim"})
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    ds.to_zarr(str(tmp), mode="w", consolidated=True)
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return str(out)
+    return str(write_atomically(ds, out_path))  # a finished evaluation appears atomically

@@ -18,7 +18,12 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
 from fluidperc.errors import UserError
-from fluidperc.evaluation.metrics import PERCEPTUAL_METRICS, perceptual_metrics, pixel_metrics
+from fluidperc.evaluation.metrics import (
+    PERCEPTUAL_METRICS,
+    perceptual_metrics,
+    pixel_metrics,
+)
+from fluidperc.evaluation.output import write_atomically
 from fluidperc.losses import get_loss, weights_needed
 from fluidperc.sim.scenes import scene_info
 from fluidperc.train import CellConfig
@@ -50,17 +55,22 @@ def _metrics(pred: torch.Tensor, ref: torch.Tensor, dx: float, dy: float, losses
     return {**pixel_metrics(pred, ref, dx, dy), **perceptual_metrics(pred, ref, losses)}
 
 
-def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: str = "{}") -> str:
-    cell = CellConfig.model_validate_json(cell_json)
-    settings = EvalSettings.model_validate_json(settings_json)
+def load_trained(cell: CellConfig, train_dir: str | Path) -> tuple[torch.nn.Module, TaskData]:
+    """The cell's trained network in eval mode, and its data."""
     model_file = Path(train_dir) / "model.pt"
     if not model_file.exists():
         raise UserError(f"cell {cell.label}: no trained model at {model_file}; its training has not finished")
-    torch.manual_seed(0)
     data = TaskData(cell)
     model = build_model(cell, data)
     model.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=True)["model"])
-    model.eval()
+    return model.eval(), data
+
+
+def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: str = "{}") -> str:
+    cell = CellConfig.model_validate_json(cell_json)
+    settings = EvalSettings.model_validate_json(settings_json)
+    torch.manual_seed(0)
+    model, data = load_trained(cell, train_dir)
     info = scene_info(cell.scene)
     target = data.high if cell.task == "sr" else data.low
     ny, nx = (cell.high_resolution if cell.task == "sr" else cell.resolution)
@@ -115,13 +125,4 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
                      "resolution": f"{cell.scene}_{cell.resolution[0]}x{cell.resolution[1]}",
                      "variable": data.variable, "seconds_per_frame": json.dumps(timing),
                      "skipped_metrics": json.dumps(skipped)})
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    ds.to_zarr(str(tmp), mode="w", consolidated=True)
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    tmp.rename(out)  # a finished evaluation appears atomically
-    return str(out)
+    return str(write_atomically(ds, out_path))  # a finished evaluation appears atomically

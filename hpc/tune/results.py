@@ -4,13 +4,13 @@ sampled hyper-parameters and each trial's outcome as coordinates on ``trial``.""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from fluidperc.evaluation.output import write_atomically
 from fluidperc.losses.spec import parse_loss_spec
 from fluidperc.train.config import CellConfig
 from hpc.spec import TuneStage
@@ -82,10 +82,4 @@ def tidy(grid: Any, stage: TuneStage, cell: CellConfig) -> xr.Dataset:
 
 def write_results(grid: Any, stage: TuneStage, cell: CellConfig, run_dir: Path) -> Path:
     ds = tidy(grid, stage, cell)
-    out = Path(run_dir) / "tune.zarr"
-    tmp = out.with_name(out.name + ".tmp")
-    ds.to_zarr(str(tmp), mode="w", consolidated=True)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    return write_atomically(ds, Path(run_dir) / "tune.zarr")
