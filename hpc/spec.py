@@ -21,6 +21,15 @@ from hpc.errors import UserError
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
+def _as_value_error(check, *args: Any, **kwargs: Any) -> None:
+    """Run a fluidperc check inside a pydantic validator: its UserError becomes the ValueError pydantic reports
+    with the file, key and value."""
+    try:
+        check(*args, **kwargs)
+    except UserError as err:
+        raise ValueError(str(err)) from None
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -90,10 +99,7 @@ class TrainStage(Strict):
     @classmethod
     def _losses(cls, losses: list[Any]) -> list[Any]:
         for i, loss in enumerate(losses):
-            try:
-                parse_loss_spec(loss, where=f"losses.{i}")
-            except UserError as err:
-                raise ValueError(str(err)) from None
+            _as_value_error(parse_loss_spec, loss, where=f"losses.{i}")
         return losses
 
     @field_validator("task_settings")
@@ -149,10 +155,7 @@ class TuneStage(Strict):
     @field_validator("loss")
     @classmethod
     def _loss(cls, loss: Any) -> Any:
-        try:
-            parse_loss_spec(loss, where="loss")
-        except UserError as err:
-            raise ValueError(str(err)) from None
+        _as_value_error(parse_loss_spec, loss, where="loss")
         return loss
 
     @field_validator("space")
@@ -160,10 +163,7 @@ class TuneStage(Strict):
     def _space(cls, space: dict[str, Any]) -> dict[str, Any]:
         from hpc.tune.space import validate_space
 
-        try:
-            validate_space(space, where="space")
-        except UserError as err:
-            raise ValueError(str(err)) from None
+        _as_value_error(validate_space, space, where="space")
         return space
 
     @field_validator("settings")

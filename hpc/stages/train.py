@@ -11,8 +11,9 @@ from hpc.spec import Sweep
 from fluidperc.train.config import CellConfig, TrainSettings
 
 
-def data_dir(sweep: Sweep) -> Path:
-    stage = sweep.train
+def data_dir(sweep: Sweep, stage=None) -> Path:
+    """Where a stage (train by default; tune too) reads its stores: its own data_dir, else datagen's, else 'data'."""
+    stage = stage or sweep.train
     assert stage is not None
     if stage.data_dir is not None:
         return Path(stage.data_dir).resolve()

@@ -10,14 +10,6 @@ from hpc.plan import JobGroup, Task
 from hpc.spec import Sweep
 
 
-def data_dir(sweep: Sweep) -> Path:
-    stage = sweep.tune
-    assert stage is not None
-    if stage.data_dir is not None:
-        return Path(stage.data_dir).resolve()
-    return Path(sweep.datagen.data_dir if sweep.datagen else "data").resolve()
-
-
 def finished(run_dir: Path) -> bool:
     """tune.zarr is written when the experiment ends; trials that failed make a relaunch resume it."""
     path, report = run_dir / "tune.zarr", run_dir / "report" / "report.md"
@@ -86,7 +78,7 @@ def usable_space(sweep: Sweep) -> dict:
 
 
 def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
-    from hpc.stages.train import producers
+    from hpc.stages.train import data_dir, producers
     from hpc.tune.driver import base_cell
     from hpc.tune.job import TuneJob
 
@@ -95,7 +87,7 @@ def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
     if stage.task == "sr" and stage.dataset.high_resolution is None:
         raise UserError("tune.dataset: task 'sr' needs high_resolution (the target grid)")
     stage = stage.model_copy(update={"space": usable_space(sweep)})
-    cell = base_cell(stage, data_dir(sweep))
+    cell = base_cell(stage, data_dir(sweep, stage))
     made = producers(sweep)
     after = set()
     for name in filter(None, (cell.low_store, cell.high_store)):
