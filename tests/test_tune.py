@@ -114,6 +114,7 @@ def check_tidy(ds: xr.Dataset, trials: int, epochs: int) -> None:
 # --- before Ray ----------------------------------------------------------------------------------------------
 BAD_SPACES = {
     "loguniform_from_zero": ({"lr": {"loguniform": [0, 1.0e-2]}}, "needs lo > 0"),
+    "yaml_reads_1e-4_as_text": ({"lr": {"loguniform": ["1e-4", "1e-2"]}}, "write 1.0e-4"),
     "unknown_hyper_parameter": ({"momentum": {"uniform": [0.1, 0.9]}}, "unknown hyper-parameter 'momentum'"),
     "bad_vgg_layer": ({"loss": {"choice": [{"name": "vgg", "layer": "relu5_3"}]}}, "invalid options for loss 'vgg'"),
     "empty_choice": ({"batch_size": {"choice": []}}, "needs a non-empty list"),

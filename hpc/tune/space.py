@@ -44,6 +44,14 @@ def has_domain(value: Any) -> bool:
     return False
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_domain(kind: str, args: Any, where: str) -> None:
     if kind in ("choice", "grid"):
         if not isinstance(args, list) or not args:
@@ -54,7 +62,10 @@ def _check_domain(kind: str, args: Any, where: str) -> None:
         return
     if not (isinstance(args, list) and len(args) == 2 and all(isinstance(a, (int, float)) and not isinstance(a, bool)
                                                                 for a in args)):
-        raise UserError(f"{where}: {{{kind}: [lo, hi]}} needs two numbers, got {args!r}")
+        hint = ""
+        if isinstance(args, list) and any(isinstance(a, str) and _is_number(a) for a in args):
+            hint = " (YAML reads a number like 1e-4 as text; write 1.0e-4)"
+        raise UserError(f"{where}: {{{kind}: [lo, hi]}} needs two numbers, got {args!r}{hint}")
     lo, hi = args
     if not lo < hi:
         raise UserError(f"{where}: {{{kind}: [{lo}, {hi}]}} needs lo < hi")
