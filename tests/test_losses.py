@@ -351,3 +351,18 @@ def test_bfloat16_losses_agree_with_float32_and_send_the_same_gradient(spec, sto
         grads.append(pred.grad.flatten())
     assert values[1] == pytest.approx(values[0], rel=0.03)
     assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.98
+
+
+def test_channels_last_trunk_computes_torchvisions_vgg16_features(trunk_dir, store, stats):
+    """The trunk runs in oneDNN's channels-last layout for speed; its features must still be VGG-16's own."""
+    d, _ = trunk_dir
+    reference = make_layers(cfgs["D"])[:16]
+    state = torch.load(d / CATALOG["vgg16"].filename, weights_only=True)
+    reference.load_state_dict({k: state[f"features.{k}"] for k in reference.state_dict()})
+    loss = get_loss({"name": "vgg", "layer": "relu3_3"}, stats, store)
+    assert loss.trunk[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 64, 48)
+    (ours,) = loss._features(x)
+    expected = reference.eval()((x - loss.mean) / loss.std)
+    assert ours.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)

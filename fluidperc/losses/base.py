@@ -74,6 +74,12 @@ class PerceptualLoss(FieldLoss):
         if size is not None and min(size) < self.min_size:
             raise UserError(f"loss '{self.label}': the target size {list(size)} is below its minimum of {self.min_size} px per side")
 
+    def adopt_trunk(self, trunk: nn.Module) -> nn.Module:
+        """The convolutional trunk in channels-last layout, oneDNN's own: no reorder around every layer, up to 18%
+        faster per loss call on CPU (BENCHMARKS.md). Inputs follow in :meth:`_features`. Weights stay float32:
+        under bfloat16, autocast's per-call cast measured faster here than weights cast once."""
+        return trunk.to(memory_format=torch.channels_last)
+
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.spec.pad_to is not None:
             x = pad_to(x, self.spec.pad_to, self.spec.pad_mode)
@@ -102,6 +108,7 @@ class PerceptualLoss(FieldLoss):
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
         low = self.spec.precision == "bfloat16"
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=low), torch.set_grad_enabled(
                 x.requires_grad and torch.is_grad_enabled()):
             feats = self.features(x)

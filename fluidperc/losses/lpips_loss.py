@@ -42,6 +42,7 @@ class LPIPSLoss(PerceptualLoss):
         self.min_size = MIN_SIZE[spec.net]
         super().__init__(spec, stats)
         self.model = build_lpips(spec.net, store)
+        self.model.net = self.adopt_trunk(self.model.net)
 
     def features(self, x):
         """lpips's own forward, split per input: scaling layer, trunk, channel-normalised features."""

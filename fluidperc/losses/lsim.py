@@ -128,6 +128,7 @@ class LSiMLoss(PerceptualLoss):
     def __init__(self, spec, stats, store: WeightStore):
         super().__init__(spec, stats)
         self.model = LSiM.load(store.resolve("lsim"), sha256=None)  # the store verified the checksum
+        self.model.trunk = self.adopt_trunk(self.model.trunk)
 
     def features(self, x):
         return self.model.features(x * 255.0)

@@ -40,7 +40,7 @@ class VGGLoss(PerceptualLoss):
         super().__init__(spec, stats)
         self.weights = spec.layer_weights()
         self.taps = {LAYER_INDEX[name]: w for name, w in self.weights.items()}
-        self.trunk = load_vgg16_features(store.resolve("vgg16"), max(self.taps))
+        self.trunk = self.adopt_trunk(load_vgg16_features(store.resolve("vgg16"), max(self.taps)))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
