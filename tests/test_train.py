@@ -254,3 +254,24 @@ def test_an_untrained_sol_correction_leaves_the_source_sim_unchanged(data_dir):
     for a, s in zip(corrected, source):
         assert torch.equal(a["velocity_x"], s["velocity_x"]) and torch.equal(a["velocity_y"], s["velocity_y"])
     assert any(p.abs().sum() > 0 for p in model.net.blocks.parameters()), "only the output layer starts at zero"
+
+
+@pytest.mark.parametrize("loss", ["mse", "lsim"])
+def test_sol_objective_is_the_sum_over_the_m_steps_of_each_steps_loss(loss, data_dir, request):
+    """The m states go through the loss in one call; that must equal m separate per-step losses, summed."""
+    if loss == "lsim":
+        request.getfixturevalue("shared_weights")
+    c = cell(data_dir, "sol", LSIM_PADDED if loss == "lsim" else "mse", unroll=3)
+    data = TaskData(c)
+    torch.manual_seed(0)
+    model = build_model(c, data)
+    torch.nn.init.normal_(model.net.out.weight, std=0.05)  # a correction that differs from step to step
+    loss_fn = get_loss(c.loss_spec, channel_stats(data.low.stats, data.variable))
+    b = data.batch(data.train_index[:3])
+    with torch.no_grad():
+        batched = sample_loss(model, b, loss_fn, c)
+        states = model(b["vx"], b["vy"], b["marker"], b["reynolds"], 3)
+        per_step = [loss_fn(centred(s["velocity_x"], s["velocity_y"], 32, 16), b["targets"][:, k])
+                    for k, s in enumerate(states)]
+    assert len(set(round(v.item(), 8) for v in per_step)) == 3
+    assert batched.item() == pytest.approx(sum(v.item() for v in per_step), rel=1e-5)

@@ -76,9 +76,11 @@ class PerceptualLoss(FieldLoss):
 
     def adopt_trunk(self, trunk: nn.Module) -> nn.Module:
         """The convolutional trunk in channels-last layout, oneDNN's own: no reorder around every layer, up to 18%
-        faster per loss call on CPU (BENCHMARKS.md). Inputs follow in :meth:`_features`. Weights stay float32:
-        under bfloat16, autocast's per-call cast measured faster here than weights cast once."""
-        return trunk.to(memory_format=torch.channels_last)
+        faster per loss call on CPU. Inputs follow in :meth:`_features`. Under ``precision: bfloat16`` its
+        weights are cast once here: autocast would recast frozen weights on every call (3-17% of an LPIPS-vgg
+        call). Measurements in BENCHMARKS.md."""
+        trunk = trunk.to(memory_format=torch.channels_last)
+        return trunk.to(torch.bfloat16) if self.spec.precision == "bfloat16" else trunk
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.spec.pad_to is not None:
