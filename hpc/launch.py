@@ -232,8 +232,7 @@ def launch(
         sweep = sweep.model_copy(update={"missing_weights": "skip"})
         print("dry run: cells whose weights are missing are noted below; with missing_weights: fail a real launch "
               "stops before submitting until they are fetched (python -m fluidperc.weights fetch)")
-    sweep._dry_run = dry_run
-    groups = plan_sweep(sweep, run_dir)
+    groups = plan_sweep(sweep, run_dir, dry_run=dry_run)
     if dry_run:
         print(f"sweep {sweep.name} ({sweep_path}) -> {run_dir}  [dry run: nothing is submitted]")
         print(format_plan(groups))

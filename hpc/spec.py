@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.evaluation.evaluate import EvalSettings
@@ -207,7 +207,6 @@ class Sweep(Strict):
     missing_weights: Literal["skip", "fail"] = Field(
         "fail", description="a loss whose weights are not staged: fail before submitting, or skip its cells"
     )
-    _dry_run: bool = PrivateAttr(False)  # planners note what a real launch would refuse
 
     def stage_names(self) -> list[str]:
         return [name for name in STAGE_ORDER if getattr(self, name, None) is not None]

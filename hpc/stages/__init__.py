@@ -12,10 +12,12 @@ from hpc.stages import check, datagen, evaluate, train, tune
 STAGES: dict[str, ModuleType] = {"check": check, "datagen": datagen, "tune": tune, "train": train, "evaluate": evaluate}
 
 
-def plan_sweep(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
+def plan_sweep(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
+    """Every stage's job groups. A dry run plans the same, but a planner may note what a real launch would refuse
+    instead of stopping."""
     groups: list[JobGroup] = []
     for name in sweep.stage_names():
-        groups += STAGES[name].plan(sweep, run_dir)
+        groups += STAGES[name].plan(sweep, run_dir, dry_run=dry_run)
     check_plan(groups)
     return groups
 

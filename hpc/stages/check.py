@@ -64,7 +64,7 @@ def summarize(out_dir: str, n: int) -> dict:
     return summary
 
 
-def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
+def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     spec = sweep.check
     assert spec is not None
     out_dir = run_dir / "check"

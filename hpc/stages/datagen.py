@@ -33,7 +33,7 @@ def group_name(spec: DatasetSpec) -> str:
     return f"datagen.{spec.scene}_{ny}x{nx}"
 
 
-def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
+def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     stage = sweep.datagen
     assert stage is not None
     root = data_dir(sweep)

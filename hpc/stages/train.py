@@ -84,7 +84,7 @@ def cell_dir(run_dir: Path, cell: CellConfig) -> Path:
     return run_dir.resolve() / "train" / cell.label
 
 
-def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
+def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     from fluidperc.train import is_done
 
     stage = sweep.train

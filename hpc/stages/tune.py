@@ -31,7 +31,7 @@ def trial_count(space: dict, num_samples: int) -> int:
     return n
 
 
-def usable_space(sweep: Sweep) -> dict:
+def usable_space(sweep: Sweep, dry_run: bool = False) -> dict:
     """The search space with loss options whose weights are missing dropped (missing_weights: skip, noted) or
     refused before anything starts (missing_weights: fail, the default)."""
     from fluidperc.losses import weights_needed
@@ -61,7 +61,7 @@ def usable_space(sweep: Sweep) -> dict:
                 print(f"note: tune: skipped {why}")
             else:
                 kept.append(option)
-        if not kept and sweep._dry_run:
+        if not kept and dry_run:
             print("note: tune: a real launch stops here until the weights above are fetched")
             return space
         if not kept:
@@ -77,7 +77,7 @@ def usable_space(sweep: Sweep) -> dict:
     return space
 
 
-def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
+def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     from hpc.stages.train import data_dir, producers
     from hpc.tune.driver import base_cell
     from hpc.tune.job import TuneJob
@@ -86,7 +86,7 @@ def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
     assert stage is not None
     if stage.task == "sr" and stage.dataset.high_resolution is None:
         raise UserError("tune.dataset: task 'sr' needs high_resolution (the target grid)")
-    stage = stage.model_copy(update={"space": usable_space(sweep)})
+    stage = stage.model_copy(update={"space": usable_space(sweep, dry_run)})
     cell = base_cell(stage, data_dir(sweep, stage))
     made = producers(sweep)
     after = set()
