@@ -14,9 +14,9 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from fluidperc.analysis import load  # noqa: E402
+from fluidperc.evaluation.collect import PSEUDO_NAMES as PSEUDO  # noqa: E402  (baselines, never "best")
 from fluidperc.evaluation.metrics import vorticity  # noqa: E402
 
-PSEUDO = ("source", "high-res sim")  # baselines on the loss axis, never "best"
 COMBINED_NOTE = ("The combined pipeline compares, for the marker density against the high-resolution reference, "
                  "the low-resolution sim corrected by each loss's SOL network and upscaled by the same loss's SR "
                  "network (rows named by loss), the uncorrected low-resolution sim upscaled by SR (`source`), and the "
@@ -37,13 +37,13 @@ def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str]
     losses = [str(loss) for loss in sub.loss.values if bool(np.isfinite(per_seed[metrics[0]].sel(loss=loss)).any())] if metrics else []
     trained = [loss for loss in losses if loss not in PSEUDO]
     best = {m: min(trained, key=lambda loss: float(mean[m].sel(loss=loss))) for m in metrics} if trained else {}
+    improvement = task in ("sol", "combined") and "source" in losses and "rel_l2" in metrics
     rows = []
     for loss in losses:
         row = [loss]
         for m in metrics:
             cell = f"{float(mean[m].sel(loss=loss)):.4g} ± {float(std[m].sel(loss=loss)):.2g}"
             row.append(f"**{cell}**" if best.get(m) == loss else cell)
-        improvement = task in ("sol", "combined") and "source" in losses and "rel_l2" in metrics
         if improvement:
             denominator = float(mean["rel_l2"].sel(loss=loss))
             factor = float(mean["rel_l2"].sel(loss="source")) / denominator if denominator > 0 else np.inf
@@ -51,7 +51,6 @@ def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str]
         if task == "combined":
             row.append(f"{float(sub.seconds_per_frame.sel(loss=loss).mean('seed')) * 1e3:.3g}")
         rows.append(row)
-    improvement = task in ("sol", "combined") and "source" in losses and "rel_l2" in metrics
     headers = ["loss"] + metrics + (["SOL improvement (rel_l2 source / loss)"] if improvement else [])
     headers += ["wall time per frame [ms]"] if task == "combined" else []
     return headers, rows

@@ -15,7 +15,8 @@ from fluidperc.evaluation.output import write_atomically
 RESULTS = "results.zarr"
 # Baselines stored beside a cell's own results (variable suffix), as pseudo-losses on the loss axis.
 PSEUDO_LOSSES = {"sol": {"source": "_source"}, "combined": {"source": "_source", "high-res sim": "_highres"}}
-SUFFIXES = ("_source", "_highres")
+PSEUDO_NAMES = tuple(dict.fromkeys(name for paths in PSEUDO_LOSSES.values() for name in paths))
+SUFFIXES = tuple(dict.fromkeys(suffix for paths in PSEUDO_LOSSES.values() for suffix in paths.values()))
 
 
 def collect(run_dir: str, cells: list[dict]) -> str:
@@ -30,7 +31,7 @@ def collect(run_dir: str, cells: list[dict]) -> str:
         else:
             missing[c["label"]] = c.get("reason") or "no evaluation results (training or evaluation did not finish)"
     tasks = sorted({c["task"] for c in cells})
-    pseudo = [p for p in ("source", "high-res sim") if any(p in PSEUDO_LOSSES.get(t, {}) for t in tasks)]
+    pseudo = [p for p in PSEUDO_NAMES if any(p in PSEUDO_LOSSES.get(t, {}) for t in tasks)]
     losses = list(dict.fromkeys(c["loss"] for c in cells)) + pseudo
     resolutions = sorted({c["resolution"] for c in cells})
     seeds = sorted({c["seed"] for c in cells})

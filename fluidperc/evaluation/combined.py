@@ -15,11 +15,12 @@ import torch
 import xarray as xr
 
 from fluidperc.errors import UserError
+from fluidperc.evaluation.collect import PSEUDO_LOSSES
 from fluidperc.evaluation.evaluate import (
     EvalSettings,
-    _metrics,
-    _perceptual,
+    frame_metrics,
     load_trained,
+    perceptual_losses,
 )
 from fluidperc.evaluation.output import write_atomically
 from fluidperc.sim.scenes import scene_info
@@ -27,7 +28,7 @@ from fluidperc.train import CellConfig
 from fluidperc.train.data import load_frames
 from fluidperc.weights import WeightStore
 
-PATHS = {"corrected": "", "source": "_source", "high-res sim": "_highres"}  # path -> variable suffix
+PATHS = {"corrected": "", **PSEUDO_LOSSES["combined"]}  # path -> variable suffix
 
 
 def _timed(fn):
@@ -90,10 +91,10 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
     ref = high.marker[s, 1 : n + 1].float()[:, :, None]  # sims, steps, 1, y, x
     info = scene_info(sr.scene)
     dx, dy = info.width / nx, info.height / ny
-    losses, skipped = _perceptual(sr_data.high.stats, "marker", WeightStore.from_env())
+    losses, skipped = perceptual_losses(sr_data.high.stats, "marker", WeightStore.from_env())
     results = {}
     for path, suffix in PATHS.items():
-        per_step = [_metrics(preds[path][:, k], ref[:, k], dx, dy, losses) for k in range(n)]
+        per_step = [frame_metrics(preds[path][:, k], ref[:, k], dx, dy, losses) for k in range(n)]
         for name in per_step[0]:
             results[name + suffix] = (("test_sim", "step"), np.stack([m[name] for m in per_step], axis=1))
     keep = np.linspace(0, n - 1, min(settings.samples, n)).round().astype(int)

@@ -40,7 +40,9 @@ class EvalSettings(BaseModel):
     samples: int = Field(4, ge=1, description="sample frames kept for the report's figure")
 
 
-def _perceptual(stats, variable: str, store: WeightStore) -> tuple[dict, dict]:
+def perceptual_losses(stats, variable: str, store: WeightStore) -> tuple[dict, dict]:
+    """The perceptual metrics whose weights are staged, and why the others are skipped: an evaluation never
+    fails on a missing weight file, it says which one to fetch."""
     losses, skipped = {}, {}
     for name, spec in PERCEPTUAL_METRICS.items():
         missing = [w for w in weights_needed(spec) if not store.present(w)]
@@ -51,7 +53,8 @@ def _perceptual(stats, variable: str, store: WeightStore) -> tuple[dict, dict]:
     return losses, skipped
 
 
-def _metrics(pred: torch.Tensor, ref: torch.Tensor, dx: float, dy: float, losses: dict) -> dict[str, np.ndarray]:
+def frame_metrics(pred: torch.Tensor, ref: torch.Tensor, dx: float, dy: float, losses: dict) -> dict[str, np.ndarray]:
+    """Every metric of one batch of frames, per frame (shared by cell evaluation and the combined pipeline)."""
     return {**pixel_metrics(pred, ref, dx, dy), **perceptual_metrics(pred, ref, losses)}
 
 
@@ -75,7 +78,7 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
     target = data.high if cell.task == "sr" else data.low
     ny, nx = (cell.high_resolution if cell.task == "sr" else cell.resolution)
     dx, dy = info.width / nx, info.height / ny
-    losses, skipped = _perceptual(target.stats, data.variable, WeightStore.from_env())
+    losses, skipped = perceptual_losses(target.stats, data.variable, WeightStore.from_env())
     sims = data.low.test_sims
     if not sims:
         raise UserError(f"cell {cell.label}: the dataset has no held-out test sims to evaluate on")
@@ -95,7 +98,7 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
                 preds[corrected] = torch.stack([centred(x["velocity_x"], x["velocity_y"], ny, nx) for x in states], 1)
             ref = data.low.centred[s, 1 : n_steps + 1]
             for corrected, pred in preds.items():
-                per_step = [_metrics(pred[:, k], ref[:, k], dx, dy, losses) for k in range(n_steps)]
+                per_step = [frame_metrics(pred[:, k], ref[:, k], dx, dy, losses) for k in range(n_steps)]
                 for name in per_step[0]:
                     key = name if corrected else f"{name}_source"
                     results[key] = (("test_sim", "step"), np.stack([m[name] for m in per_step], axis=1))
@@ -113,7 +116,7 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
                 pred = model(inp)
                 timing.setdefault("network", 0.0)
                 timing["network"] += (time.perf_counter() - t0) / (len(frames) * len(sims))
-                per_sim.append(_metrics(pred, target.centred[sim, frames], dx, dy, losses))
+                per_sim.append(frame_metrics(pred, target.centred[sim, frames], dx, dy, losses))
             results = {name: (("test_sim", "step"), np.stack([m[name] for m in per_sim])) for name in per_sim[0]}
             steps = frames
             keep = np.arange(min(settings.samples, len(frames)))

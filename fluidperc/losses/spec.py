@@ -44,7 +44,7 @@ class _ImageSpec(_Spec):
     resize_mode: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="bfloat16 runs the network under autocast: about 2x faster on CPUs with AVX512-BF16 "
-        "or AMX and on GPUs, loss values within ~1% (features are compared in float32)"
+        "or AMX and on GPUs, loss values within ~3% (features are compared in float32)"
     )
 
     @property

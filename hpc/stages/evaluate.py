@@ -47,30 +47,29 @@ def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -
             f"evaluate.combined: needs SOL cells and SR cells with task_settings.sr.variable: marker on {resolution}; "
             f"the train section has {len(sols)} SOL and {len(srs)} marker SR cell(s) there"
         )
+    def entry(sol) -> dict:
+        label = f"combined-{resolution}-{sol.loss_spec.label}-s{sol.seed}"
+        return {"label": label, "task": "combined", "loss": sol.loss_spec.label, "seed": sol.seed,
+                "resolution": resolution, "eval_path": str(eval_path(run_dir, label))}
+
     tasks, entries = [], []
     for sol in sols:
-        label = f"combined-{resolution}-{sol.loss_spec.label}-s{sol.seed}"
-        out = eval_path(run_dir, label)
-        entry = {"label": label, "task": "combined", "loss": sol.loss_spec.label, "seed": sol.seed,
-                 "resolution": resolution, "eval_path": str(out)}
+        e = entry(sol)
         sr = srs.get((sol.loss_spec.label, sol.seed))
         if sr is None:
-            entry["reason"] = f"no marker SR cell with loss {sol.loss_spec.label} and seed {sol.seed}"
+            e["reason"] = f"no marker SR cell with loss {sol.loss_spec.label} and seed {sol.seed}"
         else:
-            tasks.append(Task(label, (sol.model_dump_json(), str(cell_dir(run_dir, sol)), sr.model_dump_json(),
-                                      str(cell_dir(run_dir, sr)), str(out), settings), done=out.exists()))
-        entries.append(entry)
-    for cell, reason in skipped:
-        if on_grid(cell, "sol"):
-            label = f"combined-{resolution}-{cell.loss_spec.label}-s{cell.seed}"
-            entries.append({"label": label, "task": "combined", "loss": cell.loss_spec.label, "seed": cell.seed,
-                            "resolution": resolution, "eval_path": str(eval_path(run_dir, label)), "reason": reason})
+            out = Path(e["eval_path"])
+            tasks.append(Task(e["label"], (sol.model_dump_json(), str(cell_dir(run_dir, sol)), sr.model_dump_json(),
+                                           str(cell_dir(run_dir, sr)), str(out), settings), done=out.exists()))
+        entries.append(e)
+    entries += [{**entry(cell), "reason": reason} for cell, reason in skipped if on_grid(cell, "sol")]
     group = JobGroup("evaluate.combined", "evaluate", evaluate_combined, tasks, res, after=["train.sol", "train.sr"],
                      note=f"{len(tasks)} low-res+SOL+SR vs high-res sim comparisons")
     return group, entries
 
 
-def plan(sweep: Sweep, run_dir: Path) -> list[JobGroup]:
+def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     from fluidperc.evaluation.evaluate import evaluate_cell
 
     stage = sweep.evaluate
