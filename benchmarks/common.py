@@ -26,7 +26,11 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    commit = commit or os.environ.get("FLUIDPERC_COMMIT", "")  # a copy of the tree without .git (a GPU lease)
     return {
         "host": platform.node(),
         "cpu": cpu,

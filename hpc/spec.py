@@ -73,6 +73,8 @@ class DatagenStage(Strict):
 
     data_dir: str = Field("data", description="where the <scene>_<ny>x<nx>.zarr stores live")
     datasets: list[DatasetSpec] = Field(min_length=1)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when the job holds a GPU, else "
+                                                   "the CPU (a store's frames then depend on the device, not on it)")
     resources: Resources | None = None
 
 

@@ -14,8 +14,11 @@ from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.sim.downsample import downsample_frame
 
 
-def simulate_group(spec_json: str, data_dir: str, sims: list[int], progress: bool = True) -> list[int]:
-    """Simulate ``sims`` (indices into the spec's sim list) in one batched run; returns the sims it completed."""
+def simulate_group(spec_json: str, data_dir: str, sims: list[int], device: str = "auto",
+                   progress: bool = True) -> list[int]:
+    """Simulate ``sims`` (indices into the spec's sim list) in one batched run on ``device`` (auto | cpu | cuda);
+    returns the sims it completed."""
+    from fluidperc.devices import resolve
     from fluidperc.sim.simulation import Simulation, components
 
     spec = DatasetSpec.model_validate_json(spec_json)
@@ -27,7 +30,7 @@ def simulate_group(spec_json: str, data_dir: str, sims: list[int], progress: boo
     all_sims = spec.sims()
     ny, nx = spec.resolution
     substeps = int(high.attrs["diffusion_substeps"])
-    sim = Simulation(spec.scene, ny, nx, [all_sims[s][0] for s in todo], substeps)
+    sim = Simulation(spec.scene, ny, nx, [all_sims[s][0] for s in todo], substeps, device=resolve(device))
     state = sim.initial_state([all_sims[s][1] for s in todo])
     chunk = min(spec.frames_per_chunk, spec.n_frames)
     buffer: list[dict[str, np.ndarray]] = []

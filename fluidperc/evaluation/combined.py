@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from fluidperc.devices import resolve as resolve_device
+from fluidperc.devices import synchronize
 from fluidperc.errors import UserError
 from fluidperc.evaluation.collect import PSEUDO_LOSSES
 from fluidperc.evaluation.evaluate import (
@@ -31,9 +33,10 @@ from fluidperc.weights import WeightStore
 PATHS = {"corrected": "", **PSEUDO_LOSSES["combined"]}  # path -> variable suffix
 
 
-def _timed(fn):
+def _timed(fn, device: torch.device):
     t0 = time.perf_counter()
     out = fn()
+    synchronize(device)
     return out, time.perf_counter() - t0
 
 
@@ -48,8 +51,9 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
                         f"{sol.scene} {list(sol.resolution)}")
     settings = EvalSettings.model_validate_json(settings_json)
     torch.manual_seed(0)
-    sol_model, sol_data = load_trained(sol, sol_dir)
-    sr_model, sr_data = load_trained(sr, sr_dir)
+    device = resolve_device(sol.settings.device)
+    sol_model, sol_data = load_trained(sol, sol_dir, device)
+    sr_model, sr_data = load_trained(sr, sr_dir, device)
     low = sol_data.low
     high_path = Path(sr.data_dir) / sr.high_store
     high = load_frames(high_path, "velocity")
@@ -65,17 +69,18 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
     preds, seconds = {}, {}
     with torch.no_grad():
         for path, corrected in (("corrected", True), ("source", False)):
-            args = (low.velocity_x[s, 0], low.velocity_y[s, 0], low.marker[s, 0], re)
+            args = tuple(t.to(device) for t in (low.velocity_x[s, 0], low.velocity_y[s, 0], low.marker[s, 0], re))
             sol_model(*args, 1, corrected=corrected)  # warm-up: compiled solver parts trace on first use
-            states, t_sim = _timed(lambda: sol_model(*args, n, corrected=corrected))
+            states, t_sim = _timed(lambda: sol_model(*args, n, corrected=corrected), device)
             marker = torch.stack([st["marker"] for st in states], dim=1).float()  # sims, steps, y, x
-            up, t_sr = _timed(lambda: sr_model(marker.reshape(-1, 1, *marker.shape[-2:])))
-            preds[path] = up.reshape(len(sims), n, *up.shape[1:])
+            up, t_sr = _timed(lambda: sr_model(marker.reshape(-1, 1, *marker.shape[-2:])), device)
+            preds[path] = up.reshape(len(sims), n, *up.shape[1:]).cpu()
             seconds[path] = (t_sim + t_sr) / frames
         ny, nx = sr.high_resolution
         substeps = int(store.open_group(high_path, "r").attrs["diffusion_substeps"])
-        sim = Simulation(sr.scene, ny, nx, [float(r) for r in high.reynolds[s]], substeps)
-        start = state_from_tensors(sim, high.velocity_x[s, 0], high.velocity_y[s, 0], high.marker[s, 0])
+        sim = Simulation(sr.scene, ny, nx, [float(r) for r in high.reynolds[s]], substeps, device=device)
+        start = state_from_tensors(sim, *(t.to(device) for t in (high.velocity_x[s, 0], high.velocity_y[s, 0],
+                                                                  high.marker[s, 0])))
         sim.step(start)  # warm-up, as above
 
         def rollout():
@@ -85,8 +90,8 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
                 out.append(state_tensors(state)["marker"])
             return torch.stack(out, dim=1)
 
-        marker, t_high = _timed(rollout)
-        preds["high-res sim"] = marker.float()[:, :, None]
+        marker, t_high = _timed(rollout, device)
+        preds["high-res sim"] = marker.float().cpu()[:, :, None]
         seconds["high-res sim"] = t_high / frames
     ref = high.marker[s, 1 : n + 1].float()[:, :, None]  # sims, steps, 1, y, x
     info = scene_info(sr.scene)

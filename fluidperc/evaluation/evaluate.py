@@ -17,6 +17,8 @@ import torch
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
+from fluidperc.devices import resolve as resolve_device
+from fluidperc.devices import synchronize
 from fluidperc.errors import UserError
 from fluidperc.evaluation.metrics import (
     PERCEPTUAL_METRICS,
@@ -58,13 +60,13 @@ def frame_metrics(pred: torch.Tensor, ref: torch.Tensor, dx: float, dy: float, l
     return {**pixel_metrics(pred, ref, dx, dy), **perceptual_metrics(pred, ref, losses)}
 
 
-def load_trained(cell: CellConfig, train_dir: str | Path) -> tuple[torch.nn.Module, TaskData]:
-    """The cell's trained network in eval mode, and its data."""
+def load_trained(cell: CellConfig, train_dir: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, TaskData]:
+    """The cell's trained network in eval mode on ``device``, and its data."""
     model_file = Path(train_dir) / "model.pt"
     if not model_file.exists():
         raise UserError(f"cell {cell.label}: no trained model at {model_file}; its training has not finished")
     data = TaskData(cell)
-    model = build_model(cell, data)
+    model = build_model(cell, data, device)
     model.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=True)["model"])
     return model.eval(), data
 
@@ -73,7 +75,8 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
     cell = CellConfig.model_validate_json(cell_json)
     settings = EvalSettings.model_validate_json(settings_json)
     torch.manual_seed(0)
-    model, data = load_trained(cell, train_dir)
+    device = resolve_device(cell.settings.device)
+    model, data = load_trained(cell, train_dir, device)
     info = scene_info(cell.scene)
     target = data.high if cell.task == "sr" else data.low
     ny, nx = (cell.high_resolution if cell.task == "sr" else cell.resolution)
@@ -88,14 +91,16 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
         if cell.task == "sol":
             n_steps = min(settings.rollout_steps, data.low.centred.shape[1] - 1)
             s = torch.tensor(sims)
-            args = (data.low.velocity_x[s, 0], data.low.velocity_y[s, 0], data.low.marker[s, 0],
-                    data.low.reynolds[s].float(), n_steps)
+            args = tuple(t.to(device) for t in (data.low.velocity_x[s, 0], data.low.velocity_y[s, 0],
+                                                  data.low.marker[s, 0], data.low.reynolds[s].float())) + (n_steps,)
             results, preds = {}, {}
             for corrected in (True, False):
                 t0 = time.perf_counter()
                 states = model(*args, corrected=corrected)
+                synchronize(device)
                 timing["corrected" if corrected else "source"] = (time.perf_counter() - t0) / (n_steps * len(sims))
-                preds[corrected] = torch.stack([centred(x["velocity_x"], x["velocity_y"], ny, nx) for x in states], 1)
+                preds[corrected] = torch.stack([centred(x["velocity_x"], x["velocity_y"], ny, nx) for x in states],
+                                               1).cpu()
             ref = data.low.centred[s, 1 : n_steps + 1]
             for corrected, pred in preds.items():
                 per_step = [frame_metrics(pred[:, k], ref[:, k], dx, dy, losses) for k in range(n_steps)]
@@ -111,16 +116,18 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
             frames = np.linspace(0, n_frames - 1, min(settings.frames, n_frames)).round().astype(int)
             per_sim = []
             for sim in sims:
-                inp = data.low.centred[sim, frames]
+                inp = data.low.centred[sim, frames].to(device)
                 t0 = time.perf_counter()
                 pred = model(inp)
+                synchronize(device)
+                pred = pred.cpu()
                 timing.setdefault("network", 0.0)
                 timing["network"] += (time.perf_counter() - t0) / (len(frames) * len(sims))
                 per_sim.append(frame_metrics(pred, target.centred[sim, frames], dx, dy, losses))
             results = {name: (("test_sim", "step"), np.stack([m[name] for m in per_sim])) for name in per_sim[0]}
             steps = frames
             keep = np.arange(min(settings.samples, len(frames)))
-            first = model(data.low.centred[sims[0], frames[keep]])
+            first = model(data.low.centred[sims[0], frames[keep]].to(device)).cpu()
             samples = {"sample_prediction": first, "sample_reference": target.centred[sims[0], frames[keep]]}
     sample_vars = {k: (("sample", "channel", "y", "x"), v.detach().numpy()) for k, v in samples.items()}
     ds = xr.Dataset({**results, **sample_vars}, coords={**coords, "step": steps, "sample_step": ("sample", steps[keep])})

@@ -1,5 +1,4 @@
-"""PhiFlow simulations of the study's scenes: Karman vortex street and buoyant plume."""
+"""PhiFlow simulations of the study's scenes: Karman vortex street and buoyant plume.
 
-from fluidperc.sim.jit import patch_phiml_reshape
-
-patch_phiml_reshape()
+Importing this package changes nothing in phiml: the reshape fix (fluidperc/sim/jit.py) is applied when a
+Simulation is built."""

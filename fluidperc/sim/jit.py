@@ -27,7 +27,7 @@ def _reshape(self: TorchBackend, value, shape):
 
 
 def patch_phiml_reshape() -> None:
-    """Idempotent; applied when fluidperc.sim is imported."""
+    """Idempotent; applied by every Simulation when it is built (never at import time)."""
     TorchBackend.reshape = _reshape
 
 

@@ -5,6 +5,11 @@ re-runs ~300 CG iterations every step. We build the matrix with PhiFlow's ``mask
 ``make_incompressible`` uses), factorise it with SuperLU in float64, and solve every sim of a batch at once. The
 result matches PhiFlow's CG to its tolerance. The solve is differentiable: its backward pass is a solve with the
 transposed factorisation.
+
+On CUDA, a per-step trip through the host (scipy) would stall the GPU twice per step with the backward. Grids of up
+to ``DENSE_LIMIT`` cells therefore keep the inverse matrix on the device, computed once in float64 from the same
+matrix: a solve is one matrix product, forward and backward (benchmarks/gpu_check.py measures both paths).
+Larger grids on CUDA still solve on the host; BENCHMARKS.md says what that costs.
 """
 
 from __future__ import annotations
@@ -29,10 +34,15 @@ class _LUSolve(torch.autograd.Function):
         return ctx.solver.solve_native(grad, transpose=True), None
 
 
-class PoissonSolver:
-    """Solves masked_laplace(p) = rhs for [sim, x, y] right-hand sides with a cached sparse LU factorisation."""
+DENSE_LIMIT = 16384  # cells (128 x 128): a float64 inverse of 2 GiB on the device
 
-    def __init__(self, pressure_template: Field, v_boundary, hard_bcs: Field | None, active: Field | None):
+
+class PoissonSolver:
+    """Solves masked_laplace(p) = rhs for [sim, x, y] right-hand sides with a cached sparse LU factorisation
+    (CPU), or a cached dense inverse on a CUDA device for grids up to DENSE_LIMIT cells."""
+
+    def __init__(self, pressure_template: Field, v_boundary, hard_bcs: Field | None, active: Field | None,
+                 device: torch.device | None = None):
         self.nx, self.ny = (pressure_template.resolution.get_size(d) for d in ("x", "y"))
         self.template = pressure_template
         zero = pressure_template.with_values(math.zeros(pressure_template.resolution))
@@ -55,9 +65,27 @@ class PoissonSolver:
             a[0, 0] = 1
             a = a.tocsr()
         self.lu = spla.splu(a.tocsc())
+        self.device = torch.device("cpu") if device is None else device
+        self.inverse: torch.Tensor | None = None
+        if self.device.type == "cuda" and n <= DENSE_LIMIT:
+            dense = torch.as_tensor(a.toarray(), dtype=torch.float64, device=self.device)
+            self.inverse = torch.linalg.inv(dense)
+
+    def _solve_dense(self, rhs: torch.Tensor, transpose: bool) -> torch.Tensor:
+        b = rhs.detach().reshape(rhs.shape[0], -1).double()  # B, n
+        if self.singular and not transpose:
+            b = b - b.mean(dim=1, keepdim=True)
+            b[:, 0] = 0.0
+        x = b @ (self.inverse if transpose else self.inverse.T)  # rows: (A^-1 b)^T = b^T A^-T
+        if self.singular and transpose:
+            x[:, 0] = 0.0
+            x = x - x.mean(dim=1, keepdim=True)
+        return x.to(rhs.dtype).reshape(rhs.shape)
 
     def solve_native(self, rhs: torch.Tensor, transpose: bool) -> torch.Tensor:
         """rhs [B, nx, ny] -> solution [B, nx, ny] (same dtype and device)."""
+        if self.inverse is not None and rhs.device == self.inverse.device:
+            return self._solve_dense(rhs, transpose)
         b = rhs.detach().reshape(rhs.shape[0], -1).T.cpu().double().numpy()
         if self.singular and not transpose:
             b = b - b.mean(axis=0, keepdims=True)  # PhiFlow balances the divergence of a closed box likewise

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
 from phi import field as phifield
 from phi import math
 from phi.field import CenteredGrid, Field, StaggeredGrid
@@ -26,7 +27,8 @@ from phi.physics import advect, diffuse, fluid
 from phi.physics._boundaries import Obstacle
 from phi.physics.fluid import _accessible_extrapolation, _pressure_extrapolation, apply_boundary_conditions
 
-from fluidperc.sim.jit import compile_step
+from fluidperc.devices import use_for_phiflow
+from fluidperc.sim.jit import compile_step, patch_phiml_reshape
 from fluidperc.sim.pressure import PoissonSolver
 from fluidperc.sim.scenes import SceneInfo, scene_info, smooth_perturbation, viscosity
 
@@ -40,8 +42,13 @@ class State:
 
 
 class Simulation:
-    def __init__(self, scene: str, ny: int, nx: int, reynolds: Sequence[float], substeps: int, compiled: bool = True):
+    def __init__(self, scene: str, ny: int, nx: int, reynolds: Sequence[float], substeps: int, compiled: bool = True,
+                 device: torch.device | str = "cpu"):
+        """``device``: where every field of this simulation lives (PhiFlow is told before anything is built)."""
         math.use("torch")
+        patch_phiml_reshape()
+        self.device = torch.device(device)
+        self._activate()
         self.info: SceneInfo = scene_info(scene)
         self.ny, self.nx = ny, nx
         self.reynolds = [float(r) for r in reynolds]
@@ -75,10 +82,15 @@ class Simulation:
             self.active = accessible.with_extrapolation(extrapolation.NONE)
         else:
             self.hard_bcs, self.active = None, None
-        self.solver = PoissonSolver(template, self.vbc, self.hard_bcs, self.active)
+        self.solver = PoissonSolver(template, self.vbc, self.hard_bcs, self.active, self.device)
         self._pre = compile_step(self._before_projection) if compiled else self._before_projection
         self._post = compile_step(self._after_projection) if compiled else self._after_projection
         self._warm = not compiled
+
+    def _activate(self) -> None:
+        """PhiFlow allocates on one default device per process: point it at ours before building anything (another
+        Simulation in the same process may live elsewhere)."""
+        use_for_phiflow(self.device)
 
     @property
     def batch_size(self) -> int:
@@ -89,6 +101,7 @@ class Simulation:
         """Rest (plume) or uniform inflow (Karman) plus a smooth perturbation drawn from each sim's seed."""
         if len(seeds) != self.batch_size:
             raise ValueError(f"{len(seeds)} seeds for {self.batch_size} sims")
+        self._activate()
         pert = np.stack([smooth_perturbation(s, self.ny, self.nx, PERTURBATION) for s in seeds])  # sim, (x,y), y, x
         values = math.tensor(
             pert.transpose(0, 3, 2, 1).astype(np.float32), math.batch("sim"), math.spatial("x,y"), math.channel(vector="x,y")
@@ -102,7 +115,8 @@ class Simulation:
 
     # --- the step -------------------------------------------------------------------------------------------
     def viscosities(self, reynolds: Sequence[float]) -> math.Tensor:
-        return math.wrap(np.array([viscosity(self.info, float(r)) for r in reynolds]), math.batch("sim"))
+        nu = torch.tensor([viscosity(self.info, float(r)) for r in reynolds], dtype=torch.float32, device=self.device)
+        return math.tensor(nu, math.batch("sim"))
 
     def _advance(self, velocity: StaggeredGrid, marker: CenteredGrid, nu) -> tuple[StaggeredGrid, CenteredGrid]:
         dt = self.info.dt
@@ -137,6 +151,7 @@ class Simulation:
         if not self._warm:  # the first call runs eagerly so that the trace later sees real (non-constant) fields
             pre, post = self._before_projection, self._after_projection
             self._warm = True
+        self._activate()
         nu = self.nu if reynolds is None else self.viscosities(reynolds)
         velocity, marker, div = pre(state.velocity, state.marker, nu)
         pressure = self.solver.solve(div)
@@ -149,6 +164,7 @@ class Simulation:
 
     def reference_step(self, state: State, pressure: CenteredGrid | None = None) -> tuple[State, CenteredGrid]:
         """PhiFlow's make_incompressible with an iterative solve warm-started from the last pressure."""
+        self._activate()
         velocity, marker = self._advance(state.velocity, state.marker, self.nu)
         if pressure is None:
             pressure = CenteredGrid(0, self.pbc, **self.grid)

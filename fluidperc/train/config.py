@@ -29,6 +29,8 @@ class TrainSettings(BaseModel):
                           "(0: validate on the test sims). Tuning needs K >= 1 so that it never sees the test sims")
     val_rollout: int | None = Field(None, ge=1, description="SOL: steps rolled out per validation sample "
                                     "(default: unroll). Fix it when unroll varies, so that runs compare")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when the job holds a GPU (each "
+                                                   "rank its own), else the CPU")
 
 
 class CellConfig(BaseModel):

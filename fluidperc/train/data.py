@@ -8,29 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fluidperc.datasets import store
 from fluidperc.errors import UserError
 from fluidperc.losses import ChannelStats
-
-
-def _pad_walls(faces: torch.Tensor, n_cells: int, axis: int) -> torch.Tensor:
-    """Stored faces -> all n_cells + 1 faces: walls (not stored, n_cells - 1 given) carry zero normal velocity."""
-    n = faces.shape[axis]
-    if n == n_cells + 1:
-        return faces
-    if n != n_cells - 1:
-        raise ValueError(f"{n} faces for {n_cells} cells")
-    pad = [0, 0] * (-axis - 1) + [1, 1]
-    return F.pad(faces, pad)
+from fluidperc.sim.staggered import to_centres
 
 
 def centred(vx: torch.Tensor, vy: torch.Tensor, ny: int, nx: int) -> torch.Tensor:
-    """Staggered [..., y, x_face] and [..., y_face, x] -> cell-centred [..., 2, y, x] (mean of the two faces;
-    differentiable)."""
-    vx, vy = _pad_walls(vx, nx, -1), _pad_walls(vy, ny, -2)
-    return torch.stack([0.5 * (vx[..., :-1] + vx[..., 1:]), 0.5 * (vy[..., :-1, :] + vy[..., 1:, :])], dim=-3)
+    """Staggered [..., y, x_face] and [..., y_face, x] -> cell-centred [..., 2, y, x] (see fluidperc.sim.staggered)."""
+    return to_centres(vx, vy, ny, nx)
 
 
 @dataclass

@@ -19,30 +19,40 @@ class Dist:
     world_size: int
     local_rank: int
     device: torch.device
+    grouped: bool = False  # a process group exists (also with one rank, when the caller made it): DDP is used
+    owns_group: bool = False  # setup made it, so teardown destroys it
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
 
-def setup() -> Dist:
+def setup(device: str = "auto") -> Dist:
+    """``device``: auto | cpu | cuda (fluidperc.devices). Each rank takes GPU LOCAL_RANK; NCCL on CUDA, gloo on
+    the CPU. A process group the caller already made is used as it is (benchmarks/gpu_check.py runs one NCCL rank
+    through DDP that way)."""
+    from fluidperc.devices import resolve
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda", local % torch.cuda.device_count()) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
-    return Dist(rank, world, local, device)
+    dev = resolve(device, local)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if dist.is_initialized():
+        return Dist(dist.get_rank(), dist.get_world_size(), local, dev, grouped=True)
+    if world > 1:
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world,
+                                device_id=dev if dev.type == "cuda" else None)
+        return Dist(rank, world, local, dev, grouped=True, owns_group=True)
+    return Dist(rank, world, local, dev)
 
 
 def barrier(d: Dist) -> None:
-    if d.world_size > 1:
+    if d.grouped:
         dist.barrier()
 
 
 def teardown(d: Dist) -> None:
-    if d.world_size > 1 and dist.is_initialized():
+    if d.owns_group and dist.is_initialized():
         dist.destroy_process_group()

@@ -77,7 +77,7 @@ class Trainer:
         return open(path, "a")
 
     def _reduce(self, value: torch.Tensor) -> float:
-        if self.dist.world_size > 1:
+        if self.dist.grouped:
             value = value.detach().clone()
             dist.all_reduce(value)
             value /= self.dist.world_size
@@ -112,7 +112,7 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         cell, s = self.cell, self.cell.settings
-        self.dist = d = distributed.setup()
+        self.dist = d = distributed.setup(self.cell.settings.device)
         try:
             return self._fit(cell, s, d)
         finally:
@@ -124,7 +124,7 @@ class Trainer:
             (self.out / "config.json").write_text(cell.model_dump_json(indent=1))
         torch.manual_seed(cell.seed)
         data = TaskData(cell)
-        self.model = model = build_model(cell, data).to(d.device)
+        self.model = model = build_model(cell, data, d.device)
         target_stats = (data.high or data.low).stats
         loss_fn = get_loss(cell.loss_spec, channel_stats(target_stats, data.variable)).to(d.device)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
@@ -133,7 +133,7 @@ class Trainer:
             model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.step = int(state["step"])
-        wrapped = DistributedDataParallel(model) if d.world_size > 1 else model
+        wrapped = DistributedDataParallel(model) if d.grouped else model
         sampler = DistributedSampler(range(len(data.train_index)), num_replicas=d.world_size, rank=d.rank,
                                      shuffle=True, seed=cell.seed, drop_last=True)
         per_epoch = len(sampler) // s.batch_size
@@ -189,7 +189,7 @@ class Trainer:
         bar.close()
         digest = weights_digest(model)
         digests = [digest]
-        if d.world_size > 1:  # data parallelism is only right if every rank ends with the same weights
+        if d.grouped:  # data parallelism is only right if every rank ends with the same weights
             digests = [None] * d.world_size
             dist.all_gather_object(digests, digest)
             if len(set(digests)) != 1:

@@ -29,7 +29,11 @@ class FrameTask(nn.Module):
 
 
 class SolverInTheLoop(nn.Module):
-    """m steps of the low-resolution differentiable PhiFlow solver, each followed by the network's correction."""
+    """m steps of the low-resolution differentiable PhiFlow solver, each followed by the network's correction.
+
+    Between solver steps the state stays in the stores' staggered torch tensors; the correction (centres, network,
+    back onto the faces) is plain torch (fluidperc.sim.staggered). :meth:`forward_phiflow` is the same rollout with
+    PhiFlow's field resampling, kept as the reference the tests and benchmarks compare with."""
 
     def __init__(self, net: MarsMoon, sim, vel_std: torch.Tensor, re_std: float):
         super().__init__()
@@ -38,31 +42,48 @@ class SolverInTheLoop(nn.Module):
         self.register_buffer("vel_std", vel_std, persistent=False)
         self.re_std = re_std
 
-    def correct(self, state, reynolds: torch.Tensor):
-        from phi import math
-        from phi.field import CenteredGrid, StaggeredGrid
-
-        from fluidperc.sim.simulation import State
-
-        centred = state.velocity.at_centers()
-        uv = centred.values.native(["sim", "vector", "y", "x"])  # vector order x, y
+    def correction(self, uv: torch.Tensor, reynolds: torch.Tensor) -> torch.Tensor:
+        """The network's cell-centred velocity correction [B, 2, y, x] for centred velocities [B, 2, y, x]."""
         re = (reynolds / self.re_std).to(uv).view(-1, 1, 1, 1).expand(-1, 1, *uv.shape[-2:])
-        out = self.net(torch.cat([uv / self.vel_std, re], dim=1)) * self.vel_std
-        values = math.tensor(out.permute(0, 3, 2, 1), math.batch("sim"), math.spatial("x,y"), math.channel(vector="x,y"))
-        correction = StaggeredGrid(CenteredGrid(values, state.velocity.extrapolation, **self.sim.grid), self.sim.vbc, **self.sim.grid)
-        return State(state.velocity + correction, state.marker)
+        return self.net(torch.cat([uv / self.vel_std, re], dim=1)) * self.vel_std
 
     def forward(self, vx: torch.Tensor, vy: torch.Tensor, marker: torch.Tensor, reynolds: torch.Tensor, steps: int,
                 corrected: bool = True) -> list[dict[str, torch.Tensor]]:
         from fluidperc.sim.simulation import state_from_tensors, state_tensors
+        from fluidperc.sim.staggered import to_centres, to_faces
+
+        ny, nx = self.sim.ny, self.sim.nx
+        re_list = [float(r) for r in reynolds]
+        out = []
+        for _ in range(steps):
+            t = state_tensors(self.sim.step(state_from_tensors(self.sim, vx, vy, marker), re_list))
+            vx, vy, marker = t["velocity_x"], t["velocity_y"], t["marker"]
+            if corrected:
+                cx, cy = to_faces(self.correction(to_centres(vx, vy, ny, nx), reynolds), vx.shape[-1], vy.shape[-2])
+                vx, vy = vx + cx, vy + cy
+            out.append({"velocity_x": vx, "velocity_y": vy, "marker": marker})
+        return out
+
+    def forward_phiflow(self, vx, vy, marker, reynolds, steps: int, corrected: bool = True) -> list[dict[str, torch.Tensor]]:
+        """The rollout through PhiFlow fields (at_centers, StaggeredGrid(CenteredGrid)): the reference."""
+        from phi import math
+        from phi.field import CenteredGrid, StaggeredGrid
+
+        from fluidperc.sim.simulation import State, state_from_tensors, state_tensors
 
         state = state_from_tensors(self.sim, vx, vy, marker)
-        out = []
         re_list = [float(r) for r in reynolds]
+        out = []
         for _ in range(steps):
             state = self.sim.step(state, re_list)
             if corrected:
-                state = self.correct(state, reynolds)
+                uv = state.velocity.at_centers().values.native(["sim", "vector", "y", "x"])
+                c = self.correction(uv, reynolds)
+                values = math.tensor(c.permute(0, 3, 2, 1), math.batch("sim"), math.spatial("x,y"),
+                                     math.channel(vector="x,y"))
+                grid = self.sim.grid
+                corr = StaggeredGrid(CenteredGrid(values, state.velocity.extrapolation, **grid), self.sim.vbc, **grid)
+                state = State(state.velocity + corr, state.marker)
             out.append(state_tensors(state))
         return out
 
@@ -119,27 +140,27 @@ class TaskData:
                 "targets": torch.stack(refs, dim=1)}
 
 
-def build_model(cell: CellConfig, data: TaskData) -> nn.Module:
-    """Seeded by the caller; every rank builds the same initial weights."""
+def build_model(cell: CellConfig, data: TaskData, device: torch.device | str = "cpu") -> nn.Module:
+    """Seeded by the caller; every rank builds the same initial weights, on ``device`` (SOL's solver included)."""
     stats = data.low.stats
     mean, std = channel_mean(stats, data.variable), channel_std(stats, data.variable)
     channels = mean.shape[1]
     if cell.task == "ae":
-        return FrameTask(ConvAutoencoder(channels, cell.settings.compression), mean, std, mean, std)
+        return FrameTask(ConvAutoencoder(channels, cell.settings.compression), mean, std, mean, std).to(device)
     if cell.task == "sr":
         ratio = cell.high_resolution[0] // cell.resolution[0]
         hstats = data.high.stats
         return FrameTask(TransformNet(channels, channels, scale=ratio, width=32),
-                         channel_mean(hstats, data.variable), channel_std(hstats, data.variable), mean, std)
+                         channel_mean(hstats, data.variable), channel_std(hstats, data.variable), mean, std).to(device)
     from fluidperc.sim.scenes import diffusion_substeps, scene_info
     from fluidperc.sim.simulation import Simulation
 
     ny, nx = cell.resolution
     train_re = data.low.reynolds[data.low.train_sims]
     substeps = diffusion_substeps(scene_info(cell.scene), nx, float(data.low.reynolds.min()))
-    sim = Simulation(cell.scene, ny, nx, [float(train_re[0])], substeps)
+    sim = Simulation(cell.scene, ny, nx, [float(train_re[0])], substeps, device=device)
     re_std = float(train_re.double().std()) if len(train_re) > 1 else float(train_re[0])
-    return SolverInTheLoop(MarsMoon(), sim, std, re_std)
+    return SolverInTheLoop(MarsMoon(), sim, std, re_std).to(device)
 
 
 def sample_loss(model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLoss, cell: CellConfig) -> torch.Tensor:

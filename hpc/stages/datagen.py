@@ -50,7 +50,7 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         done = completed(high) & completed(low) if exist else None
         spec_json = spec.model_dump_json()
         tasks = [
-            Task(label=f"sims-{g[0]}-{g[-1]}", args=(spec_json, str(root), g),
+            Task(label=f"sims-{g[0]}-{g[-1]}", args=(spec_json, str(root), g, stage.device),
                  done=done is not None and len(done) == len(spec.sims()) and bool(done[g].all()))
             for g in spec.task_groups()
         ]
