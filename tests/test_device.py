@@ -1,0 +1,100 @@
+"""Device-clean Solver-in-the-Loop: the torch resampling equals PhiFlow's, the torch rollout equals the PhiFlow-field
+rollout (values and gradients), device names resolve with clear errors, and the GPU check runs on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fluidperc.devices import resolve
+from fluidperc.errors import UserError
+from fluidperc.models import MarsMoon
+from fluidperc.sim.simulation import Simulation, state_tensors
+from fluidperc.sim.staggered import to_centres, to_faces
+from fluidperc.train.tasks import SolverInTheLoop
+
+from conftest import run_module
+
+GRIDS = [("karman", 64, 32), ("plume", 32, 32)]
+
+
+def developed(scene, ny, nx, n=3):
+    sim = Simulation(scene, ny, nx, [1e5, 2e5, 4e5][:n], 2)
+    state = sim.initial_state(list(range(n)))
+    for _ in range(3):
+        state = sim.step(state)
+    return sim, state
+
+
+@pytest.mark.parametrize("scene,ny,nx", GRIDS)
+def test_torch_resampling_equals_phiflow_for_each_scene_boundary(scene, ny, nx):
+    from phi import math
+    from phi.field import CenteredGrid, StaggeredGrid
+
+    sim, state = developed(scene, ny, nx)
+    t = state_tensors(state)
+    phi_centres = state.velocity.at_centers().values.native(["sim", "vector", "y", "x"])
+    assert (to_centres(t["velocity_x"], t["velocity_y"], ny, nx) - phi_centres).abs().max() < 1e-6
+    uv = torch.randn(3, 2, ny, nx)
+    values = math.tensor(uv.permute(0, 3, 2, 1), math.batch("sim"), math.spatial("x,y"), math.channel(vector="x,y"))
+    grid = StaggeredGrid(CenteredGrid(values, state.velocity.extrapolation, **sim.grid), sim.vbc, **sim.grid)
+    fx, fy = to_faces(uv, t["velocity_x"].shape[-1], t["velocity_y"].shape[-2])
+    assert (fx - grid.vector["x"].values.native("sim,y,x")).abs().max() < 1e-6
+    assert (fy - grid.vector["y"].values.native("sim,y,x")).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("scene,ny,nx", GRIDS)
+def test_torch_rollout_equals_phiflow_field_rollout_values_and_gradients(scene, ny, nx):
+    sim, state = developed(scene, ny, nx)
+    torch.manual_seed(0)
+    net = MarsMoon()
+    for p in net.parameters():  # the output layer starts at zero; give the correction something to do
+        torch.nn.init.normal_(p, 0.0, 0.02)
+    model = SolverInTheLoop(net, sim, torch.full((1, 2, 1, 1), 0.5), 1e5)
+    t = state_tensors(state)
+    args = (t["velocity_x"], t["velocity_y"], t["marker"], torch.tensor([1e5, 2e5, 4e5]), 3)
+    grads = []
+    outs = []
+    for rollout in (model.forward, model.forward_phiflow):
+        model.zero_grad()
+        out = rollout(*args)
+        sum(o["velocity_x"].square().mean() + o["velocity_y"].abs().mean() for o in out).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.net.parameters()]))
+        outs.append(out)
+    for a, b in zip(*outs):
+        for k in a:
+            assert (a[k] - b[k]).abs().max() < 1e-6, k
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+    assert grads[0].abs().sum() > 0
+
+
+def test_device_names_resolve_and_cuda_without_a_gpu_is_a_clear_error():
+    assert resolve("cpu") == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert resolve("auto").type == "cuda"
+        return
+    assert resolve("auto") == torch.device("cpu")
+    with pytest.raises(UserError, match="device 'cuda' was asked for but this process sees no CUDA GPU"):
+        resolve("cuda")
+    with pytest.raises(UserError, match="expected one of auto, cpu, cuda"):
+        resolve("gpu")
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_check_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.py --device cpu: the same code paths as on a GPU, so the check cannot rot."""
+    out = tmp_path / "gpu_check.json"
+    proc = run_module("benchmarks.gpu_check", "--device", "cpu", "--quick", "--json", str(out), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    names = {c["check"] for c in result["checks"]}
+    for task in ("ae", "sr", "sol"):
+        for loss in ("mse", "lsim", "vgg-relu3_3"):
+            assert f"train step {task} {loss}" in names
+    assert {"SOL rollout equals the CPU's", "DDP cell, world size 1", "pressure solve"} <= names
+    assert all(c["ok"] for c in result["checks"]), result["checks"]
+    assert "backend gloo" in next(c["detail"] for c in result["checks"] if c["check"] == "DDP cell, world size 1")
+    assert result["timings"]["sol_step"]["median_s"]["mse"] > 0
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("14 passed, 0 failed")
