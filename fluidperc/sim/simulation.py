@@ -110,8 +110,17 @@ class Simulation:
         base = math.vec(x=0, y=1) if self.info.name == "karman" else math.vec(x=0, y=0)
         velocity = StaggeredGrid(centred, self.vbc, **self.grid) + StaggeredGrid(base, self.vbc, **self.grid)
         marker = CenteredGrid(math.zeros(math.batch(sim=self.batch_size)), self.mbc, **self.grid)
-        velocity, _ = fluid.make_incompressible(velocity, self.obstacles, self._iterative_solve(None))
-        return State(velocity, marker)
+        return State(self.project(velocity), marker)
+
+    def project(self, velocity: StaggeredGrid) -> StaggeredGrid:
+        """Divergence-free part of ``velocity`` through the cached direct solve (the projection every step ends
+        with). PhiFlow's own make_incompressible builds its sparse matrix with int32 indices, which overflow past
+        46340 cells (a 256 x 256 grid fails)."""
+        velocity = apply_boundary_conditions(velocity, self.obstacles)
+        div = phifield.divergence(velocity)
+        if self.active is not None:
+            div = div * self.active
+        return self._after_projection(velocity, self.solver.solve(div))
 
     # --- the step -------------------------------------------------------------------------------------------
     def viscosities(self, reynolds: Sequence[float]) -> math.Tensor:
