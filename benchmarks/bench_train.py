@@ -45,6 +45,7 @@ LOSSES = ["mse", {"name": "lsim", **PAD}, {"name": "vgg", "layer": "relu3_3", **
           {"name": "lpips", "net": "alex", **PAD}, {"name": "lpips", "net": "vgg", **PAD},
           {"name": "vgg", "layer": "relu3_3", **PAD, **BF16}, {"name": "lpips", "net": "vgg", **PAD, **BF16},
           {"name": "vgg", "layer": "relu3_3", **BF16}, {"name": "lpips", "net": "vgg", **BF16}]
+BASELINE = "mse (PhiFlow-field correction, baseline)"
 SPEC = {"scene": "karman", "resolution": [128, 64], "factor": 2, "train_reynolds": [1.0e5, 3.0e5, 6.0e5],
         "test_reynolds": [2.0e5], "steps": 30, "keep_from": 10, "sims_per_task": 4}
 
@@ -57,11 +58,14 @@ def make_cell(root: Path, task: str, loss, steps: int = 10) -> CellConfig:
                                 "checkpoint_every": 1000, "validate_every": 1000})
 
 
-def training_step(cell: CellConfig, store: WeightStore):
-    """One optimiser step of the cell on a fixed batch, as a closure."""
+def training_step(cell: CellConfig, store: WeightStore, phiflow_fields: bool = False):
+    """One optimiser step of the cell on a fixed batch, as a closure. ``phiflow_fields``: SOL's correction through
+    PhiFlow's field resampling (the path before the torch correction), the baseline row."""
     torch.manual_seed(0)
     data = TaskData(cell)
     model = build_model(cell, data)
+    if phiflow_fields:
+        model.forward = model.forward_phiflow
     loss_fn = get_loss(cell.loss_spec, channel_stats((data.high or data.low).stats, data.variable), store)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch = data.batch(data.train_index[: cell.settings.batch_size])
@@ -144,7 +148,7 @@ def ddp_seconds_per_step(root: Path, nproc: int, env: dict) -> float:
 def sol_floor(root: Path, store: WeightStore, results: list[dict]) -> dict:
     """Each perceptual loss's conv FLOPs per SOL step, and the best ratio to MSE they allow on this machine."""
     peak = peak_conv_flops()
-    sol = {r["loss"]: r["median_s"] for r in results if r["task"] == "sol"}
+    sol = {r["loss"]: r["median_s"] for r in results if r["task"] == "sol" and r["loss"] != BASELINE}
     rows, out = [], {"peak_conv_flop_per_s": peak, "losses": {}}
     for loss in LOSSES[1:]:
         cell = make_cell(root, "sol", loss)
@@ -165,6 +169,23 @@ def sol_floor(root: Path, store: WeightStore, results: list[dict]) -> dict:
           f"bfloat16 {peak['bfloat16'] / 1e9:.0f} GFLOP/s")
     print(table(["SOL step, loss", "conv GFLOP", "added ms (measured)", "added ms at peak", "best ratio", "measured"], rows))
     return out
+
+
+def rollout_per_frame(root: Path, repeats: int, steps: int = 12) -> dict[str, float]:
+    """Seconds per frame of SOL rollouts as the evaluation job runs them (no autograd, the test sims in one batch):
+    corrected (torch correction), corrected through PhiFlow fields (the baseline) and uncorrected."""
+    cell = make_cell(root, "sol", "mse")
+    torch.manual_seed(0)
+    data = TaskData(cell)
+    model = build_model(cell, data).eval()
+    s = torch.tensor(data.low.test_sims + data.low.train_sims)
+    args = (data.low.velocity_x[s, 0], data.low.velocity_y[s, 0], data.low.marker[s, 0], data.low.reynolds[s].float())
+    runs = {"corrected": lambda: model(*args, steps),
+            "corrected, PhiFlow fields (baseline)": lambda: model.forward_phiflow(*args, steps),
+            "uncorrected": lambda: model(*args, steps, corrected=False)}
+    with torch.no_grad():
+        times = interleaved_seconds(runs, repeats)
+    return {k: statistics.median(v) / (steps * len(s)) for k, v in times.items()}
 
 
 def main() -> None:
@@ -189,6 +210,8 @@ def main() -> None:
                     print("skipping lsim: LSiM.pth not found")
                     continue
                 steps[row_label(cell)] = training_step(cell, store)
+            if task == "sol":
+                steps[BASELINE] = training_step(make_cell(root, task, "mse"), store, phiflow_fields=True)
             times = interleaved_seconds(steps, args.repeats)
             base = statistics.median(times["mse"])
             for label, ts in times.items():
@@ -197,6 +220,11 @@ def main() -> None:
                 results.append({"task": task, "loss": label, "median_s": med, "times_s": ts, "ratio_to_mse": med / base})
         print(table(["task", "loss", "ms/step (median)", "vs mse"], rows))
         floor = sol_floor(root, store, results) if "sol" in args.tasks else {}
+        rollout = rollout_per_frame(root, args.repeats) if "sol" in args.tasks else {}
+        if rollout:
+            base = rollout["uncorrected"]
+            print(table(["SOL rollout (no autograd, 4 sims)", "ms/frame", "vs uncorrected"],
+                        [[k, f"{v * 1e3:.2f}", f"{v / base:.2f}x"] for k, v in rollout.items()]))
         ddp = {}
         if not args.no_ddp:
             env = {**os.environ, "FLUIDPERC_WEIGHTS": str(Path(tmp))}
@@ -207,7 +235,7 @@ def main() -> None:
                         [[f"{n} gloo process(es)", f"{ddp[n]:.3f}", f"{samples[n]:.0f}"] for n in ddp]))
     if random_ones:
         print(f"random-valued trunks (same architecture and cost) for: {', '.join(random_ones)}")
-    print(f"wrote {write('bench_train', {'repeats': args.repeats, 'random_trunks': random_ones, 'results': results, 'sol_floor': floor, 'ddp_seconds_per_step': ddp})}")
+    print(f"wrote {write('bench_train', {'repeats': args.repeats, 'random_trunks': random_ones, 'results': results, 'sol_floor': floor, 'rollout_s_per_frame': rollout, 'ddp_seconds_per_step': ddp})}")
 
 
 if __name__ == "__main__":

@@ -26,11 +26,13 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
-    commit = commit or os.environ.get("FLUIDPERC_COMMIT", "")  # a copy of the tree without .git (a GPU lease)
+    # FLUIDPERC_COMMIT first: a copy of the tree on another machine (a GPU lease) may carry a stale .git
+    commit = os.environ.get("FLUIDPERC_COMMIT", "")
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        except OSError:
+            commit = ""
     return {
         "host": platform.node(),
         "cpu": cpu,
