@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import socket
 import sys
 import tempfile
 import time
@@ -20,9 +21,11 @@ import submitit
 import yaml
 from tqdm import tqdm
 
+from fluidperc.atomic import write_text
 from hpc import manifest as mf
 from hpc.backends import SLURM_ACTIVE, array_id, local_slots, make_executor, resolve_backend, sacct_states
 from hpc.errors import UserError, run_cli
+from hpc.lock import LOCK_NAME, LaunchLocks
 from hpc.plan import JobGroup, Task, format_plan
 from hpc.spec import load_sweep
 from hpc.stages import plan_sweep
@@ -75,16 +78,19 @@ def default_run_dir(sweep_name: str) -> Path:
 class Launch:
     """One launch of a sweep: submits pending tasks and records them in the manifest as it goes."""
 
-    def __init__(self, run_dir: Path, sweep_name: str, backend: str, job_prefix: str):
+    def __init__(self, run_dir: Path, sweep_name: str, backend: str, job_prefix: str, groups: list[JobGroup]):
         self.run_dir = run_dir
         self.backend = backend
         self.job_prefix = job_prefix
         self.manifest = mf.read(run_dir)
         self.previous = mf.latest_jobs(self.manifest)
-        self.entry: dict[str, Any] = {"backend": backend, "started": mf.now(), "groups": []}
+        # what this launch planned, recorded before anything is prepared or submitted (hpc.status reads it)
+        self.entry: dict[str, Any] = {"backend": backend, "started": mf.now(), "host": socket.gethostname(),
+                                      "pid": os.getpid(), "plan": [g.record() for g in groups], "groups": []}
         self.manifest["sweep"] = sweep_name
         self.manifest["launches"].append(self.entry)
         self.failures: list[str] = []
+        self.save()
 
     def save(self) -> None:
         mf.write(self.run_dir, self.manifest)
@@ -217,38 +223,72 @@ class Launch:
             return "CANCELLED" if "cancel" in str(exc).lower() else "FAILED"
 
 
+def lock_dirs(sweep, run_dir: Path) -> dict[Path, str]:
+    """The directories a launch writes and must not share with a concurrent launch: the run directory, and the
+    data directory when the sweep generates data into it."""
+    dirs = {run_dir.resolve(): "the run directory"}
+    if sweep.datagen is not None:
+        from hpc.stages.datagen import check_writable, data_dir
+
+        root = data_dir(sweep)
+        check_writable(root)
+        dirs.setdefault(root, "the data directory")
+    return dirs
+
+
 def launch(
     sweep_path: str | Path,
     backend: str = "auto",
     out: str | Path | None = None,
     dry_run: bool = False,
     wait: bool = False,
+    lock_timeout: float | None = None,
 ) -> int:
     """Validate, plan and submit a sweep. Returns the process exit status."""
     sweep = load_sweep(sweep_path)
     run_dir = Path(out) if out else default_run_dir(sweep.name)
-    if dry_run and sweep.missing_weights == "fail":
-        # A preview shows the whole plan; missing weights are listed as notes instead of stopping it.
-        sweep = sweep.model_copy(update={"missing_weights": "skip"})
-        print("dry run: cells whose weights are missing are noted below; with missing_weights: fail a real launch "
-              "stops before submitting until they are fetched (python -m fluidperc.weights fetch)")
-    groups = plan_sweep(sweep, run_dir, dry_run=dry_run)
     if dry_run:
+        if sweep.missing_weights == "fail":
+            # A preview shows the whole plan; missing weights are listed as notes instead of stopping it.
+            sweep = sweep.model_copy(update={"missing_weights": "skip"})
+            print("dry run: cells whose weights are missing are noted below; with missing_weights: fail a real "
+                  "launch stops before submitting until they are fetched (python -m fluidperc.weights fetch)")
+        groups = plan_sweep(sweep, run_dir, dry_run=True)
         print(f"sweep {sweep.name} ({sweep_path}) -> {run_dir}  [dry run: nothing is submitted]")
-        print(format_plan(groups))
+        print(format_plan(groups, cells=True))
         return 0
     backend = resolve_backend(backend)
+    created = not run_dir.exists()
     ensure_writable(run_dir)
-    (run_dir / "sweep.yaml").write_text(yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
+    try:
+        with LaunchLocks(lock_dirs(sweep, run_dir), lock_timeout):
+            return launch_locked(sweep, run_dir, backend, wait)
+    except UserError:
+        if created:  # a launch refused before it recorded anything leaves no run directory behind
+            remove_if_unused(run_dir)
+        raise
+
+
+def remove_if_unused(run_dir: Path) -> None:
+    leftovers = [p for p in run_dir.iterdir() if p.name != LOCK_NAME] if run_dir.is_dir() else []
+    if run_dir.is_dir() and not leftovers:
+        (run_dir / LOCK_NAME).unlink(missing_ok=True)
+        run_dir.rmdir()
+
+
+def launch_locked(sweep, run_dir: Path, backend: str, wait: bool) -> int:
+    """Plan, prepare and submit (or run) while this launch holds the run and data directories."""
+    groups = plan_sweep(sweep, run_dir)
+    write_text(run_dir / "sweep.yaml", yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
     if not any(g.pending for g in groups):
         print(f"sweep {sweep.name}: every task is already done in {run_dir}; nothing to submit.")
         return 0
     print(f"sweep {sweep.name} -> {run_dir} on the {backend} backend")
-    print(format_plan(groups))
+    print(format_plan(groups, cells=True))
+    run = Launch(run_dir, sweep.name, backend, job_prefix=sweep.name, groups=groups)
     for group in groups:
         if group.prepare is not None and group.pending:
             group.prepare()
-    run = Launch(run_dir, sweep.name, backend, job_prefix=sweep.name)
     if backend == "slurm":
         jobs = run.submit_slurm(groups)
         if not wait:
@@ -294,12 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan (stages, arrays, resources) and submit nothing")
     p.add_argument("--out", help="run directory (default: runs/<sweep name>)")
     p.add_argument("--wait", action="store_true", help="on Slurm, wait for every job and report failures")
+    p.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                   help="while another launch uses the same run or data directory, wait at most this long "
+                   "(default: wait until it has finished; 0: stop at once)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return launch(args.sweep, backend=args.backend, out=args.out, dry_run=args.dry_run, wait=args.wait)
+    return launch(args.sweep, backend=args.backend, out=args.out, dry_run=args.dry_run, wait=args.wait,
+                  lock_timeout=args.lock_timeout)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from fluidperc.atomic import write_text
+from hpc.errors import UserError
 
 MANIFEST = "manifest.json"
 
@@ -19,15 +21,19 @@ def read(run_dir: Path) -> dict[str, Any]:
     path = run_dir / MANIFEST
     if not path.is_file():
         return {"launches": []}
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("launches"), list):
+            raise ValueError("expected an object with a list 'launches'")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not a manifest this toolkit wrote ({err}); it is only ever replaced whole, so "
+                        "something else changed it. Move it away to start the run's record afresh.") from None
+    return manifest
 
 
 def write(run_dir: Path, manifest: dict[str, Any]) -> None:
     """Atomic replace: an interrupted launcher never leaves half a manifest behind."""
-    path = run_dir / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(path)
+    write_text(run_dir / MANIFEST, json.dumps(manifest, indent=1))
 
 
 def latest_jobs(manifest: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -16,6 +16,19 @@ class Task:
     label: str
     args: tuple[Any, ...]
     done: bool = False
+    output: str | None = None  # the path whose existence means the task is done (hpc.status counts them)
+
+
+@dataclass
+class Cell:
+    """One task x dataset x loss x seed cell that a group trains or evaluates, or leaves out with the reason."""
+
+    label: str
+    task: str
+    dataset: str
+    loss: str
+    seed: int
+    skipped: str = ""  # the reason, when the cell is left out
 
 
 @dataclass
@@ -30,6 +43,19 @@ class JobGroup:
     after: list[str] = field(default_factory=list)
     note: str = ""
     prepare: Callable[[], None] | None = None  # run by the launcher before submitting (e.g. create the stores)
+    cells: list[Cell] = field(default_factory=list)  # what a train/evaluate group holds, skipped cells included
+    progress: dict[str, Any] = field(default_factory=dict)  # how hpc.status counts progress (recorded at launch)
+
+    def record(self) -> dict[str, Any]:
+        """What the launch decided for this group, for the manifest: hpc.status reads this, never the
+        environment it runs in."""
+        progress = dict(self.progress)
+        outputs = [t.output for t in self.tasks if t.output]
+        if outputs and "outputs" not in progress:
+            progress["outputs"] = outputs
+        return {"name": self.name, "stage": self.stage, "tasks": len(self.tasks), "pending": len(self.pending),
+                "progress": progress,
+                "skipped": [{"label": c.label, "reason": c.skipped} for c in self.cells if c.skipped]}
 
     @property
     def pending(self) -> list[Task]:
@@ -75,7 +101,35 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def format_plan(groups: list[JobGroup]) -> str:
+def _seed_list(seeds: list[int]) -> str:
+    return " ".join(str(s) for s in sorted(seeds)) or "-"
+
+
+def format_cells(group: JobGroup) -> str:
+    """The group's cells as one row per task x dataset x loss with its seeds, marking done and skipped ones."""
+    done = {t.label for t in group.tasks if t.done}
+    rows: dict[tuple[str, str, str], dict[str, list[int]]] = {}
+    reasons: dict[tuple[str, str, str], str] = {}
+    for c in group.cells:
+        key = (c.task, c.dataset, c.loss)
+        state = "skipped" if c.skipped else ("done" if c.label in done else "to run")
+        rows.setdefault(key, {}).setdefault(state, []).append(c.seed)
+        if c.skipped:
+            reasons[key] = c.skipped.removeprefix("skipped: ")
+    table = []
+    for key, states in rows.items():
+        parts = [f"{state} {_seed_list(seeds)}" for state, seeds in states.items() if state != "skipped"]
+        if "skipped" in states:
+            parts.append(f"skipped {_seed_list(states['skipped'])}: {reasons[key]}")
+        all_seeds = [s for seeds in states.values() for s in seeds]
+        table.append([*key, _seed_list(all_seeds), "; ".join(parts)])
+    n_skip = sum(1 for c in group.cells if c.skipped)
+    head = f"{group.name}: {len(group.cells)} cell(s)" + (f", {n_skip} skipped" if n_skip else "")
+    body = format_table(["task", "dataset", "loss", "seeds", "state (by seed)"], table)
+    return head + "\n" + "\n".join("  " + line for line in body.splitlines())
+
+
+def format_plan(groups: list[JobGroup], cells: bool = False) -> str:
     rows = []
     for g in groups:
         n, todo = len(g.tasks), len(g.pending)
@@ -86,4 +140,7 @@ def format_plan(groups: list[JobGroup]) -> str:
     total = sum(len(g.pending) for g in groups)
     arrays = sum(1 for g in groups if g.pending)
     table = format_table(["stage", "group", "kind", "to run", "resources per job", "after (afterok)", "note"], rows)
-    return f"{table}\n{total} task(s) in {arrays} submission(s)."
+    out = f"{table}\n{total} task(s) in {arrays} submission(s)."
+    if cells:
+        out += "".join("\n\n" + format_cells(g) for g in groups if g.cells)
+    return out

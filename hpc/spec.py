@@ -6,6 +6,7 @@ override resources field by field. Later stages add their own sections here.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +32,7 @@ def _as_value_error(check, *args: Any, **kwargs: Any) -> None:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Resources(Strict):
@@ -218,12 +219,23 @@ STAGE_ORDER: tuple[str, ...] = ("check", "datagen", "tune", "train", "evaluate")
 Backend = Literal["auto", "slurm", "local", "debug"]
 
 
+MAX_SWEEP_BYTES = 1 << 20  # a sweep file is a page of YAML; a megabyte is already absurd
+MAX_NODES = 100_000  # values in the document after YAML aliases are expanded
+MAX_DEPTH = 64  # nesting of mappings and lists
+
+
 def _describe(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 15] + f"... ({len(text)} chars)"
+
+
 def format_validation_error(path: Path, err: ValidationError) -> str:
-    """One paragraph naming the file, each bad key, its value and what was expected."""
+    """One paragraph naming the file, each bad key, its value and what was expected (pydantic's text as it is:
+    lower-casing it would also change the patterns and values it quotes)."""
     problems = []
     for item in err.errors():
         key = _describe(item["loc"])
@@ -232,27 +244,96 @@ def format_validation_error(path: Path, err: ValidationError) -> str:
         elif item["type"] == "missing":
             problems.append(f"missing key '{key}'")
         else:
-            problems.append(f"key '{key}' has value {item['input']!r}: {item['msg'].lower()}")
+            problems.append(f"key '{key}' has value {_short(item['input'])}: {item['msg']}")
+    if len(problems) > 8:
+        problems = problems[:8] + [f"and {len(problems) - 8} more"]
     return f"{path}: invalid sweep file: " + "; ".join(problems) + ". Nothing was submitted."
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    path = Path(path)
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data only) that refuses documents nested too deeply while composing them,
+    before Python's recursion limit would end it with a traceback."""
+
+    def compose_node(self, parent, index):  # noqa: D102 - PyYAML's hook
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep at line {mark.line + 1}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _check_tree(path: Path, data: Any) -> None:
+    """Walk the loaded document as pydantic will (aliases expanded): bound its size, and refuse NaN and +-inf
+    anywhere, since no sweep setting means them and pydantic would accept them as floats."""
+    budget = [MAX_NODES]
+
+    def walk(value: Any, where: tuple[Any, ...]) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise UserError(
+                f"{path}: the sweep file expands to more than {MAX_NODES} values (YAML anchors and aliases repeating "
+                "each other?); a sweep is a page of settings. Nothing was submitted."
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{path}: invalid sweep file: key '{_describe(where)}' has value {value!r}: expected a "
+                            "finite number. Nothing was submitted.")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(k, where)
+                walk(v, (*where, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*where, i))
+
+    walk(data, ())
+
+
+def read_sweep_text(path: Path) -> str:
+    """The file as UTF-8 text below MAX_SWEEP_BYTES, or one paragraph saying what it is instead."""
     if not path.is_file():
         raise UserError(f"{path}: no such sweep file. Nothing was submitted.")
+    size = path.stat().st_size
+    if size > MAX_SWEEP_BYTES:
+        raise UserError(f"{path}: {size} bytes is too large for a sweep file (at most {MAX_SWEEP_BYTES}); is it "
+                        "the right file? Nothing was submitted.")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UserError(f"{path}: not valid YAML{where}: {problem}. Nothing was submitted.") from None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}, line {line}: {raw[err.start:err.start + 1]!r}); "
+                        "a sweep file is YAML text. Nothing was submitted.") from None
+
+
+def parse_sweep(path: Path, data: Any) -> Sweep:
+    """Validate loaded YAML data as a sweep (the one place a mapping becomes a Sweep, files and overrides)."""
     if not isinstance(data, dict):
         raise UserError(
             f"{path}: expected a mapping of sweep keys (name, resources, stages), got {type(data).__name__}. "
             "Nothing was submitted."
         )
+    _check_tree(path, data)
     try:
         return Sweep.model_validate(data)
     except ValidationError as err:
         raise UserError(format_validation_error(path, err)) from None
+    except RecursionError:
+        raise UserError(f"{path}: the sweep file nests too deeply. Nothing was submitted.") from None
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    path = Path(path)
+    text = read_sweep_text(path)
+    try:
+        data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{path}: not valid YAML{where}: {problem}. Nothing was submitted.") from None
+    except RecursionError:
+        raise UserError(f"{path}: the sweep file nests too deeply. Nothing was submitted.") from None
+    return parse_sweep(path, data)

@@ -11,8 +11,6 @@ from hpc import manifest as mf
 from hpc.backends import sacct_states
 from hpc.errors import UserError, run_cli
 from hpc.plan import format_table
-from hpc.spec import load_sweep
-from hpc.stages import progress
 
 
 def job_states(run_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -30,23 +28,58 @@ def job_states(run_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return jobs
 
 
+def group_progress(record: dict[str, Any]) -> str:
+    """One group's progress from what its launch recorded (outputs, stores, skipped cells): never from this
+    process's environment, which need not be the launch's (weights, modules, GPUs)."""
+    prog = record.get("progress", {})
+    unit = prog.get("unit", "")
+    text = ""
+    if "outputs" in prog:
+        done = sum(Path(p).exists() for p in prog["outputs"])
+        text = f"{done}/{len(prog['outputs'])} {unit}".rstrip()
+    elif unit == "sims":
+        from fluidperc.datasets.store import completed
+
+        flags = [completed(Path(p)) for p in prog["stores"]]
+        n = prog["sims"]
+        done = int((flags[0] & flags[1]).sum()) if all(f.size == n for f in flags) else 0
+        text = f"{Path(prog['stores'][0]).stem}: {done}/{n} sims"
+    elif unit == "tune":
+        from hpc.stages.tune import progress as tune_progress
+
+        text = tune_progress(Path(prog["run_dir"]))
+    skipped = record.get("skipped", [])
+    if skipped:
+        reasons = Counter(s["reason"].removeprefix("skipped: ") for s in skipped)
+        text += ("; " if text else "") + f"{len(skipped)} skipped (" + "; ".join(
+            f"{n}: {r}" if len(reasons) > 1 else r for r, n in reasons.items()) + ")"
+    return text
+
+
+def recorded_plan(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Group name -> the record of the latest launch that planned it."""
+    plan: dict[str, dict[str, Any]] = {}
+    for launch in mf.read(run_dir)["launches"]:
+        for record in launch.get("plan", []):
+            plan[record["name"]] = record
+    return plan
+
+
 def render(run_dir: Path, verbose: bool = False) -> str:
     jobs = job_states(run_dir)
     by_group: dict[str, Counter[str]] = {}
     stage_of: dict[str, str] = {}
+    plan = recorded_plan(run_dir)
+    for name, record in plan.items():
+        by_group.setdefault(name, Counter())
+        stage_of[name] = record["stage"]
     for (group, _), job in jobs.items():
         by_group.setdefault(group, Counter())[job["state"]] += 1
         stage_of[group] = job["stage"]
-    stage_progress: dict[str, str] = {}
-    sweep_file = run_dir / "sweep.yaml"
-    if sweep_file.is_file():
-        stage_progress = progress(load_sweep(sweep_file), run_dir)
-    rows, shown = [], set()
+    rows = []
     for g, c in by_group.items():
-        stage = stage_of[g]
-        progress_text = "" if stage in shown else stage_progress.get(stage, "")  # once per stage, on its first row
-        shown.add(stage)
-        rows.append([stage, g, ", ".join(f"{s} {n}" for s, n in sorted(c.items())), progress_text])
+        text = group_progress(plan[g]) if g in plan else ""
+        rows.append([stage_of[g], g, ", ".join(f"{s} {n}" for s, n in sorted(c.items())) or "-", text])
     out = [format_table(["stage", "group", "jobs by state", "progress"], rows)]
     if verbose or len(jobs) <= 40:
         detail = [

@@ -108,7 +108,7 @@ def test_slurm_array_of_four_tasks_and_sigkill_then_relaunch_completes_only_that
     "edit, message",
     [
         (("[32, 16]", "[33, 16]"), "resolution 33x16 is not divisible by the downsampling factor 2"),
-        (("1.0e5, 2.0e5", "-1.0e5, 2.0e5"), "key 'datagen.datasets.0.train_reynolds.0' has value '-1.0e5': input should be greater than 0"),
+        (("1.0e5, 2.0e5", "-1.0e5, 2.0e5"), "key 'datagen.datasets.0.train_reynolds.0' has value '-1.0e5': Input should be greater than 0"),
         (("scene: karman", "scene: vortex"), "key 'datagen.datasets.0.scene' has value 'vortex'"),
     ],
     ids=["resolution-not-divisible", "negative-reynolds", "unknown-scene"],

@@ -50,8 +50,14 @@ def simulate_group(spec_json: str, data_dir: str, sims: list[int], device: str =
                 store.write_frames(low, s, written, {k: v[i] for k, v in lowered.items()})
             written += len(buffer)
             buffer = []
-    if not all(np.isfinite(high[v][s, -1]).all() for v in store.VARIABLES for s in todo):
-        raise FloatingPointError(f"{label}: the simulation produced non-finite values; no sim was marked complete")
+    # Read every frame back before vouching for it: unwritten chunks read as NaN (the fill value), so a write
+    # lost to a full disk or a killed neighbour is caught here as surely as a simulation that blew up.
+    for s in todo:
+        for group, name in ((high, high_path), (low, low_path)):
+            bad = [v for v in store.VARIABLES if not np.isfinite(group[v][s]).all()]
+            if bad:
+                raise FloatingPointError(f"{label}: sim {s} has non-finite or unwritten values in {', '.join(bad)} of "
+                                         f"{name}; it was not marked complete (relaunch to simulate it again)")
     for s in todo:
         store.mark_complete(high, s)
         store.mark_complete(low, s)

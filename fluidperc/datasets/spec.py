@@ -14,7 +14,7 @@ from fluidperc.sim.scenes import scene_info
 class DatasetSpec(BaseModel):
     """One high/low dataset pair. Sims are the training grid (reynolds x seeds) followed by the test grid."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     scene: Literal["karman", "plume"]
     resolution: tuple[int, int] = Field(description="high resolution [ny, nx]")

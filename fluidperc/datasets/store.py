@@ -9,6 +9,7 @@ the launcher creates the store (arrays, coordinates, attrs) before any task runs
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ import numpy as np
 import zarr
 
 from fluidperc import __version__
+from fluidperc.atomic import swap_in, unique_sibling
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.errors import UserError
 from fluidperc.sim.scenes import diffusion_substeps, scene_info, viscosity
@@ -81,32 +83,55 @@ def expected_attrs(spec: DatasetSpec, which: Literal["high", "low"], high_path: 
 
 
 def check_existing(path: Path, spec: DatasetSpec, which: Literal["high", "low"], high_path: Path) -> bool:
-    """True when ``path`` holds a store made from this spec, False when absent; refuses any other content."""
+    """True when ``path`` holds a usable store of this spec; False when it is absent, or broken with no complete
+    sim to lose (create_store then rebuilds it). Refuses, with the command that fixes it, a store of another
+    spec and a broken store that holds complete sims."""
+    from fluidperc.datasets.verify import inspect_store
+
     if not path.exists():
         return False
-    attrs = expected_attrs(spec, which, high_path)
-    try:
-        existing = dict(zarr.open_group(str(path), mode="r").attrs)
-    except Exception as err:  # a half-created or foreign directory
-        raise UserError(f"{path} exists but is not a readable fluidperc store ({err}); move it away") from None
-    if existing.get("spec") != attrs["spec"] or existing.get("resolution") != attrs["resolution"]:
+    report = inspect_store(path, spec, which, high_path)
+    if report.foreign:
+        existing = dict(zarr.open_group(str(path), mode="r", use_consolidated=False).attrs)
         raise UserError(
             f"{path} already holds a dataset made from a different spec; its spec is {existing.get('spec')}, "
-            f"the sweep asks for {attrs['spec']}. Use another data_dir or delete the store."
+            f"the sweep asks for {expected_attrs(spec, which, high_path)['spec']}. Use another data_dir, or move it "
+            f"away (`mv {path} {path}.other`) and relaunch."
         )
-    return True
+    if report.problems and report.complete:
+        raise UserError(
+            f"{path} is broken ({'; '.join(report.problems)}) yet holds {len(report.complete)} sim(s) marked "
+            f"complete, which a rebuild would discard, so it is left as it is. Inspect it with `python -m "
+            f"fluidperc.datasets verify {path}`; to discard it and simulate again: `rm -r {path}`, then relaunch."
+        )
+    return not report.problems
+
+
+def broken_note(path: Path, spec: DatasetSpec, which: Literal["high", "low"], high_path: Path) -> str:
+    """Why an existing store will be rebuilt (empty when it is absent or fine)."""
+    from fluidperc.datasets.verify import inspect_store
+
+    if not path.exists():
+        return ""
+    report = inspect_store(path, spec, which, high_path)
+    return "; ".join(report.problems)
 
 
 def create_store(path: Path, spec: DatasetSpec, which: Literal["high", "low"], high_path: Path) -> None:
-    """Create the store, or check that an existing one was made from the same spec (then keep its data)."""
+    """Create the store, or check that an existing one was made from the same spec (then keep its data). A
+    broken store without complete sims (a creation cut short, say) is moved aside and made anew."""
     if check_existing(path, spec, which, high_path):
         return
+    if path.exists():
+        aside = unique_sibling(path, "broken")
+        path.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
     attrs = expected_attrs(spec, which, high_path)
     info = scene_info(spec.scene)
     ny, nx = attrs["resolution"]
     sims = spec.sims()
     n_sims, n_frames = len(sims), spec.n_frames
-    tmp = path.with_name(path.name + ".creating")
+    tmp = unique_sibling(path, "creating")  # never shared: two creators cannot write into one skeleton
     group = zarr.open_group(str(tmp), mode="w")
     shapes = face_shapes(spec.scene, ny, nx)
     chunk_frames = min(spec.frames_per_chunk, n_frames)
@@ -137,7 +162,10 @@ def create_store(path: Path, spec: DatasetSpec, which: Literal["high", "low"], h
         arr[:] = values
     group.attrs.update({**attrs, "versions": versions()})
     zarr.consolidate_metadata(str(tmp))
-    tmp.rename(path)  # a crash mid-creation never leaves something that looks like a store
+    # A crash mid-creation never leaves something that looks like a store; if another process created it
+    # meanwhile, its skeleton stands (it holds the same spec, or check_existing refuses it below).
+    if not swap_in(tmp, path, replace=False):
+        check_existing(path, spec, which, high_path)
 
 
 def open_group(path: Path, mode: str = "r+") -> zarr.Group:

@@ -35,7 +35,7 @@ from fluidperc.weights import WeightStore
 
 
 class EvalSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     rollout_steps: int = Field(100, ge=1, description="SOL: steps rolled out from the first test frame")
     frames: int = Field(8, ge=1, description="SR/AE: test frames per sim, evenly spaced")

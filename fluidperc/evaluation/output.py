@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import xarray as xr
+
+from fluidperc.atomic import swap_in, unique_sibling
 
 
 def write_atomically(ds: xr.Dataset, path: str | Path) -> Path:
     """Write ``ds`` to a sibling temporary store, then swap it in for ``path``."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = unique_sibling(out)
     ds.to_zarr(str(tmp), mode="w", consolidated=True)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    swap_in(tmp, out)
     return out

@@ -13,7 +13,7 @@ LPIPS_NETS = ("alex", "vgg", "squeeze")
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MSESpec(_Spec):
@@ -117,6 +117,6 @@ def parse_loss_spec(spec: Any, where: str = "loss") -> Any:
         model = type(_ADAPTER.validate_python({"name": data["name"]}))
         valid = ", ".join(k for k in model.model_fields if k != "name") or "none"
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg'].lower()}" for e in err.errors()
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in err.errors()
         )
         raise UserError(f"{where}: invalid options for loss '{data['name']}' ({problems}); valid options: {valid}") from None

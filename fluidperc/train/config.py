@@ -14,7 +14,7 @@ TASKS = ("ae", "sr", "sol")
 class TrainSettings(BaseModel):
     """Hyper-parameters; sweep files set them for all cells and may override them per task."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     steps: int = Field(1000, ge=1)
     batch_size: int = Field(8, ge=1, description="frames per rank and step (SOL: sims per rank and step)")
@@ -34,7 +34,7 @@ class TrainSettings(BaseModel):
 
 
 class CellConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     task: Literal["ae", "sr", "sol"]
     loss: Any

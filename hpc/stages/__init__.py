@@ -20,8 +20,3 @@ def plan_sweep(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGr
         groups += STAGES[name].plan(sweep, run_dir, dry_run=dry_run)
     check_plan(groups)
     return groups
-
-
-def progress(sweep: Sweep, run_dir: Path) -> dict[str, str]:
-    """A one-line, stage-specific progress figure (sims done / total, ...) for hpc.status."""
-    return {name: STAGES[name].progress(sweep, run_dir) for name in sweep.stage_names()}

@@ -74,17 +74,13 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
             label=f"probe-{i}",
             args=(i, str(out_dir), spec.matmul_size, spec.sleep_s, i in spec.fail_tasks),
             done=(out_dir / f"probe-{i}.json").is_file(),
+            output=str((out_dir / f"probe-{i}.json").resolve()),
         )
         for i in range(spec.tasks)
     ]
-    summary = Task(label="summary", args=(str(out_dir), spec.tasks), done=(out_dir / "summary.json").is_file())
+    summary = Task(label="summary", args=(str(out_dir), spec.tasks), done=(out_dir / "summary.json").is_file(),
+                   output=str((out_dir / "summary.json").resolve()))
     return [
-        JobGroup("check.probe", "check", probe, probes, resources),
+        JobGroup("check.probe", "check", probe, probes, resources, progress={"unit": "probes"}),
         JobGroup("check.summary", "check", summarize, [summary], resources.merged(None), after=["check.probe"]),
     ]
-
-
-def progress(sweep: Sweep, run_dir: Path) -> str:
-    assert sweep.check is not None
-    done = len(list((run_dir / "check").glob("probe-*.json")))
-    return f"{done}/{sweep.check.tasks} probes"

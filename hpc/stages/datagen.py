@@ -11,7 +11,7 @@ from hpc.plan import JobGroup, Task
 from hpc.spec import Sweep
 from fluidperc.datasets import generate
 from fluidperc.datasets.spec import DatasetSpec
-from fluidperc.datasets.store import check_existing, completed, has_statistics
+from fluidperc.datasets.store import broken_note, check_existing, completed, has_statistics
 
 
 def data_dir(sweep: Sweep) -> Path:
@@ -47,6 +47,10 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
             seen[path] = f"datagen.datasets.{i}"
         high, low = spec.store_paths(root)
         exist = check_existing(high, spec, "high", high) & check_existing(low, spec, "low", high)
+        for path, which in ((high, "high"), (low, "low")):
+            why = broken_note(path, spec, which, high)
+            if why:
+                print(f"note: {path} is broken ({why}) and holds no complete sim: it is rebuilt before the array runs")
         done = completed(high) & completed(low) if exist else None
         spec_json = spec.model_dump_json()
         tasks = [
@@ -58,19 +62,11 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         name = group_name(spec)
         groups.append(JobGroup(name, "datagen", generate.simulate_group, tasks, resources,
                                note=f"{len(spec.sims())} sims -> {high.name} + {low.name}",
-                               prepare=functools.partial(generate.prepare, spec, root)))
+                               prepare=functools.partial(generate.prepare, spec, root),
+                               progress={"unit": "sims", "stores": [str(high), str(low)], "sims": len(spec.sims())}))
         stats_done = all(t.done for t in tasks) and has_statistics(high) and has_statistics(low)
         groups.append(JobGroup(f"{name}.stats", "datagen", generate.finalize,
                                [Task("statistics", (spec_json, str(root)), done=stats_done)],
                                resources.model_copy(update={"time_min": min(resources.time_min, 60)}),
                                after=[name], note="mean/std/min/max over training sims"))
     return groups
-
-
-def progress(sweep: Sweep, run_dir: Path) -> str:
-    assert sweep.datagen is not None
-    parts = []
-    for spec in sweep.datagen.datasets:
-        done, total = generate.progress(spec, data_dir(sweep))
-        parts.append(f"{spec.scene}_{spec.resolution[0]}x{spec.resolution[1]}: {done}/{total} sims")
-    return "; ".join(parts)

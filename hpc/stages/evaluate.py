@@ -8,7 +8,7 @@ from pathlib import Path
 from hpc.errors import UserError
 from hpc.plan import JobGroup, Task
 from hpc.spec import Sweep
-from hpc.stages.train import cell_dir, trainable_cells
+from hpc.stages.train import cell_dir, plan_cell, trainable_cells
 
 
 def eval_path(run_dir: Path, label: str) -> Path:
@@ -61,11 +61,16 @@ def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -
         else:
             out = Path(e["eval_path"])
             tasks.append(Task(e["label"], (sol.model_dump_json(), str(cell_dir(run_dir, sol)), sr.model_dump_json(),
-                                           str(cell_dir(run_dir, sr)), str(out), settings), done=out.exists()))
+                                           str(cell_dir(run_dir, sr)), str(out), settings), done=out.exists(),
+                              output=str(out)))
         entries.append(e)
     entries += [{**entry(cell), "reason": reason} for cell, reason in skipped if on_grid(cell, "sol")]
     group = JobGroup("evaluate.combined", "evaluate", evaluate_combined, tasks, res, after=["train.sol", "train.sr"],
-                     note=f"{len(tasks)} low-res+SOL+SR vs high-res sim comparisons")
+                     note=f"{len(tasks)} low-res+SOL+SR vs high-res sim comparisons",
+                     progress={"unit": "comparisons evaluated"})
+    from hpc.plan import Cell
+
+    group.cells = [Cell(e["label"], "combined", resolution, e["loss"], e["seed"], e.get("reason", "")) for e in entries]
     return group, entries
 
 
@@ -83,7 +88,7 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     for cell in trained:
         out = eval_path(run_dir, cell.label)
         tasks.append(Task(cell.label, (cell.model_dump_json(), str(cell_dir(run_dir, cell)), str(out), settings),
-                          done=out.exists()))
+                          done=out.exists(), output=str(out)))
         entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
                         "resolution": f"{cell.scene}_{cell.resolution[0]}x{cell.resolution[1]}", "eval_path": str(out)})
     for cell, reason in skipped:
@@ -91,25 +96,24 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
                         "resolution": f"{cell.scene}_{cell.resolution[0]}x{cell.resolution[1]}",
                         "eval_path": str(eval_path(run_dir, cell.label)), "reason": reason})
     after = sorted({f"train.{c.task}" for c in trained})
-    groups = [JobGroup("evaluate.cells", "evaluate", evaluate_cell, tasks, res, after=after,
-                       note=f"{len(tasks)} trained cells on held-out test sims")] if tasks else []
+    cells_group = JobGroup("evaluate.cells", "evaluate", evaluate_cell, tasks, res, after=after,
+                           note=f"{len(tasks)} trained cells on held-out test sims",
+                           progress={"unit": "cells evaluated"},
+                           cells=[plan_cell(c) for c in trained] + [plan_cell(c, r) for c, r in skipped])
+    groups = [cells_group] if tasks or skipped else []
     if stage.combined is not None:
         group, combined_entries = combined_group(stage, trained, skipped, run_dir, settings, res)
         entries += combined_entries
-        if group.tasks:
+        if group.tasks or group.cells:
             groups.append(group)
     results = run_dir / "results.zarr"
     report = run_dir / "report" / "report.md"
     newest_eval = max([_mtime(Path(e["eval_path"])) for e in entries] or [0.0])
     finished = results.exists() and report.exists() and _mtime(results) >= newest_eval and _mtime(report) >= _mtime(results)
     groups.append(JobGroup("evaluate.report", "evaluate", finish,
-                           [Task("results+report", (str(run_dir.resolve()), entries), done=finished)],
+                           [Task("results+report", (str(run_dir.resolve()), entries), done=finished,
+                                 output=str(report.resolve()))],
                            res.model_copy(update={"tasks_per_node": 1, "gpus_per_node": 0}),
-                           after=[g.name for g in groups], note="results.zarr and report/"))
+                           after=[g.name for g in groups if g.tasks], note="results.zarr and report/",
+                           progress={"unit": "report written"}))
     return groups
-
-
-def progress(sweep: Sweep, run_dir: Path) -> str:
-    trained, _ = trainable_cells(sweep)
-    done = sum(eval_path(run_dir, c.label).exists() for c in trained)
-    return f"{done}/{len(trained)} cells evaluated" + ("; report written" if (run_dir / "report" / "report.md").exists() else "")

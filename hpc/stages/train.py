@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hpc.errors import UserError
 from hpc.jobs import TrainJob
-from hpc.plan import JobGroup, Task
+from hpc.plan import Cell, JobGroup, Task
 from hpc.spec import Sweep
 from fluidperc.train.config import CellConfig, TrainSettings
 
@@ -84,16 +84,30 @@ def cell_dir(run_dir: Path, cell: CellConfig) -> Path:
     return run_dir.resolve() / "train" / cell.label
 
 
+def plan_cell(cell: CellConfig, skipped: str = "") -> Cell:
+    """The row a plan shows for a cell (train and evaluate groups)."""
+    ny, nx = cell.resolution
+    return Cell(cell.label, cell.task, f"{cell.scene}_{ny}x{nx}", cell.loss_spec.label, cell.seed, skipped)
+
+
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     from fluidperc.train import is_done
+    from fluidperc.train.run import RESULT
 
     stage = sweep.train
     assert stage is not None
     made = producers(sweep)
     groups: dict[str, JobGroup] = {}
     ready, skipped = trainable_cells(sweep)
-    for cell, reason in skipped:
-        print(f"note: cell {cell.label} {reason}")
+
+    def group_of(cell: CellConfig) -> JobGroup:
+        name = f"train.{cell.task}"
+        if name not in groups:
+            res = sweep.resources.merged(stage.resources).merged(stage.task_resources.get(cell.task))
+            groups[name] = JobGroup(name, "train", TrainJob(), [], res, note="task x dataset x loss x seed cells",
+                                    progress={"unit": "cells trained"})
+        return groups[name]
+
     for cell in ready:
         after = set()
         for name in filter(None, (cell.low_store, cell.high_store)):
@@ -105,20 +119,12 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
                     f"train: cell {cell.label} needs {path}, which does not exist, and no datagen dataset in this sweep "
                     "produces it; add one under datagen.datasets or point train.data_dir at existing stores"
                 )
-        name = f"train.{cell.task}"
-        if name not in groups:
-            res = sweep.resources.merged(stage.resources).merged(stage.task_resources.get(cell.task))
-            groups[name] = JobGroup(name, "train", TrainJob(), [], res, note="task x dataset x loss x seed cells")
-        group = groups[name]
+        group = group_of(cell)
         group.after = sorted(set(group.after) | after)
         out = cell_dir(run_dir, cell)
-        group.tasks.append(Task(cell.label, (cell.model_dump_json(), str(out)), done=is_done(out)))
+        group.tasks.append(Task(cell.label, (cell.model_dump_json(), str(out)), done=is_done(out),
+                                output=str(out / RESULT)))
+        group.cells.append(plan_cell(cell))
+    for cell, reason in skipped:
+        group_of(cell).cells.append(plan_cell(cell, reason))
     return list(groups.values())
-
-
-def progress(sweep: Sweep, run_dir: Path) -> str:
-    from fluidperc.train import is_done
-
-    ready, skipped = trainable_cells(sweep)
-    done = sum(is_done(cell_dir(run_dir, c)) for c in ready)
-    return f"{done}/{len(ready)} cells trained" + (f", {len(skipped)} skipped (missing weights)" if skipped else "")

@@ -114,10 +114,11 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     note = (f"Ray on {res.nodes} node(s), {trial_count(stage.space, stage.num_samples)} trial(s) x <= {stage.epochs} epochs, "
             f"~{per_node} at once per node")
     return [JobGroup("tune", "tune", TuneJob(), [Task("ray-tune", args, done=finished(run_dir))], res,
-                     after=sorted(after), note=note)]
+                     after=sorted(after), note=note, progress={"unit": "tune", "run_dir": str(run_dir.resolve())})]
 
 
-def progress(sweep: Sweep, run_dir: Path) -> str:
+def progress(run_dir: Path) -> str:
+    """Trials so far, from the run's own tune directory (hpc.status)."""
     from hpc.tune.driver import experiment_dir
 
     if (run_dir / "tune.zarr").exists():

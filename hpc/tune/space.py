@@ -108,7 +108,7 @@ def validate_space(space: dict[str, Any], where: str = "tune.space") -> None:
                 try:
                     TrainSettings.model_validate({key: option})
                 except ValidationError as err:
-                    msg = err.errors()[0]["msg"].lower()
+                    msg = err.errors()[0]["msg"]
                     raise UserError(f"{here}: value {option!r} is not a valid {key}: {msg}") from None
 
 
