@@ -8,6 +8,8 @@ not submitted again, so an interrupted sweep is finished by relaunching the same
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import re
 import socket
@@ -25,7 +27,8 @@ from fluidperc.atomic import write_text
 from hpc import manifest as mf
 from hpc.backends import SLURM_ACTIVE, array_id, local_slots, make_executor, resolve_backend, sacct_states
 from hpc.errors import UserError, run_cli
-from hpc.lock import LOCK_NAME, LaunchLocks
+from hpc.jobs import LAUNCHER_PID, local_job
+from hpc.lock import LaunchLocks
 from hpc.plan import JobGroup, Task, format_plan
 from hpc.spec import load_sweep
 from hpc.stages import plan_sweep
@@ -45,18 +48,23 @@ def failure_summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
-def submit_with_threads(ex: Any, group: JobGroup, task: Task) -> Any:
+def submit_with_threads(ex: Any, group: JobGroup, task: Task, backend: str) -> Any:
     """Submit a local job whose torch uses ``cpus_per_task`` threads: jobs running side by side would otherwise
-    each start one thread per core and oversubscribe the machine. The child inherits the environment."""
-    old = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(group.resources.cpus_per_task)
-    try:
+    each start one thread per core and oversubscribe the machine. The child inherits the environment, and a local
+    job dies with this launcher (hpc.jobs.local_job)."""
+    if backend == "debug":
         return ex.submit(group.fn, *task.args)
+    env = {"OMP_NUM_THREADS": str(group.resources.cpus_per_task), LAUNCHER_PID: str(os.getpid())}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return ex.submit(local_job, group.fn, *task.args)
     finally:
-        if old is None:
-            del os.environ["OMP_NUM_THREADS"]
-        else:
-            os.environ["OMP_NUM_THREADS"] = old
+        for k, v in old.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
 
 
 def ensure_writable(run_dir: Path) -> None:
@@ -193,7 +201,7 @@ class Launch:
                 while queue or running:
                     while queue and len(running) < slots:
                         task = queue.pop(0)
-                        job = submit_with_threads(ex, group, task)
+                        job = submit_with_threads(ex, group, task, self.backend)
                         row = {"label": task.label, "job_id": str(job.job_id), "state": "RUNNING"}
                         tasks.append(row)
                         running.append((task, job, row))
@@ -247,6 +255,16 @@ def launch(
     """Validate, plan and submit a sweep. Returns the process exit status."""
     sweep = load_sweep(sweep_path)
     run_dir = Path(out) if out else default_run_dir(sweep.name)
+    try:
+        return _launch(sweep, sweep_path, run_dir, backend, dry_run, wait, lock_timeout)
+    except UserError as err:  # every refusal names the sweep file it is about
+        if str(sweep_path) in str(err):
+            raise
+        raise UserError(f"{sweep_path}: {err}") from None
+
+
+def _launch(sweep, sweep_path, run_dir: Path, backend: str, dry_run: bool, wait: bool,
+            lock_timeout: float | None) -> int:
     if dry_run:
         if sweep.missing_weights == "fail":
             # A preview shows the whole plan; missing weights are listed as notes instead of stopping it.
@@ -258,22 +276,14 @@ def launch(
         print(format_plan(groups, cells=True))
         return 0
     backend = resolve_backend(backend)
-    created = not run_dir.exists()
+    # A first, read-only plan finds bad input before anything is created (a refused launch leaves no run
+    # directory); the plan that counts is made again below, under the locks, from the stores as they are then.
+    with contextlib.redirect_stdout(io.StringIO()):
+        plan_sweep(sweep, run_dir)
+    dirs = lock_dirs(sweep, run_dir)
     ensure_writable(run_dir)
-    try:
-        with LaunchLocks(lock_dirs(sweep, run_dir), lock_timeout):
-            return launch_locked(sweep, run_dir, backend, wait)
-    except UserError:
-        if created:  # a launch refused before it recorded anything leaves no run directory behind
-            remove_if_unused(run_dir)
-        raise
-
-
-def remove_if_unused(run_dir: Path) -> None:
-    leftovers = [p for p in run_dir.iterdir() if p.name != LOCK_NAME] if run_dir.is_dir() else []
-    if run_dir.is_dir() and not leftovers:
-        (run_dir / LOCK_NAME).unlink(missing_ok=True)
-        run_dir.rmdir()
+    with LaunchLocks(dirs, lock_timeout):
+        return launch_locked(sweep, run_dir, backend, wait)
 
 
 def launch_locked(sweep, run_dir: Path, backend: str, wait: bool) -> int:
@@ -288,7 +298,12 @@ def launch_locked(sweep, run_dir: Path, backend: str, wait: bool) -> int:
     run = Launch(run_dir, sweep.name, backend, job_prefix=sweep.name, groups=groups)
     for group in groups:
         if group.prepare is not None and group.pending:
-            group.prepare()
+            try:
+                group.prepare()
+            except OSError as err:  # a full or read-only file system while creating the stores
+                raise UserError(f"{group.name}: preparing its output failed: {err.strerror or err} "
+                                f"({err.filename or ''}). Free space or fix the permissions and relaunch; nothing was "
+                                "submitted.") from None
     if backend == "slurm":
         jobs = run.submit_slurm(groups)
         if not wait:

@@ -24,12 +24,12 @@ from hpc.errors import UserError
 LOCK_NAME = ".fluidperc-launch.lock"
 
 
-def _holder(text: str) -> str:
+def _holder(text: str) -> str | None:
     try:
         info = json.loads(text)
         return f"host {info['host']}, pid {info['pid']}, started {info['started']} ({info.get('command', '')})"
     except (ValueError, KeyError, TypeError):
-        return "a launch that has not written its details yet"
+        return None  # the holder has the lock but has not written its details yet
 
 
 class LaunchLock:
@@ -51,6 +51,10 @@ class LaunchLock:
             except OSError:
                 f.seek(0)
                 holder = _holder(f.read())
+                if holder is None and time.monotonic() - start < 2.0:  # it writes them right after locking
+                    time.sleep(0.05)
+                    continue
+                holder = holder or "a launch that has not written its details"
                 if timeout is not None and time.monotonic() - start >= timeout:
                     f.close()
                     raise UserError(

@@ -12,6 +12,20 @@ CASES = {
     "unknown_top_level_stage": ("name: x\ntrian: {}\n", ["unknown key 'trian'"]),
     "not_a_mapping": ("- name: x\n", ["expected a mapping"]),
     "bad_name": ("name: 'has space'\n", ["key 'name' has value 'has space'"]),
+    # hostile input (issue: nothing crashes)
+    "random_bytes": (b"\xa9\x00\xff\xfe name: x\n", ["not UTF-8 text (byte 0, line 1"]),
+    "alias_bomb": ("name: x\na: &a [x, x, x, x, x, x, x, x, x]\n"
+                   + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")),
+                   ["expands to more than 100000 values"]),
+    "infinite_number": ("name: x\ndatagen:\n  datasets:\n  - {scene: karman, resolution: [32, 16], factor: 2, "
+                        "train_reynolds: [1.0e+5, .inf], steps: 10, keep_from: 2}\n",
+                        ["key 'datagen.datasets.0.train_reynolds.1' has value inf: expected a finite number"]),
+    "nan_learning_rate": ("name: x\ntrain: {tasks: [ae], datasets: [{scene: karman, resolution: [32, 16]}], "
+                          "losses: [mse], settings: {lr: .nan}}\n", ["key 'train.settings.lr' has value nan"]),
+    "deep_nesting": ("name: x\ncheck: " + "[" * 5000 + "]" * 5000 + "\n", ["nested more than 64 levels deep"]),
+    "huge_file": ("name: x\n" + "#" * (1 << 20) + "\n", ["too large for a sweep file"]),
+    "pattern_keeps_its_case": ("name: 'Ünïcode name'\n",
+                               ["String should match pattern '^[A-Za-z0-9][A-Za-z0-9_.-]*$'"]),
 }
 
 
@@ -19,7 +33,9 @@ CASES = {
 def test_bad_sweep_exits_with_short_error_and_submits_nothing(case, tmp_path, launch_cli):
     text, expected = CASES[case]
     path = tmp_path / f"{case}.yaml"
-    if text is not None:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
         path.write_text(text)
     run_dir = tmp_path / "run"
     res = launch_cli(str(path), "--backend", "local", "--out", str(run_dir))

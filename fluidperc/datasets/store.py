@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -161,11 +162,19 @@ def create_store(path: Path, spec: DatasetSpec, which: Literal["high", "low"], h
         arr = group.create_array(name, shape=values.shape, dtype=values.dtype, dimension_names=[dim_of.get(name, name)])
         arr[:] = values
     group.attrs.update({**attrs, "versions": versions()})
-    zarr.consolidate_metadata(str(tmp))
+    consolidate(tmp)
     # A crash mid-creation never leaves something that looks like a store; if another process created it
     # meanwhile, its skeleton stands (it holds the same spec, or check_existing refuses it below).
     if not swap_in(tmp, path, replace=False):
         check_existing(path, spec, which, high_path)
+
+
+def consolidate(path: Path) -> None:
+    """Consolidated metadata, which xarray.open_zarr reads in one request. zarr warns at every call that Zarr v3
+    has not standardised it yet; we chose it knowingly, so the warning is not repeated to users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(str(path))
 
 
 def open_group(path: Path, mode: str = "r+") -> zarr.Group:
@@ -218,7 +227,7 @@ def write_statistics(path: Path, stats: dict[str, dict[str, float]]) -> None:
     group = open_group(path)
     group.attrs["statistics"] = stats
     group.attrs["statistics_over"] = "complete training sims (is_test == False)"
-    zarr.consolidate_metadata(str(path))
+    consolidate(path)
 
 
 def has_statistics(path: Path) -> bool:
