@@ -251,12 +251,13 @@ def launch(
     dry_run: bool = False,
     wait: bool = False,
     lock_timeout: float | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> int:
-    """Validate, plan and submit a sweep. Returns the process exit status."""
-    sweep = load_sweep(sweep_path)
+    """Validate, plan and submit a sweep (with command-line ``KEY=VALUE`` overrides). Returns the exit status."""
+    sweep = load_sweep(sweep_path, overrides)
     run_dir = Path(out) if out else default_run_dir(sweep.name)
     try:
-        return _launch(sweep, sweep_path, run_dir, backend, dry_run, wait, lock_timeout)
+        return _launch(sweep, sweep_path, run_dir, backend, dry_run, wait, lock_timeout, list(overrides))
     except UserError as err:  # every refusal names the sweep file it is about
         if str(sweep_path) in str(err):
             raise
@@ -264,7 +265,7 @@ def launch(
 
 
 def _launch(sweep, sweep_path, run_dir: Path, backend: str, dry_run: bool, wait: bool,
-            lock_timeout: float | None) -> int:
+            lock_timeout: float | None, overrides: list[str]) -> int:
     if dry_run:
         if sweep.missing_weights == "fail":
             # A preview shows the whole plan; missing weights are listed as notes instead of stopping it.
@@ -272,7 +273,8 @@ def _launch(sweep, sweep_path, run_dir: Path, backend: str, dry_run: bool, wait:
             print("dry run: cells whose weights are missing are noted below; with missing_weights: fail a real "
                   "launch stops before submitting until they are fetched (python -m fluidperc.weights fetch)")
         groups = plan_sweep(sweep, run_dir, dry_run=True)
-        print(f"sweep {sweep.name} ({sweep_path}) -> {run_dir}  [dry run: nothing is submitted]")
+        print(f"sweep {sweep.name} ({sweep_path}" + "".join(f" {o}" for o in overrides)
+              + f") -> {run_dir}  [dry run: nothing is submitted]")
         print(format_plan(groups, cells=True))
         return 0
     backend = resolve_backend(backend)
@@ -283,19 +285,28 @@ def _launch(sweep, sweep_path, run_dir: Path, backend: str, dry_run: bool, wait:
     dirs = lock_dirs(sweep, run_dir)
     ensure_writable(run_dir)
     with LaunchLocks(dirs, lock_timeout):
-        return launch_locked(sweep, run_dir, backend, wait)
+        return launch_locked(sweep, run_dir, backend, wait, overrides)
 
 
-def launch_locked(sweep, run_dir: Path, backend: str, wait: bool) -> int:
+def resolved_sweep_text(sweep, overrides: list[str]) -> str:
+    """RUN_DIR/sweep.yaml: the sweep as validated (defaults filled in, overrides applied), saying which overrides
+    made it; it reloads as a sweep file."""
+    head = "".join(f"# command-line override: {o}\n" for o in overrides)
+    return head + yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False)
+
+
+def launch_locked(sweep, run_dir: Path, backend: str, wait: bool, overrides: list[str] = ()) -> int:
     """Plan, prepare and submit (or run) while this launch holds the run and data directories."""
     groups = plan_sweep(sweep, run_dir)
-    write_text(run_dir / "sweep.yaml", yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
+    write_text(run_dir / "sweep.yaml", resolved_sweep_text(sweep, list(overrides)))
     if not any(g.pending for g in groups):
         print(f"sweep {sweep.name}: every task is already done in {run_dir}; nothing to submit.")
         return 0
     print(f"sweep {sweep.name} -> {run_dir} on the {backend} backend")
     print(format_plan(groups, cells=True))
     run = Launch(run_dir, sweep.name, backend, job_prefix=sweep.name, groups=groups)
+    run.entry["overrides"] = list(overrides)
+    run.save()
     for group in groups:
         if group.prepare is not None and group.pending:
             try:
@@ -340,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
         "or run it locally. Relaunching finishes only the missing work.",
     )
     p.add_argument("sweep", help="the sweep YAML file, e.g. sweeps/demo.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="override sweep keys (dotted paths, YAML values), e.g. train.settings.steps=200 "
+                   "resources.partition=gpu-a100 datagen.datasets.0.steps=100; validated like the file")
     p.add_argument(
         "--backend",
         choices=["auto", "slurm", "local", "debug"],
@@ -358,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return launch(args.sweep, backend=args.backend, out=args.out, dry_run=args.dry_run, wait=args.wait,
-                  lock_timeout=args.lock_timeout)
+                  lock_timeout=args.lock_timeout, overrides=args.overrides)
 
 
 if __name__ == "__main__":

@@ -324,7 +324,8 @@ def parse_sweep(path: Path, data: Any) -> Sweep:
         raise UserError(f"{path}: the sweep file nests too deeply. Nothing was submitted.") from None
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
+    """The sweep file, validated, with command-line ``KEY=VALUE`` overrides applied first (hpc.overrides)."""
     path = Path(path)
     text = read_sweep_text(path)
     try:
@@ -336,4 +337,14 @@ def load_sweep(path: str | Path) -> Sweep:
         raise UserError(f"{path}: not valid YAML{where}: {problem}. Nothing was submitted.") from None
     except RecursionError:
         raise UserError(f"{path}: the sweep file nests too deeply. Nothing was submitted.") from None
-    return parse_sweep(path, data)
+    if not overrides:
+        return parse_sweep(path, data)
+    from hpc import overrides as ov
+
+    parsed = [ov.parse(text, path) for text in overrides]
+    if isinstance(data, dict):
+        data = ov.apply(data, parsed, path)
+    try:
+        return parse_sweep(path, data)
+    except UserError as err:
+        raise UserError(ov.blame(str(err), parsed)) from None

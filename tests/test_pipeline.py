@@ -130,3 +130,23 @@ def test_analysis_cli_has_help_and_a_clear_error_without_results(tmp_path):
     assert run_module("fluidperc.analysis", "--help").returncode == 0
     res = run_module("fluidperc.analysis", str(tmp_path))
     assert res.returncode == 2 and "results.zarr does not exist" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("scene,ny,nx,width,height", [("plume", 32, 32, 200.0, 200.0), ("karman", 32, 16, 100.0, 200.0)])
+def test_report_vorticity_uses_each_scenes_own_domain(scene, ny, nx, width, height):
+    """Solid-body rotation u = -w (y - y0), v = w (x - x0) has vorticity 2w everywhere, on any grid, only if the
+    spacing is the scene's (the report once used Karman's 100 x 200 for the plume too)."""
+    import numpy as np
+    import xarray as xr
+
+    from fluidperc.analysis.report import sample_field
+
+    omega = 0.01
+    y = (np.arange(ny) + 0.5) * height / ny
+    x = (np.arange(nx) + 0.5) * width / nx
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    uv = np.stack([-omega * (yy - height / 2), omega * (xx - width / 2)])[None]  # sample, channel, y, x
+    ev = xr.Dataset({"sample_reference": (("sample", "channel", "y", "x"), uv)},
+                    attrs={"resolution": f"{scene}_{ny}x{nx}", "scene": scene})
+    w = sample_field(ev)(ev.sample_reference.values)
+    np.testing.assert_allclose(w, 2 * omega, rtol=1e-6)

@@ -68,3 +68,43 @@ def test_every_entry_point_has_help(module):
 
     res = run_module(module, "--help")
     assert res.returncode == 0 and "usage:" in res.stdout
+
+
+def test_command_line_overrides_are_applied_validated_and_recorded_in_the_run(tmp_path, launch_cli):
+    import json
+
+    import yaml
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: x\ncheck: {tasks: 4}\n")
+    run_dir = tmp_path / "run"
+    res = launch_cli(str(sweep), "check.tasks=2", "resources.time_min=5", "--backend", "local", "--out", str(run_dir))
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    launch = manifest["launches"][-1]
+    assert launch["overrides"] == ["check.tasks=2", "resources.time_min=5"]
+    probes = next(g for g in launch["groups"] if g["name"] == "check.probe")
+    assert len(probes["tasks"]) == 2 and probes["resources"]["time_min"] == 5
+    text = (run_dir / "sweep.yaml").read_text()
+    assert text.startswith("# command-line override: check.tasks=2\n")
+    assert yaml.safe_load(text)["check"]["tasks"] == 2
+    from hpc.spec import load_sweep
+
+    assert load_sweep(run_dir / "sweep.yaml").check.tasks == 2  # the record reloads as a sweep file
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("check.tasks=-1", "key 'check.tasks' has value -1: Input should be greater than or equal to 1 (set on the "
+                       "command line: check.tasks=-1)"),
+    ("check.taskz=3", "unknown key 'check.taskz' (set on the command line: check.taskz=3)"),
+    ("check.tasks=[1", "command-line override 'check.tasks=[1': its value is not valid YAML"),
+    ("check.tasks.deeper=1", "'check.tasks' holds a single value, not keys"),
+    ("tasks", "command-line override 'tasks' is not KEY=VALUE"),
+])
+def test_a_bad_override_is_refused_with_one_paragraph_naming_it(override, expected, tmp_path, launch_cli):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: x\ncheck: {tasks: 4}\n")
+    res = launch_cli(str(sweep), override, "--dry-run", "--out", str(tmp_path / "run"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert expected in res.stderr and str(sweep) in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

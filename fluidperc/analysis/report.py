@@ -85,6 +85,20 @@ def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str 
     return True
 
 
+def sample_field(ev: xr.Dataset):
+    """What a sample frame [n, C, y, x] of an evaluation store is shown as: the vorticity of a velocity, with the
+    grid spacing of the scene's own domain (Karman 100 x 200, the plume 200 x 200), or a scalar field as it is."""
+    if ev.sizes.get("channel") != 2:
+        return lambda a: np.asarray(a)[:, 0]
+    import torch
+
+    from fluidperc.sim.scenes import scene_info
+
+    info = scene_info(ev.attrs.get("scene") or ev.attrs["resolution"].split("_")[0])
+    dx, dy = info.width / ev.sizes["x"], info.height / ev.sizes["y"]
+    return lambda a: vorticity(torch.from_numpy(np.asarray(a)), dx, dy).numpy()
+
+
 def plot_samples(ds: xr.Dataset, task: str, resolution: str, path: Path) -> bool:
     """Vorticity (the marker, for the combined pipeline) of reference, baselines and each loss's result, seed 0,
     first test sim, shared colour scale."""
@@ -99,11 +113,7 @@ def plot_samples(ds: xr.Dataset, task: str, resolution: str, path: Path) -> bool
         if channels not in (1, 2):
             return False
         steps = ev.sample_step.values
-        h, w = ev.sizes["y"], ev.sizes["x"]
-        if channels == 2:
-            field = lambda a: vorticity(__import__("torch").from_numpy(np.asarray(a)), 100 / w, 200 / h).numpy()  # noqa: E731
-        else:  # a scalar field (the marker density) is shown as it is
-            field = lambda a: np.asarray(a)[:, 0]  # noqa: E731
+        field = sample_field(ev)
         rows.setdefault("reference", field(ev.sample_reference.values))
         for name, var in (("high-res sim", "sample_highres"), ("source", "sample_source")):
             if var in ev:

@@ -224,11 +224,17 @@ def compute_statistics(path: Path) -> dict[str, dict[str, float]]:
 
 
 def write_statistics(path: Path, stats: dict[str, dict[str, float]]) -> None:
+    """One attribute write, then the consolidated copy that xarray reads; has_statistics checks both, so a crash
+    between the two is finished by the relaunch."""
     group = open_group(path)
-    group.attrs["statistics"] = stats
-    group.attrs["statistics_over"] = "complete training sims (is_test == False)"
+    group.attrs.update({"statistics": stats, "statistics_over": "complete training sims (is_test == False)"})
     consolidate(path)
 
 
 def has_statistics(path: Path) -> bool:
-    return path.exists() and "statistics" in open_group(path, "r").attrs
+    if not path.exists() or "statistics" not in open_group(path, "r").attrs:
+        return False
+    try:
+        return "statistics" in zarr.open_group(str(path), mode="r", use_consolidated=True).attrs
+    except Exception:  # no consolidated metadata yet
+        return False

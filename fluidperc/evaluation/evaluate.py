@@ -132,6 +132,7 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
     sample_vars = {k: (("sample", "channel", "y", "x"), v.detach().numpy()) for k, v in samples.items()}
     ds = xr.Dataset({**results, **sample_vars}, coords={**coords, "step": steps, "sample_step": ("sample", steps[keep])})
     ds.attrs.update({"cell": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
+                     "scene": cell.scene,
                      "resolution": f"{cell.scene}_{cell.resolution[0]}x{cell.resolution[1]}",
                      "variable": data.variable, "seconds_per_frame": json.dumps(timing),
                      "skipped_metrics": json.dumps(skipped)})
