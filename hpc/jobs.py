@@ -71,3 +71,17 @@ class TrainJob(submitit.helpers.Checkpointable):
             print(f"checkpoint signal at step {self.trainer.step}: {'saved' if saved else 'mid-step, kept the last checkpoint'}",
                   flush=True)
         return submitit.helpers.DelayedSubmission(TrainJob(), cell_json, out_dir)
+
+
+def evaluate_cell(*args: Any) -> str:
+    """The evaluate stage's per-cell job; fluidperc's evaluation (torch, xarray) loads in the job, not the planner."""
+    from fluidperc.evaluation.evaluate import evaluate_cell as evaluate
+
+    return evaluate(*args)
+
+
+def evaluate_combined(*args: Any) -> str:
+    """The combined pipeline's job (low-res sim + SOL + SR against the high-res sim), loaded in the job."""
+    from fluidperc.evaluation.combined import evaluate_combined as evaluate
+
+    return evaluate(*args)

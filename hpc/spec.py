@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fluidperc.datasets.spec import DatasetSpec
-from fluidperc.evaluation.evaluate import EvalSettings
+from fluidperc.evaluation.settings import EvalSettings
 from fluidperc.losses.spec import parse_loss_spec
 from fluidperc.train.config import TrainSettings
 from hpc.errors import UserError

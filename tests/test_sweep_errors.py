@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 CASES = {
@@ -108,3 +110,37 @@ def test_a_bad_override_is_refused_with_one_paragraph_naming_it(override, expect
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert expected in res.stderr and str(sweep) in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+HEAVY = ("torch", "phiml", "phi", "xarray", "ray", "lpips", "torchvision", "scipy")
+
+
+@pytest.mark.parametrize("sweep", ["sweeps/sol_all_losses.yaml", "sweeps/tune_vgg_layers.yaml",
+                                   "sweeps/combined_plume.yaml", "sweeps/datagen_plume_x256.yaml"])
+def test_validation_and_dry_run_import_no_runtime(sweep, tmp_path):
+    """Sweep schemas and planning load without torch, phiml, xarray or ray (a dry run takes a fraction of a
+    second, and a login node need not have CUDA libraries that load)."""
+    import subprocess
+    import sys
+
+    code = ("import io, contextlib, sys\nfrom hpc.launch import launch\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n    launch({sweep!r}, dry_run=True, out={str(tmp_path / 'r')!r})\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout
+
+
+def test_status_imports_no_runtime(tmp_path, launch_cli):
+    import subprocess
+    import sys
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: x\ncheck: {tasks: 1}\n")
+    assert launch_cli(str(sweep), "--backend", "local", "--out", str(tmp_path / "run")).returncode == 0
+    code = (f"import sys\nfrom hpc.status import render\nrender(__import__('pathlib').Path({str(tmp_path / 'run')!r}))\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field
 
 from fluidperc.devices import resolve as resolve_device
 from fluidperc.devices import synchronize
@@ -26,20 +25,13 @@ from fluidperc.evaluation.metrics import (
     pixel_metrics,
 )
 from fluidperc.evaluation.output import write_atomically
+from fluidperc.evaluation.settings import EvalSettings
 from fluidperc.losses import get_loss, weights_needed
 from fluidperc.sim.scenes import scene_info
 from fluidperc.train import CellConfig
 from fluidperc.train.data import channel_stats
 from fluidperc.train.tasks import TaskData, build_model, centred
 from fluidperc.weights import WeightStore
-
-
-class EvalSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    rollout_steps: int = Field(100, ge=1, description="SOL: steps rolled out from the first test frame")
-    frames: int = Field(8, ge=1, description="SR/AE: test frames per sim, evenly spaced")
-    samples: int = Field(4, ge=1, description="sample frames kept for the report's figure")
 
 
 def perceptual_losses(stats, variable: str, store: WeightStore) -> tuple[dict, dict]:

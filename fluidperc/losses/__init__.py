@@ -2,18 +2,29 @@
 
 ``get_loss(spec, stats)`` builds any of them from the spec a sweep file names. Perceptual losses map each field
 channel to a 3-channel image with one affine map from the dataset statistics, shared by prediction and target.
+
+Importing this package does not import torch: sweep validation and planning use only the specs and
+``weights_needed``; the modules behind ``get_loss`` load on first use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fluidperc.losses.base import FieldLoss, MAELoss, MSELoss
-from fluidperc.losses.fields import ChannelStats
-from fluidperc.losses.spec import LOSS_NAMES, parse_loss_spec
-from fluidperc.weights import WeightStore
+from fluidperc.losses.spec import LOSS_NAMES, LPIPS_TRUNK, parse_loss_spec
 
 __all__ = ["ChannelStats", "FieldLoss", "LOSS_NAMES", "get_loss", "parse_loss_spec", "weights_needed"]
+
+_LAZY = {"ChannelStats": "fluidperc.losses.fields", "FieldLoss": "fluidperc.losses.base",
+         "MSELoss": "fluidperc.losses.base", "MAELoss": "fluidperc.losses.base"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fluidperc.losses' has no attribute '{name}'")
 
 
 def weights_needed(spec: Any) -> list[str]:
@@ -24,14 +35,15 @@ def weights_needed(spec: Any) -> list[str]:
     if spec.name == "vgg":
         return ["vgg16"]
     if spec.name == "lpips":
-        from fluidperc.losses.lpips_loss import TRUNK_FILE
-
-        return [TRUNK_FILE[spec.net]]
+        return [LPIPS_TRUNK[spec.net]]
     return []
 
 
-def get_loss(spec: Any, stats: ChannelStats | None = None, store: WeightStore | None = None) -> FieldLoss:
+def get_loss(spec: Any, stats=None, store=None):
     """Build a frozen loss module ``loss(pred, target) -> scalar`` from a spec (a name or a mapping)."""
+    from fluidperc.losses.base import MAELoss, MSELoss
+    from fluidperc.weights import WeightStore
+
     spec = parse_loss_spec(spec)
     if spec.name == "mse":
         return MSELoss()

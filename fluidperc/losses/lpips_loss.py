@@ -15,7 +15,7 @@ from fluidperc.errors import UserError
 from fluidperc.losses.base import PerceptualLoss
 from fluidperc.weights import WeightStore
 
-TRUNK_FILE = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
+from fluidperc.losses.spec import LPIPS_TRUNK as TRUNK_FILE  # noqa: E402
 MIN_SIZE = {"alex": 31, "vgg": 16, "squeeze": 16}
 
 

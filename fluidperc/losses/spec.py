@@ -10,6 +10,7 @@ from fluidperc.errors import UserError
 
 VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 LPIPS_NETS = ("alex", "vgg", "squeeze")
+LPIPS_TRUNK = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}  # weight catalog names
 
 
 class _Spec(BaseModel):

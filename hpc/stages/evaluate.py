@@ -32,7 +32,7 @@ def finish(run_dir: str, cells: list[dict]) -> str:
 
 def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -> tuple[JobGroup, list[dict]]:
     """One task per (loss, seed) with both a SOL cell and a marker SR cell on the combined pipeline's grid."""
-    from fluidperc.evaluation.combined import evaluate_combined
+    from hpc.jobs import evaluate_combined
 
     spec = stage.combined
     resolution = f"{spec.scene}_{spec.resolution[0]}x{spec.resolution[1]}"
@@ -75,7 +75,7 @@ def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -
 
 
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
-    from fluidperc.evaluation.evaluate import evaluate_cell
+    from hpc.jobs import evaluate_cell
 
     stage = sweep.evaluate
     assert stage is not None

@@ -91,8 +91,7 @@ def plan_cell(cell: CellConfig, skipped: str = "") -> Cell:
 
 
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
-    from fluidperc.train import is_done
-    from fluidperc.train.run import RESULT
+    from fluidperc.train.outputs import RESULT, is_done
 
     stage = sweep.train
     assert stage is not None

@@ -25,10 +25,10 @@ from fluidperc.losses import get_loss
 from fluidperc.train import checkpoint as ckpt
 from fluidperc.train import distributed
 from fluidperc.train.config import CellConfig
+from fluidperc.train.outputs import RESULT, is_done  # noqa: F401  (is_done: re-exported)
 from fluidperc.train.data import channel_stats
 from fluidperc.train.tasks import TaskData, build_model, sample_loss
 
-RESULT = "result.json"
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -214,7 +214,3 @@ def run(cell: CellConfig | dict | str, out_dir: str | Path, progress: bool = Tru
     if trainer_hook is not None:
         trainer_hook(trainer)
     return trainer.fit()
-
-
-def is_done(out_dir: Path) -> bool:
-    return (Path(out_dir) / RESULT).is_file()

@@ -1,0 +1,13 @@
+"""What an evaluation job is asked for (sweep files set it under evaluate.settings); light, for validation."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EvalSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    rollout_steps: int = Field(100, ge=1, description="SOL: steps rolled out from the first test frame")
+    frames: int = Field(8, ge=1, description="SR/AE: test frames per sim, evenly spaced")
+    samples: int = Field(4, ge=1, description="sample frames kept for the report's figure")
