@@ -71,6 +71,15 @@ CATALOG: dict[str, WeightFile] = {
 }
 
 
+def register_weight_file(w: WeightFile) -> None:
+    """Add a plugin's weight file to the catalog (fetch, list, verify and the preflight checks then know it)."""
+    known = CATALOG.get(w.name)
+    if known is not None and known != w:
+        raise UserError(f"weight file '{w.name}' is registered twice with different contents ({known.filename}, "
+                        f"{w.filename}); rename one")
+    CATALOG[w.name] = w
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

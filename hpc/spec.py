@@ -200,6 +200,8 @@ class EvaluateStage(Strict):
 
 class Sweep(Strict):
     name: str = Field(pattern=NAME_PATTERN)
+    plugins: list[str] = Field(default_factory=list, description="Python modules to import first: they register "
+                               "losses (fluidperc.losses.register_loss) that the rest of the sweep may name")
     description: str = ""
     resources: Resources = Field(default_factory=Resources)
     check: CheckStage | None = None
@@ -210,6 +212,14 @@ class Sweep(Strict):
     missing_weights: Literal["skip", "fail"] = Field(
         "fail", description="a loss whose weights are not staged: fail before submitting, or skip its cells"
     )
+
+    @field_validator("plugins", mode="after")
+    @classmethod
+    def _import_plugins(cls, v: list[str]) -> list[str]:
+        from fluidperc.losses.registry import import_plugins
+
+        _as_value_error(import_plugins, v, where="plugins")
+        return v
 
     def stage_names(self) -> list[str]:
         return [name for name in STAGE_ORDER if getattr(self, name, None) is not None]

@@ -21,11 +21,15 @@ COMBINED_NOTE = ("The combined pipeline compares, for the marker density against
                  "the low-resolution sim corrected by each loss's SOL network and upscaled by the same loss's SR "
                  "network (rows named by loss), the uncorrected low-resolution sim upscaled by SR (`source`), and the "
                  "high-resolution sim itself (`high-res sim`). Wall times per frame were measured in the same job.")
-METRIC_ORDER = ("rel_l2", "mse", "mae", "vorticity_rmse", "spectrum_error", "lsim", "vgg", "lpips")
+PIXEL_ORDER = ("rel_l2", "mse", "mae", "vorticity_rmse", "spectrum_error")
 
 
 def _metrics(ds: xr.Dataset) -> list[str]:
-    present = [m for m in METRIC_ORDER if m in ds.data_vars]
+    """Pixel metrics first, then the registered perceptual ones, then anything else the results hold."""
+    from fluidperc.evaluation.metrics import perceptual_metric_specs
+
+    order = (*PIXEL_ORDER, *perceptual_metric_specs())
+    present = [m for m in order if m in ds.data_vars]
     return present + sorted(v for v in ds.data_vars if v not in present and v != "seconds_per_frame")
 
 

@@ -20,7 +20,7 @@ from fluidperc.devices import resolve as resolve_device
 from fluidperc.devices import synchronize
 from fluidperc.errors import UserError
 from fluidperc.evaluation.metrics import (
-    PERCEPTUAL_METRICS,
+    perceptual_metric_specs,
     perceptual_metrics,
     pixel_metrics,
 )
@@ -38,7 +38,7 @@ def perceptual_losses(stats, variable: str, store: WeightStore) -> tuple[dict, d
     """The perceptual metrics whose weights are staged, and why the others are skipped: an evaluation never
     fails on a missing weight file, it says which one to fetch."""
     losses, skipped = {}, {}
-    for name, spec in PERCEPTUAL_METRICS.items():
+    for name, spec in perceptual_metric_specs().items():
         missing = [w for w in weights_needed(spec) if not store.present(w)]
         if missing:
             skipped[name] = f"weights {', '.join(missing)} not present (python -m fluidperc.weights fetch {' '.join(missing)})"

@@ -8,9 +8,13 @@ import torch
 from fluidperc.losses import FieldLoss
 
 PIXEL_METRICS = ("mse", "mae", "rel_l2", "vorticity_rmse", "spectrum_error")
-PERCEPTUAL_METRICS = {"lsim": {"name": "lsim", "pad_to": [64, 64]},
-                      "vgg": {"name": "vgg", "layer": "relu3_3", "pad_to": [64, 64]},
-                      "lpips": {"name": "lpips", "net": "alex", "pad_to": [64, 64]}}
+
+
+def perceptual_metric_specs() -> dict:
+    """The losses registered as metrics (fluidperc.losses.registry), each with the spec it is computed with."""
+    from fluidperc.losses.registry import metric_specs
+
+    return metric_specs()
 
 
 def vorticity(uv: torch.Tensor, dx: float, dy: float) -> torch.Tensor:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluidperc.losses.spec import LOSS_NAMES, LPIPS_TRUNK, parse_loss_spec
+from fluidperc.losses.registry import LossEntry, get_entry, losses, register_loss
+from fluidperc.losses.spec import loss_names, parse_loss_spec
 
-__all__ = ["ChannelStats", "FieldLoss", "LOSS_NAMES", "get_loss", "parse_loss_spec", "weights_needed"]
+__all__ = ["ChannelStats", "FieldLoss", "LossEntry", "get_loss", "loss_names", "losses", "parse_loss_spec",
+           "register_loss", "weights_needed"]
 
 _LAZY = {"ChannelStats": "fluidperc.losses.fields", "FieldLoss": "fluidperc.losses.base",
          "MSELoss": "fluidperc.losses.base", "MAELoss": "fluidperc.losses.base"}
@@ -30,34 +32,15 @@ def __getattr__(name: str) -> Any:
 def weights_needed(spec: Any) -> list[str]:
     """Catalog names of the weight files a loss spec needs (for preflight checks)."""
     spec = parse_loss_spec(spec)
-    if spec.name == "lsim":
-        return ["lsim"]
-    if spec.name == "vgg":
-        return ["vgg16"]
-    if spec.name == "lpips":
-        return [LPIPS_TRUNK[spec.net]]
-    return []
+    return list(get_entry(spec.name).weights(spec))
 
 
 def get_loss(spec: Any, stats=None, store=None):
     """Build a frozen loss module ``loss(pred, target) -> scalar`` from a spec (a name or a mapping)."""
-    from fluidperc.losses.base import MAELoss, MSELoss
     from fluidperc.weights import WeightStore
 
     spec = parse_loss_spec(spec)
-    if spec.name == "mse":
-        return MSELoss()
-    if spec.name == "mae":
-        return MAELoss()
-    store = store or WeightStore.from_env()
-    if spec.name == "lsim":
-        from fluidperc.losses.lsim import LSiMLoss
-
-        return LSiMLoss(spec, stats, store)
-    if spec.name == "vgg":
-        from fluidperc.losses.vgg import VGGLoss
-
-        return VGGLoss(spec, stats, store)
-    from fluidperc.losses.lpips_loss import LPIPSLoss
-
-    return LPIPSLoss(spec, stats, store)
+    entry = get_entry(spec.name)
+    if store is None and entry.weights(spec):
+        store = WeightStore.from_env()
+    return entry.builder()(spec, stats, store)

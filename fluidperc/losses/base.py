@@ -18,6 +18,11 @@ from fluidperc.losses.fields import ChannelStats, pad_to, resize_to, to_unit
 class FieldLoss(nn.Module):
     label = "loss"
 
+    @classmethod
+    def from_spec(cls, spec=None, stats=None, store=None) -> "FieldLoss":
+        """The registry's builder for losses that need neither statistics nor weights."""
+        return cls()
+
     def forward(self, pred: torch.Tensor, target: torch.Tensor, channels: Sequence[int] | None = None) -> torch.Tensor:
         raise NotImplementedError
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fluidperc.errors import UserError
 
@@ -99,25 +99,29 @@ class LPIPSSpec(_ImageSpec):
         return f"lpips-{self.net}{self._suffix}"
 
 
-LossSpec = Annotated[Union[MSESpec, MAESpec, LSiMSpec, VGGSpec, LPIPSSpec], Field(discriminator="name")]
-LOSS_NAMES = ("mse", "mae", "lsim", "vgg", "lpips")
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(LossSpec)
+def loss_names() -> tuple[str, ...]:
+    """Every loss a sweep may name (fluidperc.losses.registry: built-in, installed plugins, imported modules)."""
+    from fluidperc.losses.registry import losses
+
+    return tuple(losses())
 
 
 def parse_loss_spec(spec: Any, where: str = "loss") -> Any:
     """A name ('lsim') or a mapping ({name: vgg, layer: relu2_2}) -> a validated spec; errors list valid choices."""
-    if isinstance(spec, (MSESpec, MAESpec, LSiMSpec, VGGSpec, LPIPSSpec)):
+    from fluidperc.losses.registry import get_entry, losses
+
+    if isinstance(spec, BaseModel) and getattr(spec, "name", None) in losses():
         return spec
     data = {"name": spec} if isinstance(spec, str) else spec
-    if not isinstance(data, dict) or data.get("name") not in LOSS_NAMES:
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         name = data.get("name") if isinstance(data, dict) else data
-        raise UserError(f"{where}: unknown loss {name!r}; valid losses are {', '.join(LOSS_NAMES)}")
+        raise UserError(f"{where}: unknown loss {name!r}; valid losses are {', '.join(losses())}")
+    model = get_entry(data["name"], where).spec
     try:
-        return _ADAPTER.validate_python(data)
+        return model.model_validate(data)
     except ValidationError as err:
-        model = type(_ADAPTER.validate_python({"name": data["name"]}))
         valid = ", ".join(k for k in model.model_fields if k != "name") or "none"
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in err.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'name'}: {e['msg']}" for e in err.errors()
         )
         raise UserError(f"{where}: invalid options for loss '{data['name']}' ({problems}); valid options: {valid}") from None

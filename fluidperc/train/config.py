@@ -36,6 +36,8 @@ class TrainSettings(BaseModel):
 class CellConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    plugins: tuple[str, ...] = Field((), description="modules imported before the rest is validated (they register "
+                                     "losses); a job process validating the cell imports them too")
     task: Literal["ae", "sr", "sol"]
     loss: Any
     scene: Literal["karman", "plume"]
@@ -44,6 +46,14 @@ class CellConfig(BaseModel):
     high_resolution: tuple[int, int] | None = Field(None, description="SR target grid")
     seed: int = 0
     settings: TrainSettings = Field(default_factory=TrainSettings)
+
+    @field_validator("plugins", mode="after")
+    @classmethod
+    def _plugins(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from fluidperc.losses.registry import import_plugins
+
+        import_plugins(v)
+        return v
 
     @field_validator("loss", mode="before")
     @classmethod

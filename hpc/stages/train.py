@@ -47,7 +47,8 @@ def cells(sweep: Sweep) -> list[CellConfig]:
                 raise UserError(f"train.datasets.{i}: task 'sr' needs high_resolution (the target grid) for {ds.scene}")
             for loss in stage.losses:
                 for seed in stage.seeds:
-                    out.append(CellConfig(task=task, loss=loss, scene=ds.scene, data_dir=str(root),
+                    out.append(CellConfig(plugins=tuple(sweep.plugins), task=task, loss=loss, scene=ds.scene,
+                                          data_dir=str(root),
                                           resolution=ds.resolution,
                                           high_resolution=ds.high_resolution if task == "sr" else None,
                                           seed=seed, settings=settings))

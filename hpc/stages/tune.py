@@ -87,7 +87,7 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     if stage.task == "sr" and stage.dataset.high_resolution is None:
         raise UserError("tune.dataset: task 'sr' needs high_resolution (the target grid)")
     stage = stage.model_copy(update={"space": usable_space(sweep, dry_run)})
-    cell = base_cell(stage, data_dir(sweep, stage))
+    cell = base_cell(stage, data_dir(sweep, stage), tuple(sweep.plugins))
     made = producers(sweep)
     after = set()
     for name in filter(None, (cell.low_store, cell.high_store)):

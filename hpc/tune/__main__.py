@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from hpc.spec import TuneStage
     from hpc.tune.job import run_in_allocation, run_local
 
-    stage, cell = TuneStage.model_validate_json(stage_json), CellConfig.model_validate_json(cell_json)
+    cell = CellConfig.model_validate_json(cell_json)  # first: it imports the sweep's plugins
+    stage = TuneStage.model_validate_json(stage_json)
     Path(run_dir_s).mkdir(parents=True, exist_ok=True)
     if "SLURM_PROCID" in os.environ and "SLURM_JOB_ID" in os.environ:
         nodes = int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", "1")))

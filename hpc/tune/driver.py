@@ -17,13 +17,13 @@ def experiment_dir(run_dir: Path) -> Path:
     return Path(run_dir).resolve() / "tune" / EXPERIMENT
 
 
-def base_cell(stage: TuneStage, data_dir: Path) -> CellConfig:
+def base_cell(stage: TuneStage, data_dir: Path, plugins: tuple[str, ...] = ()) -> CellConfig:
     """The cell every trial starts from; the tune stage fixes length, reporting and the validation split."""
     managed = {"steps": stage.epochs * stage.epoch_steps, "validate_every": stage.epoch_steps,
                "checkpoint_every": stage.epoch_steps, "val_sims": stage.val_sims,
                "val_rollout": stage.val_rollout if stage.task == "sol" else None}
     ds = stage.dataset
-    return CellConfig(task=stage.task, loss=stage.loss, scene=ds.scene, data_dir=str(data_dir), resolution=ds.resolution,
+    return CellConfig(plugins=tuple(plugins), task=stage.task, loss=stage.loss, scene=ds.scene, data_dir=str(data_dir), resolution=ds.resolution,
                       high_resolution=ds.high_resolution if stage.task == "sr" else None, seed=stage.seed,
                       settings={**stage.settings.model_dump(), **managed})
 

@@ -91,8 +91,8 @@ class TuneJob(submitit.helpers.Checkpointable):
     """Requeued on preemption or timeout: the relaunched driver restores the experiment from RUN_DIR/tune/."""
 
     def __call__(self, stage_json: str, run_dir: str, cell_json: str, cpus: int, gpus: int) -> str:
+        cell = CellConfig.model_validate_json(cell_json)  # first: it imports the sweep's plugins
         stage = TuneStage.model_validate_json(stage_json)
-        cell = CellConfig.model_validate_json(cell_json)
         env = submitit.JobEnvironment()
         if env.cluster == "slurm":
             return run_in_allocation(stage, Path(run_dir), cell, env.global_rank, env.num_nodes, str(env.job_id),

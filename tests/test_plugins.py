@@ -1,0 +1,148 @@
+"""A researcher's own loss, in a package outside fluidperc: named under ``plugins:``, it trains a cell, is
+evaluated as a metric, appears in the report, and is a Tune search option; fluidperc itself is not edited."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+REGISTER = '''
+"""mylab: registers a spectral loss (the |FFT| of each channel, L1), built lazily from mylab.spectral."""
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fluidperc.losses import LossEntry, register_loss
+
+
+class SpectralSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Literal["spectral"] = "spectral"
+    cutoff: int = Field(0, ge=0, description="ignore wavenumbers below this")
+
+    @property
+    def label(self) -> str:
+        return f"spectral-k{self.cutoff}"
+
+
+register_loss(LossEntry("spectral", SpectralSpec, "mylab.spectral:SpectralLoss", metric={"name": "spectral"},
+                        description="L1 distance of Fourier magnitudes"))
+'''
+
+IMPLEMENTATION = '''
+import torch
+
+from fluidperc.losses.base import FieldLoss
+
+
+class SpectralLoss(FieldLoss):
+    def __init__(self, spec, stats=None, store=None):
+        super().__init__()
+        self.cutoff = spec.cutoff
+        self.label = spec.label
+
+    def forward(self, pred, target, channels=None):
+        fp, ft = (torch.fft.rfft2(x, norm="ortho").abs()[..., self.cutoff:] for x in (pred, target))
+        return (fp - ft).abs().mean(dim=(0, 2, 3)).sum()
+'''
+
+
+@pytest.fixture
+def plugin_env(tmp_path) -> dict[str, str]:
+    pkg = tmp_path / "site" / "mylab"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(textwrap.dedent(REGISTER))
+    (pkg / "spectral.py").write_text(textwrap.dedent(IMPLEMENTATION))
+    return {**os.environ, "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "PYTHONUNBUFFERED": "1"}
+
+
+def write(path: Path, sweep: dict) -> Path:
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return path
+
+
+def base_sweep(tmp_path: Path) -> dict:
+    return {
+        "name": "plug",
+        "plugins": ["mylab"],
+        "resources": {"cpus_per_task": 1, "time_min": 20},
+        "datagen": {"data_dir": str(tmp_path / "data"), "datasets": [{
+            "scene": "karman", "resolution": [32, 16], "factor": 2, "train_reynolds": [1.0e5, 2.0e5, 3.0e5],
+            "test_reynolds": [2.5e5], "steps": 14, "keep_from": 4, "sims_per_task": 4}]},
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_loss_from_an_outside_package_trains_evaluates_and_reaches_the_report(tmp_path, plugin_env):
+    sweep = base_sweep(tmp_path)
+    sweep["train"] = {"tasks": ["ae"], "datasets": [{"scene": "karman", "resolution": [16, 8]}],
+                      "losses": ["mse", {"name": "spectral", "cutoff": 1}], "seeds": [0],
+                      "settings": {"steps": 3, "batch_size": 2, "validate_every": 3, "checkpoint_every": 3,
+                                   "val_samples": 2}}
+    sweep["evaluate"] = {"settings": {"frames": 2, "samples": 2}}
+    path = write(tmp_path / "plug.yaml", sweep)
+    run_dir = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "hpc.launch", str(path), "--backend", "local", "--out", str(run_dir)],
+                         capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=500)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (run_dir / "train" / "ae-karman_16x8-spectral-k1-s0" / "result.json").is_file()
+    import xarray as xr
+
+    ds = xr.open_zarr(run_dir / "results.zarr")
+    assert "spectral-k1" in ds.loss.values.tolist()
+    assert "spectral" in ds.data_vars, list(ds.data_vars)  # evaluated as a metric, for every loss's cell
+    assert bool(ds.spectral.sel(loss="mse").notnull().any()) and bool(ds.spectral.sel(loss="spectral-k1").notnull().any())
+    report = (run_dir / "report" / "report.md").read_text()
+    assert "spectral-k1" in report and "| spectral" in report.replace(" spectral |", "| spectral")
+
+
+def test_a_plugin_loss_is_a_tune_search_option_and_an_unknown_plugin_is_refused(tmp_path, plugin_env):
+    sweep = base_sweep(tmp_path)
+    sweep["tune"] = {"task": "ae", "dataset": {"scene": "karman", "resolution": [16, 8]},
+                     "space": {"loss": {"choice": ["mse", {"name": "spectral", "cutoff": 1}]},
+                               "lr": {"loguniform": [1.0e-4, 1.0e-3]}},
+                     "num_samples": 2, "epochs": 2, "epoch_steps": 2, "trial_resources": {"cpus": 1}}
+    path = write(tmp_path / "plug.yaml", sweep)
+    dry = subprocess.run([sys.executable, "-m", "hpc.launch", str(path), "--dry-run"], capture_output=True, text=True,
+                         cwd=ROOT, env=plugin_env, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert "tune" in dry.stdout and "trial(s)" in dry.stdout
+    sweep["tune"]["space"]["loss"]["choice"][1]["cutoff"] = -2  # the plugin's own validation
+    bad = subprocess.run([sys.executable, "-m", "hpc.launch", str(write(path, sweep)), "--dry-run"],
+                         capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=120)
+    assert bad.returncode == 2 and "invalid options for loss 'spectral'" in bad.stderr and "cutoff" in bad.stderr
+    sweep["plugins"] = ["mylab_missing"]
+    missing = subprocess.run([sys.executable, "-m", "hpc.launch", str(write(path, sweep)), "--dry-run"],
+                             capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=120)
+    assert missing.returncode == 2 and "plugin module 'mylab_missing' cannot be imported" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_tune_trains_trials_with_the_plugin_loss_on_a_local_ray(tmp_path, plugin_env):
+    sweep = base_sweep(tmp_path)
+    sweep["tune"] = {"task": "ae", "dataset": {"scene": "karman", "resolution": [16, 8]},
+                     "settings": {"batch_size": 2, "val_samples": 2},
+                     "space": {"loss": {"grid": ["mse", {"name": "spectral", "cutoff": 1}]}},
+                     "num_samples": 1, "epochs": 2, "epoch_steps": 2, "trial_resources": {"cpus": 1}}
+    path = write(tmp_path / "plug.yaml", sweep)
+    run_dir = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "hpc.launch", str(path), "--backend", "local", "--out", str(run_dir)],
+                         capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=500)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import xarray as xr
+
+    ds = xr.open_zarr(run_dir / "tune.zarr")
+    assert sorted(ds.loss.values.tolist()) == ["mse", "spectral-k1"], ds.loss.values
+    assert set(ds.status.values) <= {"completed", "stopped early"}
