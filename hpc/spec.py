@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.evaluation.settings import EvalSettings
+from fluidperc.sim.scenes import check_scene
 from fluidperc.losses.spec import parse_loss_spec
 from fluidperc.train.config import TrainSettings
 from hpc.errors import UserError
@@ -80,7 +81,7 @@ class DatagenStage(Strict):
 
 
 class TrainDataset(Strict):
-    scene: Literal["karman", "plume"]
+    scene: Annotated[str, AfterValidator(check_scene)] = Field(description="a registered scene (karman, plume, ...)")
     resolution: tuple[int, int] = Field(description="the low grid [ny, nx] the networks work on")
     high_resolution: tuple[int, int] | None = Field(None, description="SR's target grid")
 
@@ -186,7 +187,7 @@ class CombinedPipeline(Strict):
     """The study's closing comparison: low-res sim + SOL + SR (marker) against the high-res sim, per loss and seed.
     Needs SOL cells and SR cells with variable: marker on the same scene and low grid."""
 
-    scene: Literal["karman", "plume"] = "plume"
+    scene: Annotated[str, AfterValidator(check_scene)] = "plume"
     resolution: tuple[int, int] = Field(description="the low grid [ny, nx] SOL runs on and SR upscales from")
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
-from fluidperc.sim.scenes import scene_info
+from fluidperc.sim.scenes import check_scene, scene_info
 
 
 class DatasetSpec(BaseModel):
@@ -16,7 +16,7 @@ class DatasetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    scene: Literal["karman", "plume"]
+    scene: Annotated[str, AfterValidator(check_scene)] = Field(description="a registered scene (karman, plume, ...)")
     resolution: tuple[int, int] = Field(description="high resolution [ny, nx]")
     factor: int = Field(2, ge=1, le=16, description="low resolution = high // factor")
     train_reynolds: list[PositiveFloat] = Field(min_length=1)

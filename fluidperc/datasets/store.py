@@ -52,9 +52,12 @@ def versions() -> dict[str, str]:
 
 def face_shapes(scene: str, ny: int, nx: int) -> dict[str, tuple[int, int]]:
     """Stored face counts: open boundaries keep both boundary faces (n+1), walls keep interior faces (n-1)."""
-    if scene == "karman":  # walls in x, open in y
-        return {"velocity_x": (ny, nx - 1), "velocity_y": (ny + 1, nx), "marker": (ny, nx)}
-    return {"velocity_x": (ny, nx - 1), "velocity_y": (ny - 1, nx), "marker": (ny, nx)}
+    from fluidperc.sim.scenes import scene_entry
+
+    entry = scene_entry(scene)
+    x_faces = nx + 1 if entry.open_x else nx - 1
+    y_faces = ny + 1 if entry.open_y else ny - 1
+    return {"velocity_x": (ny, x_faces), "velocity_y": (y_faces, nx), "marker": (ny, nx)}
 
 
 def _dims(var: str) -> list[str]:

@@ -30,13 +30,6 @@ def _block_mean(a: np.ndarray, axis: int, factor: int) -> np.ndarray:
     return a.reshape(shape).mean(axis=axis + 1)
 
 
-def check_factor(ny: int, nx: int, factor: int) -> None:
-    from fluidperc.errors import UserError
-
-    if factor < 1 or ny % factor or nx % factor:
-        raise UserError(f"resolution {ny}x{nx} is not divisible by the downsampling factor {factor}")
-
-
 def downsample_scalar(a: np.ndarray, factor: int) -> np.ndarray:
     """[..., y, x] cell values -> cell averages over factor x factor blocks."""
     return _block_mean(_block_mean(a, a.ndim - 2, factor), a.ndim - 1, factor)

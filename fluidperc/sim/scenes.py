@@ -1,9 +1,11 @@
-"""The study's two 2-D scenes, as PhiFlow objects for one resolution.
+"""The table of scenes: what a sweep may name, each scene's resolution-independent facts (SceneInfo, light),
+where its physics lives (a class loaded only to simulate), and which sides are open.
 
-Karman vortex street: a 100 x 200 domain open in y; a band at the bottom (y < 5) forces v = (0, 1); a marker
-source at x 25..75, y 5..10; a cylinder of radius 10 at (50, 50); dt = 1.
-Buoyant plume: a closed 200 x 200 box; a smoke source 100 wide x 5 tall at the bottom centre; buoyancy on the
-smoke; dt = 0.1.
+The study's two scenes are one file each: ``scene_karman.py`` (Karman vortex street) and ``scene_plume.py``
+(buoyant plume). A new scene is one file with a :class:`SceneInfo`, a physics class (see
+:class:`fluidperc.sim.scene_base.ScenePhysics`) and a :func:`register_scene` call; code outside fluidperc
+registers the same way from a module named under a sweep's ``plugins:`` or an entry point in the group
+``fluidperc.scenes``.
 
 Viscosity follows Solver-in-the-Loop's effective-Re convention: the explicit diffusion amount per step on the grid
 being stepped is alpha = dt * res_x^2 / Re, i.e. the physical viscosity nu = width^2 / Re does not depend on
@@ -17,8 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-SCENES = ("karman", "plume")
 
 
 @dataclass(frozen=True)
@@ -39,42 +39,69 @@ class SceneInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-KARMAN = SceneInfo(
-    name="karman",
-    width=100.0,
-    height=200.0,
-    dt=1.0,
-    steps=1500,
-    velocity_boundary="x: no-penetration walls (zero); y: open (zero-gradient); v = (0, 1) forced in y < 5",
-    marker_boundary="zero",
-    obstacle="cylinder radius 10 at (50, 50)",
-    characteristic_length=20.0,
-    characteristic_velocity=1.0,
-    description="Karman vortex street behind a cylinder, inflow from the bottom",
-)
-PLUME = SceneInfo(
-    name="plume",
-    width=200.0,
-    height=200.0,
-    dt=0.1,
-    steps=250,
-    velocity_boundary="closed box (zero velocity on all walls)",
-    marker_boundary="zero",
-    obstacle="none",
-    characteristic_length=100.0,
-    characteristic_velocity=1.0,
-    description="buoyancy-driven smoke plume in a closed box",
-    extra={"buoyancy": 1.0, "source_rate": 1.0},
-)
-INFO = {"karman": KARMAN, "plume": PLUME}
+@dataclass(frozen=True)
+class SceneEntry:
+    """``physics``: ``"module:Class"`` of the scene's ScenePhysics. ``open_x``/``open_y``: whether the velocity
+    leaves through that pair of sides (zero-gradient: n + 1 stored faces) or meets walls (n - 1 interior faces)."""
+
+    info: SceneInfo
+    physics: str
+    open_x: bool
+    open_y: bool
+    default_resolutions: tuple[tuple[int, int], ...] = ()
+
+
+_SCENES: dict[str, SceneEntry] = {}
+_ENTRY_POINTS_LOADED = False
+
+
+def register_scene(entry: SceneEntry) -> SceneEntry:
+    from fluidperc.errors import UserError
+
+    known = _SCENES.get(entry.info.name)
+    if known is not None and known != entry:
+        raise UserError(f"scene '{entry.info.name}' is registered twice ({known.physics}, {entry.physics}); rename one")
+    _SCENES[entry.info.name] = entry
+    return entry
+
+
+def scenes() -> dict[str, SceneEntry]:
+    """Every registered scene: the study's, installed plugins' (entry point group fluidperc.scenes) and those of
+    imported plugin modules."""
+    global _ENTRY_POINTS_LOADED
+    if "karman" not in _SCENES:
+        from fluidperc.sim import scene_karman, scene_plume  # noqa: F401  (they register themselves)
+    if not _ENTRY_POINTS_LOADED:
+        _ENTRY_POINTS_LOADED = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="fluidperc.scenes"):
+            ep.load()
+    return _SCENES
+
+
+def scene_entry(name: str) -> SceneEntry:
+    from fluidperc.errors import UserError
+
+    table = scenes()
+    if name not in table:
+        raise UserError(f"unknown scene '{name}'; expected one of {', '.join(table)}")
+    return table[name]
 
 
 def scene_info(name: str) -> SceneInfo:
+    return scene_entry(name).info
+
+
+def check_scene(name: str) -> str:
+    """A pydantic validator's body: the name, or a ValueError listing the registered scenes."""
     from fluidperc.errors import UserError
 
-    if name not in INFO:
-        raise UserError(f"unknown scene '{name}'; expected one of {', '.join(SCENES)}")
-    return INFO[name]
+    try:
+        scene_entry(name)
+    except UserError as err:
+        raise ValueError(str(err)) from None
+    return name
 
 
 def viscosity(info: SceneInfo, reynolds: float) -> float:

@@ -13,6 +13,7 @@ Two implementations of the same step:
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -21,16 +22,16 @@ import torch
 from phi import field as phifield
 from phi import math
 from phi.field import CenteredGrid, Field, StaggeredGrid
-from phi.geom import Box, Sphere, union
+from phi.geom import Box, union
 from phi.math import extrapolation
 from phi.physics import advect, diffuse, fluid
-from phi.physics._boundaries import Obstacle
 from phi.physics.fluid import _accessible_extrapolation, _pressure_extrapolation, apply_boundary_conditions
 
 from fluidperc.devices import use_for_phiflow
 from fluidperc.sim.jit import compile_step, patch_phiml_reshape
 from fluidperc.sim.pressure import PoissonSolver
-from fluidperc.sim.scenes import SceneInfo, scene_info, smooth_perturbation, viscosity
+from fluidperc.sim.scene_base import ScenePhysics
+from fluidperc.sim.scenes import SceneInfo, scene_entry, smooth_perturbation, viscosity
 
 PERTURBATION = 0.05  # amplitude of the seeded initial velocity perturbation (inflow speed is 1)
 
@@ -49,7 +50,10 @@ class Simulation:
         patch_phiml_reshape()
         self.device = torch.device(device)
         self._activate()
-        self.info: SceneInfo = scene_info(scene)
+        entry = scene_entry(scene)
+        self.info: SceneInfo = entry.info
+        module, _, cls = entry.physics.partition(":")
+        self.physics: ScenePhysics = getattr(importlib.import_module(module), cls)()
         self.ny, self.nx = ny, nx
         self.reynolds = [float(r) for r in reynolds]
         self.substeps = substeps
@@ -57,16 +61,10 @@ class Simulation:
         self.bounds = Box(x=info.width, y=info.height)
         grid = dict(bounds=self.bounds, x=nx, y=ny)
         self.grid = grid
-        if info.name == "karman":
-            self.vbc = extrapolation.combine_sides(x=extrapolation.ZERO, y=extrapolation.ZERO_GRADIENT)
-            self.obstacles = [Obstacle(Sphere(x=50, y=50, radius=10))]
-            self.band = StaggeredGrid(Box(x=(0, info.width), y=(0, 5)), self.vbc, **grid)
-            self.inflow = StaggeredGrid(math.vec(x=0, y=1), self.vbc, **grid)
-            self.source = CenteredGrid(Box(x=(25, 75), y=(5, 10)), 0, **grid)
-        else:
-            self.vbc = extrapolation.ZERO
-            self.obstacles = []
-            self.source = CenteredGrid(Box(x=(50, 150), y=(0, 5)), 0, **grid) * info.extra["source_rate"]
+        self.vbc = self.physics.velocity_boundary()
+        self.obstacles = self.physics.obstacles()
+        self.fields = self.physics.constant_fields(grid, self.vbc)
+        self.source = self.physics.marker_source(grid)
         self.mbc = extrapolation.ZERO
         self.pbc = _pressure_extrapolation(self.vbc)
         self.nu = self.viscosities(self.reynolds)
@@ -107,7 +105,7 @@ class Simulation:
             pert.transpose(0, 3, 2, 1).astype(np.float32), math.batch("sim"), math.spatial("x,y"), math.channel(vector="x,y")
         )
         centred = CenteredGrid(values, extrapolation.ZERO_GRADIENT, **self.grid)
-        base = math.vec(x=0, y=1) if self.info.name == "karman" else math.vec(x=0, y=0)
+        base = self.physics.base_velocity()
         velocity = StaggeredGrid(centred, self.vbc, **self.grid) + StaggeredGrid(base, self.vbc, **self.grid)
         marker = CenteredGrid(math.zeros(math.batch(sim=self.batch_size)), self.mbc, **self.grid)
         return State(self.project(velocity), marker)
@@ -131,11 +129,7 @@ class Simulation:
         dt = self.info.dt
         marker = advect.semi_lagrangian(marker + self.source * dt, velocity, dt)
         velocity = diffuse.explicit(velocity, nu, dt, substeps=self.substeps)
-        if self.info.name == "karman":
-            velocity = velocity * (1 - self.band) + self.band * self.inflow
-        else:
-            buoyancy = (marker * math.vec(x=0, y=self.info.extra["buoyancy"])).at(velocity)
-            velocity = velocity + buoyancy * dt
+        velocity = self.physics.force(velocity, marker, self.fields, dt)
         velocity = advect.semi_lagrangian(velocity, velocity, dt)
         return velocity, marker
 

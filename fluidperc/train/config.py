@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from fluidperc.losses.spec import parse_loss_spec
-
-TASKS = ("ae", "sr", "sol")
-
+from fluidperc.sim.scenes import check_scene
 
 class TrainSettings(BaseModel):
     """Hyper-parameters; sweep files set them for all cells and may override them per task."""
@@ -40,7 +38,7 @@ class CellConfig(BaseModel):
                                      "losses); a job process validating the cell imports them too")
     task: Literal["ae", "sr", "sol"]
     loss: Any
-    scene: Literal["karman", "plume"]
+    scene: Annotated[str, AfterValidator(check_scene)] = Field(description="a registered scene (karman, plume, ...)")
     data_dir: str
     resolution: tuple[int, int] = Field(description="the low-resolution grid [ny, nx] the network works on")
     high_resolution: tuple[int, int] | None = Field(None, description="SR target grid")
