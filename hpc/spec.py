@@ -217,7 +217,7 @@ class Sweep(Strict):
     @field_validator("plugins", mode="after")
     @classmethod
     def _import_plugins(cls, v: list[str]) -> list[str]:
-        from fluidperc.losses.registry import import_plugins
+        from fluidperc.plugins import import_plugins
 
         _as_value_error(import_plugins, v, where="plugins")
         return v

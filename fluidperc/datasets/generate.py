@@ -15,12 +15,14 @@ from fluidperc.sim.downsample import downsample_frame
 
 
 def simulate_group(spec_json: str, data_dir: str, sims: list[int], device: str = "auto",
-                   progress: bool = True) -> list[int]:
+                   progress: bool = True, plugins: tuple[str, ...] = ()) -> list[int]:
     """Simulate ``sims`` (indices into the spec's sim list) in one batched run on ``device`` (auto | cpu | cuda);
-    returns the sims it completed."""
+    returns the sims it completed. ``plugins``: the sweep's modules, imported first (a scene may come from one)."""
     from fluidperc.devices import resolve
+    from fluidperc.plugins import import_plugins
     from fluidperc.sim.simulation import Simulation, components
 
+    import_plugins(plugins)
     spec = DatasetSpec.model_validate_json(spec_json)
     high_path, low_path = spec.store_paths(Path(data_dir))
     high, low = store.open_group(high_path), store.open_group(low_path)
@@ -64,8 +66,11 @@ def simulate_group(spec_json: str, data_dir: str, sims: list[int], device: str =
     return todo
 
 
-def finalize(spec_json: str, data_dir: str) -> dict[str, dict[str, dict[str, float]]]:
+def finalize(spec_json: str, data_dir: str, plugins: tuple[str, ...] = ()) -> dict[str, dict[str, dict[str, float]]]:
     """Statistics over the training sims, written into both stores' attrs."""
+    from fluidperc.plugins import import_plugins
+
+    import_plugins(plugins)
     spec = DatasetSpec.model_validate_json(spec_json)
     out = {}
     for path in spec.store_paths(Path(data_dir)):

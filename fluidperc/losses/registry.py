@@ -55,6 +55,8 @@ ENTRY_POINT_GROUP = "fluidperc.losses"
 
 def register_loss(entry: LossEntry) -> LossEntry:
     """Add a loss to the table (a second registration of the same name must be the same entry)."""
+    if entry.name != "mse":
+        _builtin()  # the study's losses first, so that listings start with them
     known = _LOSSES.get(entry.name)
     if known is not None and known != entry:
         raise UserError(f"loss '{entry.name}' is registered twice ({known.build} and {entry.build}); rename one")
@@ -122,13 +124,3 @@ def _builtin() -> None:
                   metric={"name": "lpips", "net": "alex", **pad}, description="LPIPS (Zhang et al. 2018)"),
     ):
         register_loss(entry)
-
-
-def import_plugins(modules: list[str] | tuple[str, ...], where: str = "plugins") -> None:
-    """Import the modules a sweep names under ``plugins:`` (they register their losses when imported)."""
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as err:
-            raise UserError(f"{where}: plugin module '{name}' cannot be imported ({err}); install it or put it on "
-                            "PYTHONPATH") from None

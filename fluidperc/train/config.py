@@ -48,7 +48,7 @@ class CellConfig(BaseModel):
     @field_validator("plugins", mode="after")
     @classmethod
     def _plugins(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from fluidperc.losses.registry import import_plugins
+        from fluidperc.plugins import import_plugins
 
         import_plugins(v)
         return v

@@ -54,7 +54,8 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         done = completed(high) & completed(low) if exist else None
         spec_json = spec.model_dump_json()
         tasks = [
-            Task(label=f"sims-{g[0]}-{g[-1]}", args=(spec_json, str(root), g, stage.device),
+            Task(label=f"sims-{g[0]}-{g[-1]}", args=(spec_json, str(root), g, stage.device, True,
+                                                     tuple(sweep.plugins)),
                  done=done is not None and len(done) == len(spec.sims()) and bool(done[g].all()))
             for g in spec.task_groups()
         ]
@@ -66,7 +67,7 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
                                progress={"unit": "sims", "stores": [str(high), str(low)], "sims": len(spec.sims())}))
         stats_done = all(t.done for t in tasks) and has_statistics(high) and has_statistics(low)
         groups.append(JobGroup(f"{name}.stats", "datagen", generate.finalize,
-                               [Task("statistics", (spec_json, str(root)), done=stats_done)],
+                               [Task("statistics", (spec_json, str(root), tuple(sweep.plugins)), done=stats_done)],
                                resources.model_copy(update={"time_min": min(resources.time_min, 60)}),
                                after=[name], note="mean/std/min/max over training sims"))
     return groups
