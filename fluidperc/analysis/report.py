@@ -96,9 +96,10 @@ def sample_field(ev: xr.Dataset):
         return lambda a: np.asarray(a)[:, 0]
     import torch
 
+    from fluidperc.datasets.names import scene_of
     from fluidperc.sim.scenes import scene_info
 
-    info = scene_info(ev.attrs.get("scene") or ev.attrs["resolution"].split("_")[0])
+    info = scene_info(ev.attrs.get("scene") or scene_of(ev.attrs["resolution"]))
     dx, dy = info.width / ev.sizes["x"], info.height / ev.sizes["y"]
     return lambda a: vorticity(torch.from_numpy(np.asarray(a)), dx, dy).numpy()
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
+from fluidperc.datasets.names import store_name
 from fluidperc.sim.scenes import check_scene, scene_info
 
 
@@ -72,7 +73,7 @@ class DatasetSpec(BaseModel):
 
     def store_name(self, which: Literal["high", "low"]) -> str:
         ny, nx = self.resolution if which == "high" else self.low_resolution
-        return f"{self.scene}_{ny}x{nx}.zarr"
+        return store_name(self.scene, (ny, nx))
 
     def store_paths(self, data_dir: Path) -> tuple[Path, Path]:
         return data_dir / self.store_name("high"), data_dir / self.store_name("low")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from fluidperc.datasets.names import grid_name
 from fluidperc.devices import resolve as resolve_device
 from fluidperc.devices import synchronize
 from fluidperc.errors import UserError
@@ -111,7 +112,7 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
                             "step": np.arange(1, n + 1), "sample_step": ("sample", keep + 1)})
     ds.attrs.update({"cell": f"combined {sol.label} + {sr.label}", "task": "combined", "loss": sol.loss_spec.label,
                      "seed": sol.seed, "variable": "marker",
-                     "resolution": f"{sol.scene}_{sol.resolution[0]}x{sol.resolution[1]}",
+                     "resolution": grid_name(sol.scene, sol.resolution),
                      "seconds_per_frame": json.dumps(seconds), "skipped_metrics": json.dumps(skipped),
                      "paths": "corrected: low-res sim + SOL + SR; source: low-res sim + SR; high-res sim"})
     return str(write_atomically(ds, out_path))  # a finished evaluation appears atomically

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from fluidperc.datasets.names import grid_name
 from fluidperc.devices import resolve as resolve_device
 from fluidperc.devices import synchronize
 from fluidperc.errors import UserError
@@ -26,7 +27,7 @@ from fluidperc.evaluation.metrics import (
 )
 from fluidperc.evaluation.output import write_atomically
 from fluidperc.evaluation.settings import EvalSettings
-from fluidperc.losses import get_loss, weights_needed
+from fluidperc.losses import get_loss, missing_weights
 from fluidperc.sim.scenes import scene_info
 from fluidperc.train import CellConfig
 from fluidperc.train.data import channel_stats
@@ -39,9 +40,9 @@ def perceptual_losses(stats, variable: str, store: WeightStore) -> tuple[dict, d
     fails on a missing weight file, it says which one to fetch."""
     losses, skipped = {}, {}
     for name, spec in perceptual_metric_specs().items():
-        missing = [w for w in weights_needed(spec) if not store.present(w)]
-        if missing:
-            skipped[name] = f"weights {', '.join(missing)} not present (python -m fluidperc.weights fetch {' '.join(missing)})"
+        missing = missing_weights(spec, store)
+        if missing is not None:
+            skipped[name] = missing.short
             continue
         losses[name] = get_loss(spec, channel_stats(stats, variable), store)
     return losses, skipped
@@ -125,7 +126,7 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
     ds = xr.Dataset({**results, **sample_vars}, coords={**coords, "step": steps, "sample_step": ("sample", steps[keep])})
     ds.attrs.update({"cell": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
                      "scene": cell.scene,
-                     "resolution": f"{cell.scene}_{cell.resolution[0]}x{cell.resolution[1]}",
+                     "resolution": grid_name(cell.scene, cell.resolution),
                      "variable": data.variable, "seconds_per_frame": json.dumps(timing),
                      "skipped_metrics": json.dumps(skipped)})
     return str(write_atomically(ds, out_path))  # a finished evaluation appears atomically

@@ -9,13 +9,14 @@ Importing this package does not import torch: sweep validation and planning use 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fluidperc.losses.registry import LossEntry, get_entry, losses, register_loss
 from fluidperc.losses.spec import loss_names, parse_loss_spec
 
-__all__ = ["ChannelStats", "FieldLoss", "LossEntry", "get_loss", "loss_names", "losses", "parse_loss_spec",
-           "register_loss", "weights_needed"]
+__all__ = ["ChannelStats", "FieldLoss", "LossEntry", "MissingWeights", "get_loss", "loss_names", "losses",
+           "missing_weights", "parse_loss_spec", "register_loss", "weights_needed"]
 
 _LAZY = {"ChannelStats": "fluidperc.losses.fields", "FieldLoss": "fluidperc.losses.base",
          "MSELoss": "fluidperc.losses.base", "MAELoss": "fluidperc.losses.base"}
@@ -33,6 +34,40 @@ def weights_needed(spec: Any) -> list[str]:
     """Catalog names of the weight files a loss spec needs (for preflight checks)."""
     spec = parse_loss_spec(spec)
     return list(get_entry(spec.name).weights(spec))
+
+
+@dataclass(frozen=True)
+class MissingWeights:
+    """What a loss spec lacks in a weight store, said the same way by every preflight (train, tune, evaluation)."""
+
+    label: str
+    names: tuple[str, ...]  # catalog names
+    files: tuple[str, ...]
+    searched: tuple[str, ...]
+
+    @property
+    def fetch(self) -> str:
+        from fluidperc.weights import FETCH_COMMAND
+
+        return f"{FETCH_COMMAND} {' '.join(self.names)}"
+
+    @property
+    def short(self) -> str:
+        return f"{', '.join(self.files)} missing; fetch it with `{self.fetch}`"
+
+
+def missing_weights(spec: Any, store=None) -> MissingWeights | None:
+    """None when every weight file the spec needs is in the store (default: the environment's), else what is
+    missing and the command that fetches it."""
+    from fluidperc.weights import WeightStore
+
+    spec = parse_loss_spec(spec)
+    store = store or WeightStore.from_env()
+    names = tuple(w for w in weights_needed(spec) if not store.present(w))
+    if not names:
+        return None
+    return MissingWeights(spec.label, names, tuple(store.entry(w).filename for w in names),
+                          tuple(str(d) for d in store.dirs))
 
 
 def get_loss(spec: Any, stats=None, store=None):

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from fluidperc.datasets.names import grid_name, store_name
 from fluidperc.losses.spec import parse_loss_spec
 from fluidperc.sim.scenes import check_scene
 
@@ -64,15 +65,15 @@ class CellConfig(BaseModel):
 
     @property
     def low_store(self) -> str:
-        return f"{self.scene}_{self.resolution[0]}x{self.resolution[1]}.zarr"
+        return store_name(self.scene, self.resolution)
 
     @property
     def high_store(self) -> str | None:
         if self.high_resolution is None:
             return None
-        return f"{self.scene}_{self.high_resolution[0]}x{self.high_resolution[1]}.zarr"
+        return store_name(self.scene, self.high_resolution)
 
     @property
     def label(self) -> str:
         ny, nx = self.resolution
-        return f"{self.task}-{self.scene}_{ny}x{nx}-{self.loss_spec.label}-s{self.seed}"
+        return f"{self.task}-{grid_name(self.scene, (ny, nx))}-{self.loss_spec.label}-s{self.seed}"

@@ -10,6 +10,7 @@ from hpc.errors import UserError
 from hpc.plan import JobGroup, Task
 from hpc.spec import Sweep
 from fluidperc.datasets import generate
+from fluidperc.datasets.names import grid_name
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.datasets.store import broken_note, check_existing, completed, has_statistics
 
@@ -30,7 +31,7 @@ def check_writable(path: Path) -> None:
 
 def group_name(spec: DatasetSpec) -> str:
     ny, nx = spec.resolution
-    return f"datagen.{spec.scene}_{ny}x{nx}"
+    return f"datagen.{grid_name(spec.scene, (ny, nx))}"
 
 
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:

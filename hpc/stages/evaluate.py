@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fluidperc.datasets.names import grid_name
 from hpc.errors import UserError
 from hpc.plan import JobGroup, Task
 from hpc.spec import Sweep
@@ -35,7 +36,7 @@ def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -
     from hpc.jobs import evaluate_combined
 
     spec = stage.combined
-    resolution = f"{spec.scene}_{spec.resolution[0]}x{spec.resolution[1]}"
+    resolution = grid_name(spec.scene, spec.resolution)
 
     def on_grid(c, task):
         return c.task == task and c.scene == spec.scene and tuple(c.resolution) == tuple(spec.resolution)
@@ -90,10 +91,10 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         tasks.append(Task(cell.label, (cell.model_dump_json(), str(cell_dir(run_dir, cell)), str(out), settings),
                           done=out.exists(), output=str(out)))
         entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
-                        "resolution": f"{cell.scene}_{cell.resolution[0]}x{cell.resolution[1]}", "eval_path": str(out)})
+                        "resolution": grid_name(cell.scene, cell.resolution), "eval_path": str(out)})
     for cell, reason in skipped:
         entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
-                        "resolution": f"{cell.scene}_{cell.resolution[0]}x{cell.resolution[1]}",
+                        "resolution": grid_name(cell.scene, cell.resolution),
                         "eval_path": str(eval_path(run_dir, cell.label)), "reason": reason})
     after = sorted({f"train.{c.task}" for c in trained})
     cells_group = JobGroup("evaluate.cells", "evaluate", evaluate_cell, tasks, res, after=after,

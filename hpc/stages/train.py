@@ -8,6 +8,7 @@ from hpc.errors import UserError
 from hpc.jobs import TrainJob
 from hpc.plan import Cell, JobGroup, Task
 from hpc.spec import Sweep
+from fluidperc.datasets.names import grid_name
 from fluidperc.train.config import CellConfig, TrainSettings
 
 
@@ -58,26 +59,23 @@ def cells(sweep: Sweep) -> list[CellConfig]:
 def trainable_cells(sweep: Sweep) -> tuple[list[CellConfig], list[tuple[CellConfig, str]]]:
     """Cells whose loss weights are present, and (with missing_weights: skip) the others with the reason.
     With missing_weights: fail (the default) a missing file stops the launch before anything is submitted."""
-    from fluidperc.losses import weights_needed
-    from fluidperc.weights import FETCH_COMMAND, WeightStore
+    from fluidperc.losses import missing_weights
+    from fluidperc.weights import WeightStore
 
     store = WeightStore.from_env()
     ready, skipped = [], []
     for cell in cells(sweep):
-        missing = [w for w in weights_needed(cell.loss_spec) if not store.present(w)]
-        if not missing:
+        missing = missing_weights(cell.loss_spec, store)
+        if missing is None:
             ready.append(cell)
             continue
-        files = ", ".join(store.entry(w).filename for w in missing)
-        fetch = f"{FETCH_COMMAND} {' '.join(missing)}"
         if sweep.missing_weights == "fail":
-            searched = ", ".join(str(d) for d in store.dirs)
             raise UserError(
-                f"train: loss '{cell.loss_spec.label}' needs {files}, which is not in {searched}. Run `{fetch}` on a "
-                "machine with internet access, or set missing_weights: skip in the sweep to leave such cells out. "
-                "Nothing was submitted."
+                f"train: loss '{missing.label}' needs {', '.join(missing.files)}, which is not in "
+                f"{', '.join(missing.searched)}. Run `{missing.fetch}` on a machine with internet access, or set "
+                "missing_weights: skip in the sweep to leave such cells out. Nothing was submitted."
             )
-        skipped.append((cell, f"skipped: {files} missing; fetch it with `{fetch}`"))
+        skipped.append((cell, f"skipped: {missing.short}"))
     return ready, skipped
 
 
@@ -88,7 +86,7 @@ def cell_dir(run_dir: Path, cell: CellConfig) -> Path:
 def plan_cell(cell: CellConfig, skipped: str = "") -> Cell:
     """The row a plan shows for a cell (train and evaluate groups)."""
     ny, nx = cell.resolution
-    return Cell(cell.label, cell.task, f"{cell.scene}_{ny}x{nx}", cell.loss_spec.label, cell.seed, skipped)
+    return Cell(cell.label, cell.task, grid_name(cell.scene, (ny, nx)), cell.loss_spec.label, cell.seed, skipped)
 
 
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:

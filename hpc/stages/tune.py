@@ -34,9 +34,8 @@ def trial_count(space: dict, num_samples: int) -> int:
 def usable_space(sweep: Sweep, dry_run: bool = False) -> dict:
     """The search space with loss options whose weights are missing dropped (missing_weights: skip, noted) or
     refused before anything starts (missing_weights: fail, the default)."""
-    from fluidperc.losses import weights_needed
-    from fluidperc.losses.spec import parse_loss_spec
-    from fluidperc.weights import FETCH_COMMAND, WeightStore
+    from fluidperc.losses import missing_weights
+    from fluidperc.weights import WeightStore
     from hpc.tune.space import domain_kind, loss_options
 
     stage = sweep.tune
@@ -44,13 +43,11 @@ def usable_space(sweep: Sweep, dry_run: bool = False) -> dict:
     space = dict(stage.space)
 
     def missing(option) -> str:
-        spec = parse_loss_spec(option)
-        names = [w for w in weights_needed(spec) if not store.present(w)]
-        if not names:
+        m = missing_weights(option, store)
+        if m is None:
             return ""
-        files = ", ".join(store.entry(w).filename for w in names)
-        return (f"loss '{spec.label}' needs {files}, not in {', '.join(str(d) for d in store.dirs)}; fetch it with "
-                f"`{FETCH_COMMAND} {' '.join(names)}` on a machine with internet access")
+        return (f"loss '{m.label}' needs {', '.join(m.files)}, not in {', '.join(m.searched)}; fetch it with "
+                f"`{m.fetch}` on a machine with internet access")
 
     kind = domain_kind(space.get("loss"))
     if kind in ("choice", "grid") and sweep.missing_weights == "skip":
