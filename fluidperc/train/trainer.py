@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+from fluidperc.atomic import write_text
 from fluidperc.errors import UserError
 from fluidperc.losses import get_loss
 from fluidperc.train import checkpoint as ckpt
@@ -69,13 +70,6 @@ class Trainer:
         return True
 
     # --- metrics ------------------------------------------------------------------------------------------------
-    def _metrics(self, resume_step: int):
-        path = self.out / "metrics.jsonl"
-        if path.exists():  # drop lines written after the checkpoint we resume from: they will be written again
-            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
-            path.write_text("".join(ln + "\n" for ln in kept))
-        return open(path, "a")
-
     def _reduce(self, value: torch.Tensor) -> float:
         if self.dist.grouped:
             value = value.detach().clone()
@@ -119,75 +113,93 @@ class Trainer:
             distributed.teardown(d)
 
     def _fit(self, cell, s, d) -> dict[str, Any]:
+        """Build (resuming from a checkpoint), then step until ``steps``, validating, logging and checkpointing."""
+        data, loss_fn = self._build(cell, d)
+        wrapped = DistributedDataParallel(self.model) if d.grouped else self.model
+        batches = self._batches(data, cell, d)
+        log = _Log(self.out, self.step) if d.is_main else None
+        bar = tqdm(total=s.steps, initial=self.step, desc=cell.label, unit="step", file=sys.stderr,
+                   disable=not (self.progress and d.is_main), mininterval=10)
+        last: dict[str, Any] = {}
+        try:
+            while self.step < s.steps:
+                value = self._train_step(wrapped, next(batches), loss_fn)
+                row: dict[str, Any] = {"step": self.step, "train_loss": self._reduce(value)}
+                if self.step % s.validate_every == 0 or self.step == s.steps:
+                    row.update(self.validate(data, loss_fn))
+                last = row
+                if log is not None:
+                    log.write(row)
+                if self.step % s.checkpoint_every == 0 or self.step == s.steps:
+                    self.save_checkpoint()
+                    distributed.barrier(d)
+                if d.is_main and self.on_validate is not None and "val_loss" in row:
+                    self.on_validate(row, self.out / "checkpoint.pt")
+                bar.update(1)
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        return self._finish(cell, d, last)
+
+    def _build(self, cell, d) -> tuple[TaskData, Any]:
+        """Data, model, loss and optimiser on the process's device; the checkpoint's state when there is one."""
         self.out.mkdir(parents=True, exist_ok=True)
         if d.is_main:
-            (self.out / "config.json").write_text(cell.model_dump_json(indent=1))
+            write_text(self.out / "config.json", cell.model_dump_json(indent=1))
         torch.manual_seed(cell.seed)
         data = TaskData(cell)
-        self.model = model = build_model(cell, data, d.device)
+        self.model = build_model(cell, data, d.device)
         target_stats = (data.high or data.low).stats
         loss_fn = get_loss(cell.loss_spec, channel_stats(target_stats, data.variable)).to(d.device)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cell.settings.lr)
         state = ckpt.load(self.out / "checkpoint.pt")
         if state is not None:
-            model.load_state_dict(state["model"])
+            self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.step = int(state["step"])
-        wrapped = DistributedDataParallel(model) if d.grouped else model
+        return data, loss_fn
+
+    def _batches(self, data: TaskData, cell, d):
+        """This rank's batch for each step from ``self.step`` on: a function of (seed, step) only, so a resumed
+        run sees the batches an uninterrupted one would have."""
+        s = cell.settings
         sampler = DistributedSampler(range(len(data.train_index)), num_replicas=d.world_size, rank=d.rank,
                                      shuffle=True, seed=cell.seed, drop_last=True)
         per_epoch = len(sampler) // s.batch_size
         if per_epoch == 0:
             raise UserError(f"cell {cell.label}: {len(sampler)} training samples per rank, fewer than batch_size {s.batch_size}")
-        metrics = self._metrics(self.step) if d.is_main else None
-        writer = None
-        if d.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(self.out / "tb"))
         order: list[int] = []
         epoch_loaded = -1
-        bar = tqdm(total=s.steps, initial=self.step, desc=cell.label, unit="step", file=sys.stderr,
-                   disable=not (self.progress and d.is_main), mininterval=10)
-        last: dict[str, float] = {}
-        while self.step < s.steps:
+        while True:
             epoch, j = divmod(self.step, per_epoch)
             if epoch != epoch_loaded:
                 sampler.set_epoch(epoch)
                 order, epoch_loaded = list(sampler), epoch
             index = [data.train_index[i] for i in order[j * s.batch_size:(j + 1) * s.batch_size]]
-            batch = {k: v.to(d.device) for k, v in data.batch(index).items()}
-            self.in_step = True
-            self.optimizer.zero_grad(set_to_none=True)
-            value = sample_loss(wrapped, batch, loss_fn, cell)
-            if not torch.isfinite(value):
-                raise FloatingPointError(
-                    f"cell {cell.label}: the {cell.loss_spec.label} loss is {float(value)} at step {self.step + 1}; "
-                    "lower the learning rate or check the data"
-                )
-            value.backward()
-            self.optimizer.step()
-            self.step += 1
-            self.in_step = False
-            train_loss = self._reduce(value)
-            row: dict[str, Any] = {"step": self.step, "train_loss": train_loss}
-            if self.step % s.validate_every == 0 or self.step == s.steps:
-                row.update(self.validate(data, loss_fn))
-            last = row
-            if d.is_main:
-                metrics.write(json.dumps(row) + "\n")
-                metrics.flush()
-                for key, v in row.items():
-                    if key != "step":
-                        writer.add_scalar(key, v, self.step)
-            if self.step % s.checkpoint_every == 0 or self.step == s.steps:
-                self.save_checkpoint()
-                distributed.barrier(d)
-            if d.is_main and self.on_validate is not None and "val_loss" in row:
-                self.on_validate(row, self.out / "checkpoint.pt")
-            bar.update(1)
-        bar.close()
-        digest = weights_digest(model)
+            yield {k: v.to(d.device) for k, v in data.batch(index).items()}
+
+    def _train_step(self, wrapped: torch.nn.Module, batch: dict[str, torch.Tensor], loss_fn) -> torch.Tensor:
+        """One optimiser step; a non-finite loss stops the cell with a message instead of poisoning the weights."""
+        cell = self.cell
+        self.in_step = True
+        self.optimizer.zero_grad(set_to_none=True)
+        value = sample_loss(wrapped, batch, loss_fn, cell)
+        if not torch.isfinite(value):
+            raise FloatingPointError(
+                f"cell {cell.label}: the {cell.loss_spec.label} loss is {float(value)} at step {self.step + 1}; "
+                "lower the learning rate or check the data"
+            )
+        value.backward()
+        self.optimizer.step()
+        self.step += 1
+        self.in_step = False
+        return value
+
+    def _finish(self, cell, d, last: dict[str, Any]) -> dict[str, Any]:
+        """Check that every rank ended with the same weights, then write model.pt and result.json (last: its
+        presence marks the cell done)."""
+        digest = weights_digest(self.model)
         digests = [digest]
         if d.grouped:  # data parallelism is only right if every rank ends with the same weights
             digests = [None] * d.world_size
@@ -197,11 +209,34 @@ class Trainer:
         result = {"cell": cell.label, "steps": self.step, "weights_sha256": digest, "rank_digests": digests,
                   "world_size": d.world_size, **{k: v for k, v in last.items() if k != "step"}}
         if d.is_main:
-            ckpt.save(self.out / "model.pt", {"model": model.state_dict(), "step": self.step})
-            writer.close()
-            metrics.close()
-            (self.out / RESULT).write_text(json.dumps(result, indent=1))
+            ckpt.save(self.out / "model.pt", {"model": self.model.state_dict(), "step": self.step})
+            write_text(self.out / RESULT, json.dumps(result, indent=1))
         return result
+
+
+class _Log:
+    """metrics.jsonl (lines after the resumed step dropped: they are written again) and TensorBoard, rank 0."""
+
+    def __init__(self, out: Path, resume_step: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        path = out / "metrics.jsonl"
+        if path.exists():
+            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
+            write_text(path, "".join(ln + "\n" for ln in kept))
+        self.metrics = open(path, "a")
+        self.writer = SummaryWriter(str(out / "tb"))
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.metrics.write(json.dumps(row) + "\n")
+        self.metrics.flush()
+        for key, v in row.items():
+            if key != "step":
+                self.writer.add_scalar(key, v, row["step"])
+
+    def close(self) -> None:
+        self.writer.close()
+        self.metrics.close()
 
 
 def run(cell: CellConfig | dict | str, out_dir: str | Path, progress: bool = True, trainer_hook=None) -> dict[str, Any]:
