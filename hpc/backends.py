@@ -31,29 +31,38 @@ def slurm_reachable(timeout_s: float = 10.0) -> tuple[bool, str]:
     return True, "sinfo answers"
 
 
-def resolve_backend(requested: str) -> str:
-    if requested == "auto":
-        return "slurm" if slurm_reachable()[0] else "local"
-    if requested == "slurm":
-        ok, why = slurm_reachable()
-        if not ok:
-            raise UserError(
-                f"--backend slurm was asked for, but Slurm is not reachable ({why}). "
-                "Use --backend local to run on this machine, or check SLURM_CONF. Nothing was submitted."
-            )
-    return requested
+class Backend:
+    """Where jobs run, as a plugin (submitit's executors are the model). ``scheduler``: jobs are queued with
+    their dependencies and the launcher returns (Slurm); otherwise the launcher runs the groups in dependency
+    order and waits. A new backend is one subclass and a :func:`register_backend` call."""
+
+    name = ""
+    scheduler = False
+    in_process = False  # jobs run inside the launcher (pdb works); each is done when submit returns
+
+    def reachable(self) -> tuple[bool, str]:
+        return True, "always"
+
+    def executor(self, folder: Path, job_name: str, res: Resources, dependency: str | None = None) -> submitit.Executor:
+        raise NotImplementedError
+
+    def slots(self, res: Resources) -> int:
+        """How many jobs of this shape run at once when the launcher runs them itself."""
+        return 1
+
+    def states(self, job_ids: list[str]) -> dict[str, dict[str, str]] | None:
+        """Live state, elapsed time and exit code per job id, or None when the manifest's record is the state."""
+        return None
 
 
-def local_slots(res: Resources) -> int:
-    """How many local jobs of this shape fit on this machine at once."""
-    per_job = res.cpus_per_task * res.tasks_per_node
-    return max(1, min(res.array_parallelism, (os.cpu_count() or 1) // per_job))
+class SlurmBackend(Backend):
+    name = "slurm"
+    scheduler = True
 
+    def reachable(self) -> tuple[bool, str]:
+        return slurm_reachable()
 
-def make_executor(
-    backend: str, folder: Path, job_name: str, res: Resources, dependency: str | None = None
-) -> submitit.Executor:
-    if backend == "slurm":
+    def executor(self, folder, job_name, res, dependency=None):
         ex = submitit.SlurmExecutor(folder=folder)
         extra = {k.replace("-", "_"): v for k, v in res.extra_sbatch.items()}
         ex.update_parameters(
@@ -76,13 +85,77 @@ def make_executor(
             **({"additional_parameters": extra} if extra else {}),
         )
         return ex
-    if backend == "local":
+
+    def states(self, job_ids):
+        return sacct_states(job_ids)
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def executor(self, folder, job_name, res, dependency=None):
         ex = submitit.LocalExecutor(folder=folder)
         ex.update_parameters(timeout_min=res.time_min, tasks_per_node=res.tasks_per_node, gpus_per_node=0)
         return ex
-    if backend == "debug":
+
+    def slots(self, res):
+        return local_slots(res)
+
+
+class DebugBackend(Backend):
+    name = "debug"
+    in_process = True
+
+    def executor(self, folder, job_name, res, dependency=None):
         return submitit.DebugExecutor(folder=folder)
-    raise UserError(f"unknown backend '{backend}'; expected one of auto, slurm, local, debug")
+
+
+BACKENDS: dict[str, Backend] = {}
+AUTO_ORDER: list[str] = []  # what `--backend auto` tries, in order
+
+
+def register_backend(backend: Backend, auto: bool = False) -> Backend:
+    BACKENDS[backend.name] = backend
+    if auto and backend.name not in AUTO_ORDER:
+        AUTO_ORDER.append(backend.name)
+    return backend
+
+
+register_backend(SlurmBackend(), auto=True)
+register_backend(LocalBackend(), auto=True)
+register_backend(DebugBackend())
+
+
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise UserError(f"unknown backend '{name}'; expected one of auto, {', '.join(BACKENDS)}")
+    return BACKENDS[name]
+
+
+def resolve_backend(requested: str) -> str:
+    """'auto' -> the first reachable backend of AUTO_ORDER (Slurm when sinfo answers, else local); a named one
+    must be reachable."""
+    if requested == "auto":
+        return next(name for name in AUTO_ORDER if BACKENDS[name].reachable()[0])
+    ok, why = get_backend(requested).reachable()
+    if not ok:
+        raise UserError(
+            f"--backend {requested} was asked for, but it is not reachable ({why}). "
+            "Use --backend local to run on this machine, or check SLURM_CONF. Nothing was submitted."
+        )
+    return requested
+
+
+def local_slots(res: Resources) -> int:
+    """How many local jobs of this shape fit on this machine at once."""
+    per_job = res.cpus_per_task * res.tasks_per_node
+    return max(1, min(res.array_parallelism, (os.cpu_count() or 1) // per_job))
+
+
+def make_executor(
+    backend: str, folder: Path, job_name: str, res: Resources, dependency: str | None = None
+) -> submitit.Executor:
+    return get_backend(backend).executor(folder, job_name, res, dependency)
 
 
 def array_id(job_id: str) -> str:

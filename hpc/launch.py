@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from fluidperc.atomic import write_text
 from hpc import manifest as mf
-from hpc.backends import SLURM_ACTIVE, array_id, local_slots, make_executor, resolve_backend, sacct_states
+from hpc.backends import BACKENDS, SLURM_ACTIVE, array_id, get_backend, make_executor, resolve_backend
 from hpc.errors import UserError, run_cli
 from hpc.jobs import LAUNCHER_PID, local_job
 from hpc.lock import LaunchLocks
@@ -52,7 +52,7 @@ def submit_with_threads(ex: Any, group: JobGroup, task: Task, backend: str) -> A
     """Submit a local job whose torch uses ``cpus_per_task`` threads: jobs running side by side would otherwise
     each start one thread per core and oversubscribe the machine. The child inherits the environment, and a local
     job dies with this launcher (hpc.jobs.local_job)."""
-    if backend == "debug":
+    if get_backend(backend).in_process:
         return ex.submit(group.fn, *task.args)
     env = {"OMP_NUM_THREADS": str(group.resources.cpus_per_task), LAUNCHER_PID: str(os.getpid())}
     old = {k: os.environ.get(k) for k in env}
@@ -119,8 +119,9 @@ class Launch:
 
     # --- Slurm: submit everything, chained with afterok ---------------------------------------------------
     def submit_slurm(self, groups: list[JobGroup]) -> dict[str, list[Any]]:
-        old_ids = [v["job_id"] for (g, _), v in self.previous.items() if v["backend"] == "slurm"]
-        states = sacct_states(old_ids) if old_ids else {}
+        backend = get_backend(self.backend)
+        old_ids = [v["job_id"] for (g, _), v in self.previous.items() if v["backend"] == self.backend]
+        states = (backend.states(old_ids) or {}) if old_ids else {}
         submitted: dict[str, list[str]] = {}
         jobs_by_group: dict[str, list[Any]] = {}
         for group in groups:
@@ -128,7 +129,7 @@ class Launch:
             in_flight: list[str] = []
             for task in group.pending:
                 prev = self.previous.get((group.name, task.label))
-                if prev and prev["backend"] == "slurm" and states.get(prev["job_id"], {}).get("state") in SLURM_ACTIVE:
+                if prev and prev["backend"] == self.backend and states.get(prev["job_id"], {}).get("state") in SLURM_ACTIVE:
                     in_flight.append(prev["job_id"])
                 else:
                     todo.append(task)
@@ -142,7 +143,7 @@ class Launch:
             if deps:
                 res = res.model_copy(update={"extra_sbatch": {**res.extra_sbatch, "kill_on_invalid_dep": "yes"}})
             ex = make_executor(
-                "slurm",
+                self.backend,
                 self.run_dir / "logs" / group.name,
                 f"{self.job_prefix}.{group.name}",
                 res,
@@ -193,7 +194,7 @@ class Launch:
             tasks: list[dict[str, Any]] = []  # the manifest entry holds this list and sees it grow
             self.record(group, done_before, tasks)
             ex = make_executor(self.backend, self.run_dir / "logs" / group.name, group.name, group.resources)
-            slots = local_slots(group.resources) if self.backend == "local" else 1
+            slots = get_backend(self.backend).slots(group.resources)
             queue = list(group.pending)
             running: list[tuple[Task, Any, dict[str, Any]]] = []
             n_fail = len(self.failures)
@@ -206,7 +207,8 @@ class Launch:
                         tasks.append(row)
                         running.append((task, job, row))
                     self.save()
-                    finished = [r for r in running if self.backend == "debug" or r[1].done()]
+                    in_process = get_backend(self.backend).in_process
+                    finished = [r for r in running if in_process or r[1].done()]
                     if not finished:
                         time.sleep(0.2)
                         continue
@@ -315,7 +317,7 @@ def launch_locked(sweep, run_dir: Path, backend: str, wait: bool, overrides: lis
                 raise UserError(f"{group.name}: preparing its output failed: {err.strerror or err} "
                                 f"({err.filename or ''}). Free space or fix the permissions and relaunch; nothing was "
                                 "submitted.") from None
-    if backend == "slurm":
+    if get_backend(backend).scheduler:
         jobs = run.submit_slurm(groups)
         if not wait:
             print(f"follow it with: python -m hpc.status {run_dir}")
@@ -356,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "resources.partition=gpu-a100 datagen.datasets.0.steps=100; validated like the file")
     p.add_argument(
         "--backend",
-        choices=["auto", "slurm", "local", "debug"],
+        choices=["auto", *BACKENDS],
         default=os.environ.get("FLUIDPERC_BACKEND", "auto"),
         help="auto = slurm when sbatch is on PATH and sinfo answers, else local; debug runs jobs in this process",
     )

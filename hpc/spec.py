@@ -227,7 +227,6 @@ class Sweep(Strict):
 
 
 STAGE_ORDER: tuple[str, ...] = ("check", "datagen", "tune", "train", "evaluate")
-Backend = Literal["auto", "slurm", "local", "debug"]
 
 
 MAX_SWEEP_BYTES = 1 << 20  # a sweep file is a page of YAML; a megabyte is already absurd

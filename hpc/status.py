@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hpc import manifest as mf
-from hpc.backends import sacct_states
+from hpc.backends import BACKENDS, get_backend
 from hpc.errors import UserError, run_cli
 from hpc.plan import format_table
 
@@ -19,12 +19,14 @@ def job_states(run_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
     if not manifest["launches"]:
         raise UserError(f"{run_dir}: no {mf.MANIFEST} here; launch a sweep into it with python -m hpc.launch first")
     jobs = mf.latest_jobs(manifest)
-    slurm_ids = [j["job_id"] for j in jobs.values() if j["backend"] == "slurm"]
-    live = sacct_states(slurm_ids) if slurm_ids else {}
-    for job in jobs.values():
-        if job["backend"] == "slurm":
-            info = live.get(job["job_id"], {"state": "UNKNOWN", "elapsed": "", "exit": ""})
-            job.update(info)
+    for name in sorted({j["backend"] for j in jobs.values()}):
+        ids = [j["job_id"] for j in jobs.values() if j["backend"] == name]
+        live = get_backend(name).states(ids) if name in BACKENDS else None
+        if live is None:  # the manifest's record is the state (local, debug)
+            continue
+        for job in jobs.values():
+            if job["backend"] == name:
+                job.update(live.get(job["job_id"], {"state": "UNKNOWN", "elapsed": "", "exit": ""}))
     return jobs
 
 
