@@ -309,8 +309,8 @@ def launch_locked(sweep, run_dir: Path, backend: str, wait: bool, overrides: lis
     run = Launch(run_dir, sweep.name, backend, job_prefix=sweep.name, groups=groups)
     run.entry["overrides"] = list(overrides)
     run.save()
-    for group in groups:
-        if group.prepare is not None and group.pending:
+    for group in groups:  # also for groups with nothing left: preparing is idempotent and clears dead temporaries
+        if group.prepare is not None:
             try:
                 group.prepare()
             except OSError as err:  # a full or read-only file system while creating the stores

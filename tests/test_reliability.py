@@ -147,7 +147,7 @@ def test_launcher_killed_at_twenty_random_moments_then_relaunched_equals_an_undi
     results = [json.loads(next((d / "run" / "train").glob("*/result.json")).read_text()) for d in (clean, hurt)]
     assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
     assert not [p for p in (hurt / "data").iterdir() if p.name.startswith(".") and "creating" in p.name], \
-        "a killed store creation left its temporary skeleton visible as a store"
+        "the relaunch did not clear the temporaries of store creations that were killed"
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ reference, mark each sim complete only after all its frames are written; then co
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -81,9 +82,14 @@ def finalize(spec_json: str, data_dir: str, plugins: tuple[str, ...] = ()) -> di
 
 
 def prepare(spec: DatasetSpec, data_dir: Path) -> None:
-    """Create both stores before any task runs (tasks only write regions and never race on creation)."""
+    """Create both stores before any task runs (tasks only write regions and never race on creation). The
+    launcher holds the data directory's lock here, so a store's temporaries (a skeleton being created, a broken
+    store moved aside) belong to a launch that died: they are removed."""
     data_dir.mkdir(parents=True, exist_ok=True)
     high_path, low_path = spec.store_paths(data_dir)
+    for path in (high_path, low_path):
+        for stale in data_dir.glob(f".{path.name}.*-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     store.create_store(high_path, spec, "high", high_path)
     store.create_store(low_path, spec, "low", high_path)
 

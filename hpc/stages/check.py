@@ -82,5 +82,6 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
                    output=str((out_dir / "summary.json").resolve()))
     return [
         JobGroup("check.probe", "check", probe, probes, resources, progress={"unit": "probes"}),
-        JobGroup("check.summary", "check", summarize, [summary], resources.merged(None), after=["check.probe"]),
+        JobGroup("check.summary", "check", summarize, [summary], resources.merged(None), after=["check.probe"],
+                 progress={"unit": "summary written"}),
     ]
