@@ -146,3 +146,68 @@ def test_tune_trains_trials_with_the_plugin_loss_on_a_local_ray(tmp_path, plugin
     ds = xr.open_zarr(run_dir / "tune.zarr")
     assert sorted(ds.loss.values.tolist()) == ["mse", "spectral-k1"], ds.loss.values
     assert set(ds.status.values) <= {"completed", "stopped early"}
+
+
+SCENE = '''
+"""mylab.cavity: a closed 100 x 100 box whose fluid is stirred by a steady body force in the top band."""
+from fluidperc.sim.scene_base import ScenePhysics
+from fluidperc.sim.scenes import SceneEntry, SceneInfo, register_scene
+
+INFO = SceneInfo(name="cavity", width=100.0, height=100.0, dt=0.5, steps=40,
+                 velocity_boundary="closed box", marker_boundary="zero", obstacle="none",
+                 characteristic_length=100.0, characteristic_velocity=0.1, description="stirred cavity")
+
+
+class CavityPhysics(ScenePhysics):
+    info = INFO
+
+    def velocity_boundary(self):
+        from phi.math import extrapolation
+        return extrapolation.ZERO
+
+    def constant_fields(self, grid, vbc):
+        from phi import math
+        from phi.field import StaggeredGrid
+        from phi.geom import Box
+        return {"stir": StaggeredGrid(Box(x=(0, 100), y=(80, 100)), vbc, **grid) * math.vec(x=0.05, y=0)}
+
+    def marker_source(self, grid):
+        from phi.field import CenteredGrid
+        from phi.geom import Box
+        return CenteredGrid(Box(x=(40, 60), y=(0, 10)), 0, **grid)
+
+    def force(self, velocity, marker, fields, dt):
+        return velocity + fields["stir"] * dt
+
+
+register_scene(SceneEntry(INFO, "mylab.cavity:CavityPhysics", open_x=False, open_y=False))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_scene_from_an_outside_package_generates_a_dataset_that_trains_a_cell(tmp_path, plugin_env):
+    (tmp_path / "site" / "mylab" / "cavity.py").write_text(textwrap.dedent(SCENE))
+    sweep = {
+        "name": "cav", "plugins": ["mylab.cavity"], "resources": {"cpus_per_task": 1, "time_min": 20},
+        "datagen": {"data_dir": str(tmp_path / "data"), "datasets": [{
+            "scene": "cavity", "resolution": [32, 32], "factor": 2, "train_reynolds": [1.0e4, 2.0e4],
+            "test_reynolds": [1.5e4], "steps": 12, "keep_from": 2, "sims_per_task": 3}]},
+        "train": {"tasks": ["ae"], "datasets": [{"scene": "cavity", "resolution": [16, 16]}], "losses": ["mse"],
+                  "settings": {"steps": 2, "batch_size": 2, "validate_every": 2, "checkpoint_every": 2,
+                               "val_samples": 2}},
+    }
+    path = write(tmp_path / "cav.yaml", sweep)
+    res = subprocess.run([sys.executable, "-m", "hpc.launch", str(path), "--backend", "local", "--out",
+                          str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=500)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import xarray as xr
+
+    ds = xr.open_zarr(tmp_path / "data" / "cavity_32x32.zarr")
+    assert dict(ds.sizes)["x_face"] == 31 and dict(ds.sizes)["y_face"] == 31  # walls on every side
+    assert float(abs(ds.velocity_x.isel(frame=-1)).max()) > 0, "the stirring force moved nothing"
+    assert ds.attrs["scene"] == "cavity" and ds.attrs["domain"] == [100.0, 100.0]
+    assert (tmp_path / "run" / "train" / "ae-cavity_16x16-mse-s0" / "result.json").is_file()
+    unknown = subprocess.run([sys.executable, "-m", "hpc.launch", str(write(path, {**sweep, "plugins": []})),
+                              "--dry-run"], capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=120)
+    assert unknown.returncode == 2 and "unknown scene 'cavity'; expected one of karman, plume" in unknown.stderr
