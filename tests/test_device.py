@@ -98,3 +98,39 @@ def test_gpu_check_runs_every_check_on_the_cpu(tmp_path):
     assert "backend gloo" in next(c["detail"] for c in result["checks"] if c["check"] == "DDP cell, world size 1")
     assert result["timings"]["sol_step"]["median_s"]["mse"] > 0
     assert proc.stdout.rstrip().splitlines()[-1].startswith("14 passed, 0 failed")
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_inference_options_channels_last_equal_and_bfloat16_within_the_stated_error():
+    """README states these bounds for evaluate.settings.precision / channels_last (measured here: random
+    networks, the same architectures and inputs as the study's)."""
+    from fluidperc.models import TransformNet
+    from fluidperc.train.tasks import FrameTask
+
+    torch.manual_seed(0)
+    sim, state = developed("karman", 64, 32)
+    net = MarsMoon()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.02)
+    t = state_tensors(state)
+    args = (t["velocity_x"], t["velocity_y"], t["marker"], torch.tensor([1e5, 2e5, 4e5]), 8)
+    errors = {}
+    with torch.no_grad():
+        ref = SolverInTheLoop(net, sim, torch.full((1, 2, 1, 1), 0.5), 1e5)(*args)
+        for precision, cl in (("float32", True), ("bfloat16", False)):
+            model = SolverInTheLoop(net, sim, torch.full((1, 2, 1, 1), 0.5), 1e5).for_inference(precision, cl)
+            out = model(*args)
+            errors[f"sol {precision} cl={cl}"] = max(_rel(o["velocity_x"], r["velocity_x"]) for o, r in zip(out, ref))
+        x = torch.randn(8, 1, 32, 16)
+        sr = FrameTask(TransformNet(1, 1, scale=2, width=32), *(torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)) * 2)
+        ref_sr = sr(x)
+        for precision, cl in (("float32", True), ("bfloat16", False)):
+            errors[f"sr {precision} cl={cl}"] = _rel(sr.for_inference(precision, cl)(x), ref_sr)
+            sr.for_inference("float32", False)
+    print(errors)
+    assert errors["sol float32 cl=True"] < 1e-5 and errors["sr float32 cl=True"] < 1e-5, errors
+    assert errors["sol bfloat16 cl=False"] < 1e-2, errors  # the correction is a small part of each state
+    assert errors["sr bfloat16 cl=False"] < 3e-2, errors

@@ -55,6 +55,8 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
     device = resolve_device(sol.settings.device)
     sol_model, sol_data = load_trained(sol, sol_dir, device)
     sr_model, sr_data = load_trained(sr, sr_dir, device)
+    for model in (sol_model, sr_model):
+        model.for_inference(settings.precision, settings.channels_last)
     low = sol_data.low
     high_path = Path(sr.data_dir) / sr.high_store
     high = load_frames(high_path, "velocity")

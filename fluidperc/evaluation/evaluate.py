@@ -70,6 +70,7 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
     torch.manual_seed(0)
     device = resolve_device(cell.settings.device)
     model, data = load_trained(cell, train_dir, device)
+    model.for_inference(settings.precision, settings.channels_last)
     info = scene_info(cell.scene)
     target = data.high if cell.task == "sr" else data.low
     ny, nx = (cell.high_resolution if cell.task == "sr" else cell.resolution)

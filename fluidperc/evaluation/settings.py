@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -11,3 +13,7 @@ class EvalSettings(BaseModel):
     rollout_steps: int = Field(100, ge=1, description="SOL: steps rolled out from the first test frame")
     frames: int = Field(8, ge=1, description="SR/AE: test frames per sim, evenly spaced")
     samples: int = Field(4, ge=1, description="sample frames kept for the report's figure")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="the networks (not the solver) under bfloat16 autocast: faster on GPUs and CPUs with "
+        "AMX; the error it adds is stated in README.md")
+    channels_last: bool = Field(False, description="the networks in channels-last layout (same values)")

@@ -15,7 +15,27 @@ from fluidperc.train.config import CellConfig
 from fluidperc.train.data import centred, channel_mean, channel_std, load_frames
 
 
-class FrameTask(nn.Module):
+class InferenceOptions:
+    """For evaluation only: the network (never the solver) in bfloat16 under autocast and/or channels-last
+    layout. Training always runs float32. The error each introduces is measured in tests/test_device.py and
+    stated in README.md."""
+
+    bf16 = False
+
+    def for_inference(self, precision: str = "float32", channels_last: bool = False) -> "InferenceOptions":
+        self.bf16 = precision == "bfloat16"
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        return self
+
+    def run_net(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.bf16:
+            return self.net(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.net(x).float()
+
+
+class FrameTask(InferenceOptions, nn.Module):
     """AE and SR: normalised input frames -> network -> de-normalised prediction."""
 
     def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor, in_mean: torch.Tensor, in_std: torch.Tensor):
@@ -25,10 +45,10 @@ class FrameTask(nn.Module):
             self.register_buffer(name, t, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.in_mean) / self.in_std) * self.std + self.mean
+        return self.run_net((x - self.in_mean) / self.in_std) * self.std + self.mean
 
 
-class SolverInTheLoop(nn.Module):
+class SolverInTheLoop(InferenceOptions, nn.Module):
     """m steps of the low-resolution differentiable PhiFlow solver, each followed by the network's correction.
 
     Between solver steps the state stays in the stores' staggered torch tensors; the correction (centres, network,
@@ -45,7 +65,7 @@ class SolverInTheLoop(nn.Module):
     def correction(self, uv: torch.Tensor, reynolds: torch.Tensor) -> torch.Tensor:
         """The network's cell-centred velocity correction [B, 2, y, x] for centred velocities [B, 2, y, x]."""
         re = (reynolds / self.re_std).to(uv).view(-1, 1, 1, 1).expand(-1, 1, *uv.shape[-2:])
-        return self.net(torch.cat([uv / self.vel_std, re], dim=1)) * self.vel_std
+        return self.run_net(torch.cat([uv / self.vel_std, re], dim=1)) * self.vel_std
 
     def forward(self, vx: torch.Tensor, vy: torch.Tensor, marker: torch.Tensor, reynolds: torch.Tensor, steps: int,
                 corrected: bool = True) -> list[dict[str, torch.Tensor]]:
