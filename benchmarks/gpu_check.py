@@ -35,6 +35,7 @@ import torch
 
 from benchmarks.bench_losses import SHARED_LSIM, random_trunks
 from benchmarks.common import RESULTS, machine, table
+from fluidperc.devices import synchronize, timed
 from fluidperc.weights import CATALOG, WeightStore, default_dirs
 
 PAD = {"pad_to": [64, 64]}
@@ -61,16 +62,8 @@ def random_lsim(tmp: Path, store: WeightStore) -> WeightStore:
     return WeightStore(store.dirs, catalog)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], Any], device: torch.device) -> float:
-    t0 = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - t0
+def seconds(fn: Callable[[], Any], device: torch.device) -> float:
+    return timed(fn, device)[1]
 
 
 class Report:
@@ -254,13 +247,13 @@ def check_pressure(device: torch.device, report: Report, quick: bool) -> str:
         rhs = torch.randn(4, nx, ny, device=device)
         lu = lambda: solver.solve_native(rhs.cpu(), False).to(device)  # noqa: E731  the host path, as before
         x_lu = lu()
-        row = {"lu_host_s": statistics.median(timed(lu, device) for _ in range(5))}
+        row = {"lu_host_s": statistics.median(seconds(lu, device) for _ in range(5))}
         if solver.inverse is not None:
             dense = lambda: solver.solve_native(rhs, False)  # noqa: E731
             x = dense()
             err = float((x - x_lu).norm() / x_lu.norm())
             worst = max(worst, err)
-            row.update(dense_s=statistics.median(timed(dense, device) for _ in range(20)), rel_diff=err)
+            row.update(dense_s=statistics.median(seconds(dense, device) for _ in range(20)), rel_diff=err)
         rows[f"{scene} {ny}x{nx}"] = row
     report.timings["pressure_solve"] = rows
     if worst > 1e-5:
@@ -281,13 +274,13 @@ def sol_step_times(root: Path, store: WeightStore, device: torch.device, quick: 
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(repeats):
         for label, fn in steps.items():
-            times[label].append(timed(fn, device))
+            times[label].append(seconds(fn, device))
     med = {k: statistics.median(v) for k, v in times.items()}
     if device.type == "cuda":  # where the MSE step's time goes: device kernels against host-side Python
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            wall = sum(timed(steps["mse"], device) for _ in range(3)) / 3
+            wall = sum(seconds(steps["mse"], device) for _ in range(3)) / 3
         events = prof.key_averages()
         kernel_s = sum(e.self_device_time_total for e in events) / 1e6 / 3
         launches = sum(e.count for e in events if e.key.startswith("cudaLaunchKernel")) / 3
@@ -303,7 +296,7 @@ def sol_step_times(root: Path, store: WeightStore, device: torch.device, quick: 
     try:
         cpu_fn = training_step(make_cell(root, "sol", "mse", "cpu", quick), store, torch.device("cpu"))[0]
         cpu_fn(), cpu_fn()
-        cpu_mse = statistics.median(timed(cpu_fn, torch.device("cpu")) for _ in range(max(3, repeats // 2)))
+        cpu_mse = statistics.median(seconds(cpu_fn, torch.device("cpu")) for _ in range(max(3, repeats // 2)))
     finally:
         torch.set_num_threads(threads)
     report.timings["sol_step"] = {"device": device.type, "median_s": med, "times_s": times,
@@ -336,8 +329,7 @@ def datagen_rates(device: torch.device, quick: bool, report: Report) -> list[lis
                     state = sim.step(state)
                     components(state)  # the host copy datagen makes of every stored frame
 
-            seconds = timed(run, dev)
-            rates[dev.type] = 4 * n / seconds
+            rates[dev.type] = 4 * n / seconds(run, dev)
         out[f"{scene} {ny}x{nx}"] = rates
         ratio = rates.get(device.type, 0) / rates["cpu"]
         rows.append([f"datagen {scene} {ny}x{nx}", ", ".join(f"{k} {v:.0f} frames/s" for k, v in rates.items()),

@@ -61,3 +61,13 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work, so that a host clock read after it times the work itself."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device):
+    """(fn(), seconds), the device's queued work included."""
+    import time
+
+    t0 = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return out, time.perf_counter() - t0

@@ -7,7 +7,6 @@ high-resolution reference and wall time per frame of every path are measured in 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import xarray as xr
 
 from fluidperc.datasets.names import grid_name
 from fluidperc.devices import resolve as resolve_device
-from fluidperc.devices import synchronize
+from fluidperc.devices import timed
 from fluidperc.errors import UserError
 from fluidperc.evaluation.collect import PSEUDO_LOSSES
 from fluidperc.evaluation.evaluate import (
@@ -32,13 +31,6 @@ from fluidperc.train.data import load_frames
 from fluidperc.weights import WeightStore
 
 PATHS = {"corrected": "", **PSEUDO_LOSSES["combined"]}  # path -> variable suffix
-
-
-def _timed(fn, device: torch.device):
-    t0 = time.perf_counter()
-    out = fn()
-    synchronize(device)
-    return out, time.perf_counter() - t0
 
 
 def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, out_path: str,
@@ -74,9 +66,9 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
         for path, corrected in (("corrected", True), ("source", False)):
             args = tuple(t.to(device) for t in (low.velocity_x[s, 0], low.velocity_y[s, 0], low.marker[s, 0], re))
             sol_model(*args, 1, corrected=corrected)  # warm-up: compiled solver parts trace on first use
-            states, t_sim = _timed(lambda: sol_model(*args, n, corrected=corrected), device)
+            states, t_sim = timed(lambda: sol_model(*args, n, corrected=corrected), device)
             marker = torch.stack([st["marker"] for st in states], dim=1).float()  # sims, steps, y, x
-            up, t_sr = _timed(lambda: sr_model(marker.reshape(-1, 1, *marker.shape[-2:])), device)
+            up, t_sr = timed(lambda: sr_model(marker.reshape(-1, 1, *marker.shape[-2:])), device)
             preds[path] = up.reshape(len(sims), n, *up.shape[1:]).cpu()
             seconds[path] = (t_sim + t_sr) / frames
         ny, nx = sr.high_resolution
@@ -93,7 +85,7 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
                 out.append(state_tensors(state)["marker"])
             return torch.stack(out, dim=1)
 
-        marker, t_high = _timed(rollout, device)
+        marker, t_high = timed(rollout, device)
         preds["high-res sim"] = marker.float().cpu()[:, :, None]
         seconds["high-res sim"] = t_high / frames
     ref = high.marker[s, 1 : n + 1].float()[:, :, None]  # sims, steps, 1, y, x

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fluidperc.datasets.names import grid_name
 from hpc.errors import UserError
-from hpc.plan import JobGroup, Task
+from hpc.plan import Cell, JobGroup, Task
 from hpc.spec import Sweep
 from hpc.stages.train import cell_dir, plan_cell, trainable_cells
 
@@ -69,8 +69,6 @@ def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -
     group = JobGroup("evaluate.combined", "evaluate", evaluate_combined, tasks, res, after=["train.sol", "train.sr"],
                      note=f"{len(tasks)} low-res+SOL+SR vs high-res sim comparisons",
                      progress={"unit": "comparisons evaluated"})
-    from hpc.plan import Cell
-
     group.cells = [Cell(e["label"], "combined", resolution, e["loss"], e["seed"], e.get("reason", "")) for e in entries]
     return group, entries
 
