@@ -54,6 +54,13 @@ class Backend:
         """Live state, elapsed time and exit code per job id, or None when the manifest's record is the state."""
         return None
 
+    def cancel(self, job_ids: list[str]) -> None:
+        """Withdraw queued jobs that can no longer run as submitted (only schedulers queue jobs)."""
+
+    def job(self, folder: Path, job_id: str) -> submitit.Job:
+        """A handle on a job an earlier launch submitted, to wait for it and read its result."""
+        raise NotImplementedError(f"the {self.name} backend cannot follow jobs of an earlier launch")
+
 
 class SlurmBackend(Backend):
     name = "slurm"
@@ -88,6 +95,13 @@ class SlurmBackend(Backend):
 
     def states(self, job_ids):
         return sacct_states(job_ids)
+
+    def job(self, folder, job_id):
+        return submitit.SlurmJob(folder, job_id)
+
+    def cancel(self, job_ids):
+        if job_ids:
+            subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=30)
 
 
 class LocalBackend(Backend):
@@ -163,8 +177,22 @@ def array_id(job_id: str) -> str:
     return job_id.split("_", 1)[0]
 
 
+def _add_state(states: dict[str, dict[str, str]], jid: str, state: str, elapsed: str, code: str) -> None:
+    state = state.split()[0] if state else "UNKNOWN"  # 'CANCELLED by 0' -> 'CANCELLED'
+    if "_[" in jid:  # a pending remainder of an array: '1234_[2-3]'
+        base, rng = jid.split("_[", 1)
+        for part in rng.rstrip("]").split("%")[0].split(","):
+            lo, _, hi = part.partition("-")
+            for k in range(int(lo), int(hi or lo) + 1):
+                states[f"{base}_{k}"] = {"state": state, "elapsed": elapsed, "exit": code}
+    else:
+        states[jid] = {"state": state, "elapsed": elapsed, "exit": code}
+
+
 def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
-    """State, elapsed time and exit code for Slurm job ids (array tasks as '1234_5')."""
+    """State, elapsed time and exit code for Slurm job ids (array tasks as '1234_5'). Accounting learns of a job
+    some seconds after it is submitted; until then the controller's queue (squeue) answers for it, so a relaunch
+    right after a launch never mistakes a queued job for a lost one."""
     if not job_ids:
         return {}
     ids = sorted({array_id(j) for j in job_ids})
@@ -175,14 +203,13 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
         raise UserError(f"sacct failed ({err}); is Slurm accounting (slurmdbd) reachable?") from None
     states: dict[str, dict[str, str]] = {}
     for line in out.splitlines():
-        jid, state, elapsed, code = (line.split("|") + ["", "", "", ""])[:4]
-        state = state.split()[0] if state else "UNKNOWN"  # 'CANCELLED by 0' -> 'CANCELLED'
-        if "_[" in jid:  # a pending remainder of an array: '1234_[2-3]'
-            base, rng = jid.split("_[", 1)
-            for part in rng.rstrip("]").split("%")[0].split(","):
-                lo, _, hi = part.partition("-")
-                for k in range(int(lo), int(hi or lo) + 1):
-                    states[f"{base}_{k}"] = {"state": state, "elapsed": elapsed, "exit": code}
-        else:
-            states[jid] = {"state": state, "elapsed": elapsed, "exit": code}
+        _add_state(states, *(line.split("|") + ["", "", "", ""])[:4])
+    if any(j not in states for j in job_ids):
+        # every queued job, filtered here: squeue -j fails outright when one id has left the controller
+        queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%M"], capture_output=True, text=True, timeout=30)
+        wanted = set(ids)
+        for line in queue.stdout.splitlines() if queue.returncode == 0 else []:
+            jid, state, elapsed = (line.split("|") + ["", "", ""])[:3]
+            if array_id(jid) in wanted and jid not in states:
+                _add_state(states, jid, state, elapsed, "")
     return states

@@ -98,6 +98,7 @@ class Launch:
         self.manifest["sweep"] = sweep_name
         self.manifest["launches"].append(self.entry)
         self.failures: list[str] = []
+        self.in_flight: list[tuple[str, Task, str]] = []  # (group, task, job id) still queued from an earlier launch
         self.save()
 
     def save(self) -> None:
@@ -127,12 +128,26 @@ class Launch:
         for group in groups:
             todo: list[Task] = []
             in_flight: list[str] = []
+            stale: list[str] = []
+            # A queued job from an earlier launch waits on that launch's jobs. When this launch submits its
+            # dependencies again, the old ones failed: Slurm will cancel it (kill_on_invalid_dep), so it is
+            # withdrawn now and submitted again behind the new dependencies.
+            requeued_deps = any(name in jobs_by_group for name in group.after)
             for task in group.pending:
                 prev = self.previous.get((group.name, task.label))
-                if prev and prev["backend"] == self.backend and states.get(prev["job_id"], {}).get("state") in SLURM_ACTIVE:
+                state = states.get(prev["job_id"], {}).get("state") if prev and prev["backend"] == self.backend else None
+                if state == "PENDING" and requeued_deps:
+                    stale.append(prev["job_id"])
+                    todo.append(task)
+                elif state in SLURM_ACTIVE:
                     in_flight.append(prev["job_id"])
+                    self.in_flight.append((group.name, task, prev["job_id"]))
                 else:
                     todo.append(task)
+            if stale:
+                backend.cancel(stale)
+                print(f"{group.name}: withdrew {len(stale)} queued job(s) of an earlier launch whose dependencies "
+                      f"failed ({', '.join(stale)}); submitting again")
             deps = sorted({array_id(j) for name in group.after for j in submitted.get(name, [])})
             submitted[group.name] = list(in_flight)
             if not todo:
@@ -173,6 +188,10 @@ class Launch:
                 self.failures.append(f"{group.name}: not run, because {', '.join(blocked)} failed")
                 continue
             n_fail = len(self.failures)
+            # jobs of an earlier launch this one counts on are waited for as well: --wait means all of it is done
+            backend = get_backend(self.backend)
+            pairs = pairs + [(task, backend.job(self.run_dir / "logs" / group.name, job_id))
+                             for name, task, job_id in self.in_flight if name == group.name]
             for task, job in tqdm(pairs, desc=f"waiting {group.name}", unit="job", file=sys.stderr, leave=False):
                 self._collect(group.name, task, job)
             if len(self.failures) > n_fail:

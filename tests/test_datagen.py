@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+
+from conftest import ROOT
 
 SWEEP = """
 name: dg
@@ -62,7 +65,7 @@ def test_local_datagen_writes_high_and_downsampled_stores_that_xarray_reads(tmp_
 
 @pytest.mark.slurm
 @pytest.mark.timeout(400)
-def test_slurm_array_of_four_tasks_and_sigkill_then_relaunch_completes_only_that_sim(slurm_cluster, tmp_path, launch_cli):
+def test_slurm_array_of_four_tasks_and_sigkill_then_relaunch_completes_only_that_sim_and_its_statistics(slurm_cluster, tmp_path, launch_cli):
     sweep = sweep_file(tmp_path, steps=400, keep=0, chunk=10)
     run_dir = tmp_path / "run"
     res = launch_cli(str(sweep), "--backend", "slurm", "--out", str(run_dir))
@@ -71,6 +74,11 @@ def test_slurm_array_of_four_tasks_and_sigkill_then_relaunch_completes_only_that
     tasks = manifest["launches"][0]["groups"][0]["tasks"]
     assert len(tasks) == 4 and len({t["job_id"].split("_")[0] for t in tasks}) == 1, "4 tasks must be ONE array"
     high_path = tmp_path / "data" / "karman_32x16.zarr"
+    # The statistics job waits on the array. Held, it is still queued when the relaunch comes (Slurm would
+    # otherwise cancel it at some point after the array fails): the relaunch must withdraw it and submit it again
+    # behind the new array, or its --wait returns with no statistics written.
+    stats_job = manifest["launches"][0]["groups"][1]["tasks"][0]["job_id"]
+    subprocess.run(["scontrol", "hold", stats_job], check=True)
     # Kill sim 3's task once it has written frames but before it finishes.
     victim = tasks[3]["job_id"]
     deadline = time.time() + 240
@@ -96,12 +104,44 @@ def test_slurm_array_of_four_tasks_and_sigkill_then_relaunch_completes_only_that
     assert again.returncode == 0, again.stderr
     relaunch = json.loads((run_dir / "manifest.json").read_text())["launches"][1]["groups"]
     assert [t["label"] for t in relaunch[0]["tasks"]] == ["sims-3-3"] and relaunch[0]["already_done"] == 3
+    assert f"withdrew 1 queued job(s) of an earlier launch whose dependencies failed ({stats_job})" in again.stdout
+    assert relaunch[1]["tasks"][0]["job_id"] != stats_job
     ds = check_store(high_path, 4, 400, 32, 16)
     for s in range(3):
         np.testing.assert_array_equal(ds.velocity_x.values[s], before[s])
     assert mtimes == {p: p.stat().st_mtime_ns for p in mtimes}, "complete sims were rewritten"
     status = subprocess.run([".venv/bin/python", "-m", "hpc.status", str(run_dir)], capture_output=True, text=True)
     assert "karman_32x16: 4/4 sims" in status.stdout
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(300)
+def test_slurm_relaunch_with_wait_while_the_first_launch_is_queued_waits_for_its_jobs(slurm_cluster, tmp_path):
+    sweep = sweep_file(tmp_path)
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "hpc.launch", str(sweep), "--backend", "slurm", "--out", str(run_dir)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert first.returncode == 0, first.stderr
+    groups = json.loads((run_dir / "manifest.json").read_text())["launches"][0]["groups"]
+    array = groups[0]["tasks"][0]["job_id"].split("_")[0]
+    subprocess.run(["scontrol", "hold", array], check=True)  # queued, so the relaunch finds it in flight
+    again = subprocess.Popen([*cmd, "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # the relaunch has recorded what it found before it starts waiting
+        launches = json.loads((run_dir / "manifest.json").read_text())["launches"]
+        if len(launches) == 2 and len(launches[1]["groups"]) == 2:
+            break
+        time.sleep(0.2)
+    else:
+        again.kill()
+        pytest.fail("the relaunch never recorded its groups")
+    assert again.poll() is None, "the relaunch returned while the earlier launch's jobs were still queued"
+    subprocess.run(["scontrol", "release", array], check=True)
+    out, err = again.communicate(timeout=240)
+    assert again.returncode == 0, err
+    assert "4 still queued or running from an earlier launch" in launches[1]["groups"][0]["note"]
+    assert [g["tasks"] for g in launches[1]["groups"]] == [[], []], "nothing may be submitted twice"
+    check_store(tmp_path / "data" / "karman_32x16.zarr", 4, 16, 32, 16)
 
 
 @pytest.mark.parametrize(
