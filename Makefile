@@ -3,9 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SLURM_DIR ?= /tmp/fluidperc-slurm
+MN_DIR ?= /tmp/fluidperc-mn
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast cluster-up cluster-down bench clean
+.PHONY: install demo test test-fast cluster-up cluster-down multinode-up multinode-down bench clean
 
 # Reinstall only when the dependency files change (a second `make` is quick).
 $(STAMP): pyproject.toml constraints.txt
@@ -19,15 +20,19 @@ install: $(STAMP)
 demo: install
 	$(PY) -m hpc.launch sweeps/demo.yaml
 
-# Brings up the local Slurm cluster (as root with apt-get; elsewhere the Slurm tests skip with the reason),
-# runs the whole suite, and tears the cluster down even when tests fail.
+# Brings up the local Slurm clusters (as root with apt-get; elsewhere the Slurm tests skip with the reason):
+# the single-node one on loopback and the three-node one in network namespaces. Runs the whole suite, and tears
+# both down even when tests fail.
 test: install
 	@up=0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-up.sh || exit 1; up=1; \
-	else echo "make test: not root on Debian/Ubuntu, so no local Slurm cluster; the Slurm tests will skip."; fi; \
-	rc=0; SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf FLUIDPERC_SLURM_DIR=$(SLURM_DIR) $(PY) -m pytest -ra $(PYTEST_ARGS) || rc=$$?; \
-	if [ $$up = 1 ]; then FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-down.sh; fi; \
+	  FLUIDPERC_MN_DIR=$(MN_DIR) bash slurm/local-multinode-up.sh || { FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-down.sh; exit 1; }; \
+	else echo "make test: not root on Debian/Ubuntu, so no local Slurm clusters; the Slurm tests will skip."; fi; \
+	rc=0; SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf FLUIDPERC_SLURM_DIR=$(SLURM_DIR) FLUIDPERC_MN_DIR=$(MN_DIR) \
+	  $(PY) -m pytest -ra $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$up = 1 ]; then FLUIDPERC_MN_DIR=$(MN_DIR) bash slurm/local-multinode-down.sh; \
+	  FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-down.sh; fi; \
 	exit $$rc
 
 # The suite without the Slurm cluster (Slurm tests skip).
@@ -39,6 +44,13 @@ cluster-up:
 
 cluster-down:
 	FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-down.sh
+
+# Three compute nodes and a controller, each in its own network and UTS namespace (slurm/README.md).
+multinode-up:
+	FLUIDPERC_MN_DIR=$(MN_DIR) bash slurm/local-multinode-up.sh
+
+multinode-down:
+	FLUIDPERC_MN_DIR=$(MN_DIR) bash slurm/local-multinode-down.sh
 
 clean:
 	rm -rf runs .pytest_cache

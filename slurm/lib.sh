@@ -1,4 +1,4 @@
-# Helpers shared by local-cluster-up.sh and local-cluster-down.sh.
+# Helpers shared by the local cluster scripts (single-node and multi-node, up and down).
 
 # pid_alive PIDFILE NAME: the pid in PIDFILE runs a process called NAME (a zombie counts as dead:
 # PID 1 reaps slowly here and kill -0 succeeds on a zombie).
@@ -34,4 +34,28 @@ wait_for() {
     done
     echo "timed out after ${secs}s waiting for $what" >&2
     return 1
+}
+
+# install_slurm_packages WHO: install munge, Slurm and MariaDB from Debian's packages when any is missing.
+install_slurm_packages() {
+    local who=$1 missing=() bin
+    for bin in munged slurmctld slurmd sinfo slurmdbd mariadbd; do
+        command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || missing+=("$bin")
+    done
+    [ ${#missing[@]} = 0 ] && return 0
+    command -v apt-get >/dev/null || { echo "$who: missing ${missing[*]} and no apt-get to install them; install munge, slurmctld, slurmd, slurm-client, slurmdbd and mariadb-server by hand." >&2; exit 1; }
+    echo "$who: installing munge slurmctld slurmd slurm-client slurmdbd mariadb-server (missing: ${missing[*]})"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q munge slurmctld slurmd slurm-client slurmdbd mariadb-server >/dev/null
+}
+
+# stop_cluster_daemons STATE NODE...: stop the multi-node cluster's Slurm daemons in parallel (slurmctld takes
+# ~5 s to exit after SIGTERM and each slurmd ~2 s); MariaDB and munged stay up.
+stop_cluster_daemons() {
+    local state=$1 node; shift
+    for node in "$@"; do stop_daemon "$state/run/slurmd.$node.pid" slurmd & done
+    stop_daemon "$state/run/slurmctld.pid" slurmctld &
+    stop_daemon "$state/run/slurmdbd.pid" slurmdbd &
+    wait
 }

@@ -23,19 +23,6 @@ die() { echo "local-cluster-up: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (it starts munged, MariaDB and the Slurm daemons)."
 
-install_packages() {
-    local missing=()
-    for bin in munged slurmctld slurmd sinfo slurmdbd mariadbd; do
-        command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || missing+=("$bin")
-    done
-    [ ${#missing[@]} = 0 ] && return 0
-    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them; install munge, slurmctld, slurmd, slurm-client, slurmdbd and mariadb-server by hand."
-    echo "local-cluster-up: installing munge slurmctld slurmd slurm-client slurmdbd mariadb-server (missing: ${missing[*]})"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q munge slurmctld slurmd slurm-client slurmdbd mariadb-server >/dev/null
-}
-
 check_hostname() {
     HOST=$(hostname -s)
     local addr
@@ -179,7 +166,7 @@ health() {
     scontrol ping >/dev/null 2>&1 && node_ready && sacct -n -X -S now-1minutes >/dev/null 2>&1
 }
 
-install_packages
+install_slurm_packages local-cluster-up
 check_hostname
 write_configs
 if [ "$CONFIG_CHANGED" = 1 ]; then

@@ -25,6 +25,62 @@ def slurm_cluster() -> str:
     return os.environ.get("SLURM_CONF", "")
 
 
+MN_STATE = Path(os.environ.get("FLUIDPERC_MN_DIR", "/tmp/fluidperc-mn"))
+MN_NETNS = Path("/run/netns/fpctl")
+MN_NODES = ("fpn1", "fpn2", "fpn3")
+
+
+class Multinode:
+    """The three-node cluster of slurm/local-multinode-up.sh. Its daemons listen only inside network namespaces,
+    so every client command runs in the controller's namespace, as a user would run it on a login node."""
+
+    conf = MN_STATE / "etc" / "slurm.conf"
+
+    def run(self, *args: str, timeout: float = 300, check: bool = False, env: dict[str, str] | None = None,
+            netns: Path = MN_NETNS) -> subprocess.CompletedProcess:
+        extra = [f"{k}={v}" for k, v in (env or {}).items()]
+        cmd = ["nsenter", f"--net={netns}", "env", f"SLURM_CONF={self.conf}", "PYTHONUNBUFFERED=1", *extra, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout, check=check)
+
+    def launch(self, *args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return self.run(sys.executable, "-m", "hpc.launch", *args, "--backend", "slurm", timeout=timeout, env=env)
+
+    def node_processes(self) -> dict[str, list[str]]:
+        """node -> the command lines of every process in its network namespace except its slurmd."""
+        found = {}
+        for node in MN_NODES:
+            pids = subprocess.run(["ip", "netns", "pids", node], capture_output=True, text=True).stdout.split()
+            cmds = []
+            for pid in pids:
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                except OSError:
+                    continue  # ended meanwhile
+                if cmd and not cmd.startswith("slurmd ") and "unshare --uts" not in cmd:
+                    cmds.append(f"{pid} {cmd}")
+            found[node] = cmds
+        return found
+
+    def job_nodes(self, job_ids: list[str]) -> dict[str, str]:
+        """job id -> the node it ran on, from accounting."""
+        out = self.run("sacct", "-X", "-n", "-P", "-o", "JobID,NodeList", "-j", ",".join(job_ids), check=True).stdout
+        return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+
+
+@pytest.fixture(scope="session")
+def multinode_cluster() -> Multinode:
+    """Skips with the reason when the multi-node cluster is not up (`make test` brings it up as root)."""
+    if not MN_NETNS.exists() or not Multinode.conf.is_file():
+        pytest.skip(f"no multi-node test cluster ({MN_NETNS} or {Multinode.conf} is missing); `make test` brings "
+                    "one up as root with slurm/local-multinode-up.sh")
+    cluster = Multinode()
+    nodes = cluster.run("sinfo", "-h", "-N", "-o", "%N %t", timeout=30).stdout.split("\n")
+    ready = [line.split()[0] for line in nodes if line.split()[1:2] and line.split()[1].startswith(("idle", "mix", "alloc"))]
+    if sorted(ready) != list(MN_NODES):
+        pytest.skip(f"the multi-node test cluster answers with nodes {nodes}, not {MN_NODES} ready")
+    return cluster
+
+
 def run_module(module: str, *args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `python -m module args` as a user would, capturing output."""
     return subprocess.run(
@@ -35,6 +91,26 @@ def run_module(module: str, *args: str, cwd: Path | None = None, timeout: float 
         timeout=timeout,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+TINY_KARMAN = {
+    "scene": "karman", "resolution": [64, 32], "factor": 2, "train_reynolds": [1.0e5, 3.0e5, 6.0e5],
+    "test_reynolds": [2.0e5], "steps": 60, "keep_from": 30, "sims_per_task": 4, "frames_per_chunk": 10,
+}
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """A tiny Karman dataset pair (64x32 -> 32x16), generated in-process with the real generator."""
+    from fluidperc.datasets import generate
+    from fluidperc.datasets.spec import DatasetSpec
+
+    root = tmp_path_factory.mktemp("data")
+    spec = DatasetSpec.model_validate(TINY_KARMAN)
+    generate.prepare(spec, root)
+    generate.simulate_group(spec.model_dump_json(), str(root), list(range(len(spec.sims()))), progress=False)
+    generate.finalize(spec.model_dump_json(), str(root))
+    return root
 
 
 @pytest.fixture

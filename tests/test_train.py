@@ -18,26 +18,6 @@ from fluidperc.train import CellConfig, run
 from fluidperc.train.data import channel_stats
 from fluidperc.train.tasks import TaskData, build_model, centred, sample_loss
 
-SPEC = {
-    "scene": "karman", "resolution": [64, 32], "factor": 2, "train_reynolds": [1.0e5, 3.0e5, 6.0e5],
-    "test_reynolds": [2.0e5], "steps": 60, "keep_from": 30, "sims_per_task": 4, "frames_per_chunk": 10,
-}
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory) -> Path:
-    """A tiny Karman dataset pair (64x32 -> 32x16), generated in-process with the real generator."""
-    from fluidperc.datasets import generate
-    from fluidperc.datasets.spec import DatasetSpec
-
-    root = tmp_path_factory.mktemp("data")
-    spec = DatasetSpec.model_validate(SPEC)
-    generate.prepare(spec, root)
-    generate.simulate_group(spec.model_dump_json(), str(root), list(range(len(spec.sims()))), progress=False)
-    generate.finalize(spec.model_dump_json(), str(root))
-    return root
-
-
 @pytest.fixture
 def shared_weights(monkeypatch, lsim_weights):
     monkeypatch.setenv("FLUIDPERC_WEIGHTS", str(lsim_weights.parent))

@@ -1,6 +1,6 @@
 """The tune stage: a search space is checked completely before Ray starts; ASHA over VGG layers runs on a local
-Ray whose listeners (dashboard included) stay on loopback; inside a job on the real Slurm cluster Ray runs the
-trials, ends with the job, and a relaunch resumes the experiment from Tune's checkpoints."""
+Ray whose listeners (dashboard included) stay on loopback. Ray inside a Slurm job (head and worker on two nodes,
+ending with the job, resumed by a relaunch) is tested in test_multinode.py."""
 
 from __future__ import annotations
 
@@ -207,41 +207,3 @@ def test_local_asha_sweep_over_vgg_layers_with_the_dashboard_on_loopback(tmp_pat
     assert not ray_processes(run_dir), "Ray must be shut down with the job"
     again = cli("hpc.launch", str(sweep), "--backend", "local", "--out", str(run_dir), env=tune_env)
     assert again.returncode == 0 and "nothing to submit" in again.stdout
-
-
-# --- Ray inside a Slurm job ----------------------------------------------------------------------------------
-def test_ray_cluster_in_a_slurm_job_runs_two_trials_ends_with_the_job_and_resumes(slurm_cluster, tmp_path, tune_env):
-    from hpc.backends import sacct_states
-
-    # 6 epochs of 10 steps: long enough that the job is cancelled mid-experiment, after the first checkpoint.
-    sweep = tune_sweep(tmp_path / "t.yaml", tune_env["DATA_DIR"], VGG_LAYERS[:2], 6, free_port("127.0.0.1"),
-                       epoch_steps=10, asha={"grace_period": 6, "reduction_factor": 2})
-    run_dir = tmp_path / "run"
-    first = cli("hpc.launch", str(sweep), "--backend", "slurm", "--out", str(run_dir), env=tune_env)
-    assert first.returncode == 0, first.stderr
-    job_id = re.search(r"submitted tune: job (\d+)", first.stdout).group(1)
-    deadline = time.monotonic() + 300
-    experiment = run_dir / "tune" / "experiment"
-    while not list(experiment.glob("trial-*/checkpoint_000000")):
-        assert time.monotonic() < deadline, "no trial checkpointed in time"
-        assert sacct_states([job_id]).get(job_id, {}).get("state", "PENDING") in ("PENDING", "RUNNING"), "the job ended early"
-        time.sleep(0.5)
-    assert ray_processes(run_dir), "Ray runs inside the job"
-    subprocess.run(["scancel", job_id], check=True)
-    deadline = time.monotonic() + 60
-    while ray_processes(run_dir) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not ray_processes(run_dir), "every Ray process must end with the job"
-    while sacct_states([job_id]).get(job_id, {}).get("state") in ("PENDING", "RUNNING", "COMPLETING"):
-        time.sleep(0.5)
-    assert sacct_states([job_id])[job_id]["state"] == "CANCELLED" and not (run_dir / "tune.zarr").exists()
-    second = cli("hpc.launch", str(sweep), "--backend", "slurm", "--wait", "--out", str(run_dir), env=tune_env)
-    assert second.returncode == 0, second.stdout + second.stderr
-    logs = "".join(p.read_text() for p in (run_dir / "logs" / "tune").glob("*_log.out"))
-    assert "restoring the Tune experiment" in logs
-    ds = xr.open_zarr(run_dir / "tune.zarr").load()
-    check_tidy(ds, 2, 6)
-    assert list(ds.status.values) == ["completed", "completed"], "grace period 6: nothing stops early"
-    assert not ray_processes(run_dir)
-    status = cli("hpc.status", str(run_dir), env=tune_env)
-    assert status.returncode == 0 and "2 trials finished (0 errored)" in status.stdout, status.stdout + status.stderr

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +48,7 @@ class Trainer:
         self.out = Path(out_dir)
         self.progress = progress
         self.step = 0
+        self.resumed_from: int | None = None  # the checkpoint step this run started from
         self.in_step = False
         self.model: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -158,6 +161,10 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.step = int(state["step"])
+            self.resumed_from = self.step
+            if d.is_main:
+                print(f"cell {cell.label}: resuming from step {self.step} ({self.out / 'checkpoint.pt'})",
+                      file=sys.stderr, flush=True)
         return data, loss_fn
 
     def _batches(self, data: TaskData, cell, d):
@@ -200,14 +207,19 @@ class Trainer:
         """Check that every rank ended with the same weights, then write model.pt and result.json (last: its
         presence marks the cell done)."""
         digest = weights_digest(self.model)
-        digests = [digest]
+        ranks = [(digest, socket.gethostname())]
         if d.grouped:  # data parallelism is only right if every rank ends with the same weights
-            digests = [None] * d.world_size
-            dist.all_gather_object(digests, digest)
-            if len(set(digests)) != 1:
-                raise RuntimeError(f"cell {cell.label}: ranks ended with different weights {digests}")
+            ranks = [None] * d.world_size
+            dist.all_gather_object(ranks, (digest, socket.gethostname()))
+        digests = [r[0] for r in ranks]
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"cell {cell.label}: ranks ended with different weights {digests}")
+        # where the ranks ran and how they met, so a multi-node run can be checked after the fact
         result = {"cell": cell.label, "steps": self.step, "weights_sha256": digest, "rank_digests": digests,
-                  "world_size": d.world_size, **{k: v for k, v in last.items() if k != "step"}}
+                  "world_size": d.world_size, "rank_hosts": [r[1] for r in ranks],
+                  "master_addr": os.environ.get("MASTER_ADDR") if d.grouped else None,
+                  "resumed_from_step": self.resumed_from,
+                  **{k: v for k, v in last.items() if k != "step"}}
         if d.is_main:
             ckpt.save(self.out / "model.pt", {"model": self.model.state_dict(), "step": self.step})
             write_text(self.out / RESULT, json.dumps(result, indent=1))

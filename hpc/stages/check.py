@@ -11,8 +11,18 @@ import socket
 import time
 from pathlib import Path
 
+from fluidperc.atomic import write_text
 from hpc.plan import JobGroup, Task
 from hpc.spec import Sweep
+
+
+def host_address(host: str) -> str:
+    """The IPv4 address this host's name resolves to: what DDP (gloo, NCCL's bootstrap) and Ray use to reach it.
+    A name that resolves to loopback, or not at all, breaks multi-node jobs, so the summary flags it."""
+    try:
+        return socket.getaddrinfo(host, None, socket.AF_INET)[0][4][0]
+    except OSError:
+        return "unresolved"
 
 
 def probe(index: int, out_dir: str, matmul_size: int, sleep_s: float, fail: bool) -> dict:
@@ -35,6 +45,7 @@ def probe(index: int, out_dir: str, matmul_size: int, sleep_s: float, fail: bool
     result = {
         "index": index,
         "host": socket.gethostname(),
+        "address": host_address(socket.gethostname()),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
         "cpus": len(os.sched_getaffinity(0)),
@@ -56,10 +67,16 @@ def summarize(out_dir: str, n: int) -> dict:
     summary = {
         "probes": n,
         "hosts": sorted({p["host"] for p in probes}),
+        "addresses": {p["host"]: p.get("address", "unknown") for p in sorted(probes, key=lambda p: p["host"])},
         "devices": sorted({p["device"] for p in probes}),
         "median_matmul_gflops": sorted(p["matmul_gflops"] for p in probes)[n // 2],
     }
-    (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
+    bad = sorted(h for h, a in summary["addresses"].items() if a == "unresolved" or a.startswith("127."))
+    if bad and len(summary["hosts"]) > 1:
+        summary["warning"] = (f"host(s) {', '.join(bad)} resolve to loopback or to nothing: a job spanning nodes "
+                              "(DDP, Ray) cannot reach them by name; fix /etc/hosts or DNS, or set "
+                              "GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME to the node's interface")
+    write_text(Path(out_dir) / "summary.json", json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
     return summary
 

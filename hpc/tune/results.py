@@ -48,8 +48,9 @@ def tidy(grid: Any, stage: TuneStage, cell: CellConfig) -> xr.Dataset:
         epochs_run = max(history.get("step", {0: 0}).keys()) if history else 0
         status = "error" if result.error else ("completed" if epochs_run >= stage.epochs else "stopped early")
         trial_id = Path(result.path).name
+        node = str(df["node"].dropna().iloc[-1]) if df is not None and "node" in df and df["node"].notna().any() else ""
         trials.append({"trial": trial_id, "loss": spec.label, "loss_group": spec.name if by_name else spec.label,
-                       "loss_spec": json.dumps(spec.model_dump(), sort_keys=True), "status": status,
+                       "loss_spec": json.dumps(spec.model_dump(), sort_keys=True), "status": status, "node": node,
                        "epochs_run": epochs_run, **{k: _scalar(config.get(k)) for k in searched}})
         rows.append(history)
     epochs = np.arange(1, stage.epochs + 1)

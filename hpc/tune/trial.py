@@ -7,6 +7,7 @@ checkpoint holding the trainer's own checkpoint, so a paused, restarted or resto
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,8 @@ def train_trial(config: dict[str, Any], base_cell: str, threads: int) -> None:
                     shutil.copy2(Path(d) / name, out / name)
 
     def report(row: dict[str, Any], checkpoint_file: Path) -> None:
-        metrics = {**row, "epoch": row["step"] // epoch_steps, "loss_label": cell.loss_spec.label}
+        metrics = {**row, "epoch": row["step"] // epoch_steps, "loss_label": cell.loss_spec.label,
+                   "node": socket.gethostname()}  # where Ray placed the trial (tune.zarr's ``node``)
         with tempfile.TemporaryDirectory() as d:
             for name in CARRIED:
                 src = checkpoint_file.parent / name
