@@ -113,8 +113,10 @@ def test_lsim_is_differentiable_even_at_zero_distance(lsim_model):
 
 
 # --- every loss ------------------------------------------------------------------------------------------------
+SUM = {"name": "sum", "terms": [{"weight": 1.0, "loss": "mse"}, {"weight": 0.1, "loss": "lsim"}]}
 ALL_SPECS = ["mse", "mae", "lsim", "vgg", {"name": "vgg", "layers": {"relu1_2": 0.5, "relu2_2": 1.0}},
-             {"name": "lpips", "net": "alex"}, {"name": "lpips", "net": "vgg"}, {"name": "lpips", "net": "squeeze"}]
+             {"name": "lpips", "net": "alex"}, {"name": "lpips", "net": "vgg"}, {"name": "lpips", "net": "squeeze"},
+             SUM]
 
 
 @pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: parse_loss_spec(s).label)
@@ -146,6 +148,29 @@ def test_staggered_velocity_loss_is_the_sum_of_component_losses(store, stats):
     pu, pv = 0.8 * u, 0.9 * v
     total = loss.staggered([pu, pv], [u, v])
     assert total.item() == pytest.approx(loss(pu, u, channels=[0]).item() + loss(pv, v, channels=[1]).item(), rel=1e-6)
+
+
+def test_sum_loss_is_the_weighted_sum_of_its_terms_and_keeps_each_weighted_term(store, stats):
+    loss = get_loss(SUM, stats, store)
+    assert loss.label == "mse+0.1*lsim"
+    target = torch.stack([smooth_field(), 0.5 * smooth_field(phase=1.0)])[None]
+    pred = 0.7 * target
+    mse, lsim = get_loss("mse")(pred, target).item(), get_loss("lsim", stats, store)(pred, target).item()
+    assert loss(pred, target).item() == pytest.approx(mse + 0.1 * lsim, rel=1e-6)
+    assert {k: v.item() for k, v in loss.last_terms.items()} == pytest.approx({"mse": mse, "lsim": 0.1 * lsim})
+    # staggered components: the terms add up over components as the total does
+    u, v = target[:, :1], target[:, 1:]
+    total = loss.staggered([0.7 * u, 0.7 * v], [u, v])
+    assert sum(t.item() for t in loss.last_terms.values()) == pytest.approx(total.item(), rel=1e-6)
+
+
+def test_a_sum_needs_the_weights_of_every_term():
+    from fluidperc.losses import weights_needed
+
+    spec = {"name": "sum", "terms": [{"weight": 1, "loss": {"name": "vgg", "layer": "relu2_2"}},
+                                     {"weight": 0.5, "loss": {"name": "lpips", "net": "squeeze"}}, {"weight": 2, "loss": "mse"}]}
+    assert weights_needed(spec) == ["vgg16", "squeezenet1_1"]
+    assert parse_loss_spec(spec).label == "vgg-relu2_2+0.5*lpips-squeeze+2*mse"
 
 
 def test_mse_of_a_velocity_is_the_sum_over_components():
@@ -198,8 +223,16 @@ def test_a_target_size_below_the_minimum_is_refused_when_the_loss_is_built(store
         ({"name": "lpips", "net": "resnet"}, "valid options: value_range, pad_to"),
         ({"name": "mse", "pad_to": [64, 64]}, "invalid options for loss 'mse'"),
         ({"name": "lsim", "pad_to": [64, 64], "resize_to": [64, 64]}, "not both"),
+        ({"name": "sum", "terms": [{"weight": 0.0, "loss": "mse"}]}, "at least one term needs a weight > 0"),
+        ({"name": "sum", "terms": [{"weight": -1.0, "loss": "mse"}, {"weight": 1.0, "loss": "mae"}]},
+         "terms.0.weight: Input should be greater than or equal to 0"),
+        ({"name": "sum", "terms": [{"weight": float("inf"), "loss": "mse"}]}, "terms.0.weight: Input should be a finite"),
+        ({"name": "sum", "terms": [{"weight": 1.0, "loss": "ssim"}]}, "terms.0.loss: unknown loss 'ssim'"),
+        ({"name": "sum", "terms": [{"weight": 1.0, "loss": {"name": "sum", "terms": []}}]}, "cannot be sums"),
+        ({"name": "sum", "terms": [{"weight": 1.0, "loss": "mse"}, {"weight": 2.0, "loss": "mse"}]}, "more than once"),
     ],
-    ids=["unknown-name", "unknown-layer", "unknown-net", "option-on-mse", "two-policies"],
+    ids=["unknown-name", "unknown-layer", "unknown-net", "option-on-mse", "two-policies", "sum-all-zero",
+         "sum-negative", "sum-infinite", "sum-unknown-term", "sum-of-sums", "sum-repeated-term"],
 )
 def test_bad_loss_specs_are_rejected_with_the_valid_choices(spec, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):

@@ -92,6 +92,23 @@ def test_outputs_hold_config_checkpoint_metrics_model_and_tensorboard_events(dat
     assert list((out / "tb").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.parametrize("task", ["ae", "sol"])
+def test_a_composite_loss_trains_and_logs_each_terms_share_of_the_training_loss(task, data_dir, tmp_path):
+    composite = {"name": "sum", "terms": [{"weight": 1.0, "loss": "mse"}, {"weight": 0.5, "loss": "mae"}]}
+    c = cell(data_dir, task, loss=composite, steps=6)
+    assert c.label == f"{task}-karman_32x16-mse+0.5*mae-s0"
+    result = run(c, tmp_path / "c", progress=False)
+    assert result["steps"] == 6
+    rows = [json.loads(ln) for ln in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:  # SOL's objective is m x the loss call: the shares are scaled alike and still add up
+        assert row["train_loss/mse"] > 0 and row["train_loss/mae"] > 0
+        assert row["train_loss/mse"] + row["train_loss/mae"] == pytest.approx(row["train_loss"], rel=1e-5)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "c" / "tb")).Reload()
+    assert {"train_loss/mse", "train_loss/mae"} <= set(events.Tags()["scalars"])
+
+
 def test_nan_loss_stops_the_cell_naming_cell_step_and_loss(data_dir, tmp_path):
     with pytest.raises(FloatingPointError, match=r"cell ae-karman_32x16-mse-s0: the mse loss is (nan|inf) at step \d+"):
         run(cell(data_dir, "ae", steps=200, lr=1e12), tmp_path / "nan", progress=False)

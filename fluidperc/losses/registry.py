@@ -106,6 +106,15 @@ def metric_specs() -> dict[str, dict[str, Any]]:
     return {name: e.metric for name, e in losses().items() if e.metric is not None}
 
 
+def _sum_weights(spec: Any) -> list[str]:
+    """Every weight file any term needs: a sum is skipped or refused like the losses it holds."""
+    names: list[str] = []
+    for term in spec.terms:
+        sub = term.spec
+        names += [w for w in get_entry(sub.name).weights(sub) if w not in names]
+    return names
+
+
 def _builtin() -> None:
     if "mse" in _LOSSES:
         return
@@ -122,5 +131,7 @@ def _builtin() -> None:
         LossEntry("lpips", s.LPIPSSpec, "fluidperc.losses.lpips_loss:LPIPSLoss",
                   weights=lambda spec: [s.LPIPS_TRUNK[spec.net]], min_size=16,
                   metric={"name": "lpips", "net": "alex", **pad}, description="LPIPS (Zhang et al. 2018)"),
+        LossEntry("sum", s.SumSpec, "fluidperc.losses.composite:SumLoss", weights=_sum_weights,
+                  description="a weighted sum of other losses (mse + 0.1 * lsim)"),
     ):
         register_loss(entry)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fluidperc.errors import UserError
 
@@ -99,6 +99,52 @@ class LPIPSSpec(_ImageSpec):
         return f"lpips-{self.net}{self._suffix}"
 
 
+class SumTerm(_Spec):
+    weight: float = Field(ge=0, description="finite and >= 0")
+    loss: Any = Field(description="any loss spec but a sum: a name or a mapping")
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss(cls, v: Any) -> Any:
+        name = v if isinstance(v, str) else v.get("name") if isinstance(v, dict) else None
+        if name == "sum":
+            raise ValueError("a sum's terms cannot be sums themselves; list every term in one sum")
+        try:
+            return parse_loss_spec(v, where="term").model_dump()
+        except UserError as err:  # pydantic puts the location in front
+            raise ValueError(str(err).removeprefix("term: ")) from None
+
+    @property
+    def spec(self) -> Any:
+        return parse_loss_spec(self.loss)
+
+    @property
+    def label(self) -> str:
+        return self.spec.label if self.weight == 1 else f"{self.weight:g}*{self.spec.label}"
+
+
+class SumSpec(_Spec):
+    """A weighted sum of losses, as perceptual losses are used in practice: Johnson et al. add a pixel term to
+    the feature loss; the LSiM authors train with MSE + lambda * LSiM. Its label is ``mse+0.1*lsim``."""
+
+    name: Literal["sum"] = "sum"
+    terms: tuple[SumTerm, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _weights(self) -> "SumSpec":
+        if not any(t.weight > 0 for t in self.terms):
+            raise ValueError("at least one term needs a weight > 0")
+        labels = [t.spec.label for t in self.terms]
+        twice = sorted({lb for lb in labels if labels.count(lb) > 1})
+        if twice:
+            raise ValueError(f"term(s) {', '.join(twice)} appear more than once; add their weights instead")
+        return self
+
+    @property
+    def label(self) -> str:
+        return "+".join(t.label for t in self.terms)
+
+
 def loss_names() -> tuple[str, ...]:
     """Every loss a sweep may name (fluidperc.losses.registry: built-in, installed plugins, imported modules)."""
     from fluidperc.losses.registry import losses
@@ -121,7 +167,11 @@ def parse_loss_spec(spec: Any, where: str = "loss") -> Any:
         return model.model_validate(data)
     except ValidationError as err:
         valid = ", ".join(k for k in model.model_fields if k != "name") or "none"
+        errors = err.errors()
+        if any(e["type"] != "too_short" for e in errors):  # pydantic adds "too short" to a list with a bad item
+            errors = [e for e in errors if e["type"] != "too_short"]
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'name'}: {e['msg']}" for e in err.errors()
+            (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in errors
         )
         raise UserError(f"{where}: invalid options for loss '{data['name']}' ({problems}); valid options: {valid}") from None

@@ -80,6 +80,16 @@ class Trainer:
             value /= self.dist.world_size
         return float(value.detach())
 
+    def _term_rows(self, loss_fn, value: torch.Tensor) -> dict[str, float]:
+        """A composite loss's terms, each its weighted share of ``train_loss`` (they add up to it; SOL's objective
+        is m times the loss call, so the shares are scaled alike): which term drives training."""
+        terms = getattr(loss_fn, "last_terms", None)
+        if not terms:
+            return {}
+        total = sum(float(v) for v in terms.values())
+        scale = float(value.detach()) / total if total else 1.0
+        return {f"train_loss/{label}": self._reduce(v * scale) for label, v in terms.items()}
+
     def validate(self, data: TaskData, loss_fn) -> dict[str, float]:
         """The evaluation stage's pixel metrics (mean over validation frames and rollout steps) and the training
         loss on validation samples. Only the metrics compare across losses; Tune selects on them."""
@@ -127,7 +137,8 @@ class Trainer:
         try:
             while self.step < s.steps:
                 value = self._train_step(wrapped, next(batches), loss_fn)
-                row: dict[str, Any] = {"step": self.step, "train_loss": self._reduce(value)}
+                row: dict[str, Any] = {"step": self.step, "train_loss": self._reduce(value),
+                                       **self._term_rows(loss_fn, value)}
                 if self.step % s.validate_every == 0 or self.step == s.steps:
                     row.update(self.validate(data, loss_fn))
                 last = row

@@ -7,7 +7,8 @@ A value is either fixed (``lr: 1.0e-3``) or one of these one-key mappings:
     {randint: [lo, hi]}       integers lo..hi, both included
 
 Loss specs may hold domains in their own fields (``{name: vgg, layers: {relu2_2: {uniform: [0, 1]}}}``), which is
-how layer weights are tuned; options of a choice or grid are concrete values.
+how layer weights are tuned, and so may the terms of a sum (``{name: sum, terms: [{weight: 1, loss: mse},
+{weight: {loguniform: [1.0e-3, 1]}, loss: lsim}]}``); options of a choice or grid are concrete values.
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ def corners(value: Any, where: str) -> list[Any]:
         per_key = [corners(value[k], f"{where}.{k}") for k in keys]
         combos = itertools.islice(itertools.product(*per_key), MAX_CORNERS)
         return [dict(zip(keys, combo)) for combo in combos]
+    if isinstance(value, list):  # a sum's terms: {name: sum, terms: [{weight: {loguniform: [...]}, loss: lsim}]}
+        per_item = [corners(v, f"{where}.{i}") for i, v in enumerate(value)]
+        return [list(combo) for combo in itertools.islice(itertools.product(*per_item), MAX_CORNERS)]
     return [value]
 
 
@@ -137,4 +141,6 @@ def to_ray(value: Any) -> Any:
         return tune.randint(lo, hi + 1)
     if isinstance(value, dict):
         return {k: to_ray(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_ray(v) for v in value]
     return value
