@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.evaluation.settings import EvalSettings
@@ -96,8 +96,29 @@ class TrainStage(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     settings: TrainSettings = Field(default_factory=TrainSettings)
     task_settings: dict[Literal["ae", "sr", "sol"], dict[str, Any]] = Field(default_factory=dict)
+    settings_from: str | None = Field(
+        None, description="a finished tune run (a run directory holding tune.zarr): each loss trains with the "
+        "searched settings (lr, batch_size, unroll, ...) of its best trial, and with that trial's loss spec where "
+        "the search tuned weights inside the loss; cells of other tasks than the tune run's keep train.settings")
+    loss_settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="settings per loss label, written by hand (lsim: {lr: 3.0e-4}); they "
+        "win over settings_from and task_settings")
     resources: Resources | None = None
     task_resources: dict[Literal["ae", "sr", "sol"], Resources] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _loss_settings(self) -> "TrainStage":
+        labels = [parse_loss_spec(loss).label for loss in self.losses]
+        for label, overrides in self.loss_settings.items():
+            if label not in labels:
+                raise ValueError(f"loss_settings has key {label!r}, which is not the label of a loss in train.losses "
+                                 f"(labels: {', '.join(labels)})")
+            try:
+                TrainSettings.model_validate(overrides)
+            except ValidationError as err:
+                e = err.errors()[0]
+                raise ValueError(f"loss_settings.{label}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}") from None
+        return self
 
     @field_validator("losses")
     @classmethod

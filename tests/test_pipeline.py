@@ -65,6 +65,7 @@ def check_results(run_dir: Path) -> None:
         for label in ("lsim", "mse+0.1*lsim"):
             assert "fluidperc.weights fetch lsim" in ds.attrs["missing_cells"][f"sol-karman_32x16-{label}-s0"]
     assert "| loss | rel_l2 |" in text and "SOL improvement" in text
+    assert "## Training settings per loss" in text and "| sol | mse | 0.001 | 3 | 4 | 8 | train.settings |" in text
     for png in ("error_vs_step_karman_32x16.png", "samples_sol_karman_32x16.png", "time_cost.png"):
         assert (report / png).stat().st_size > 1000 and f"]({png})" in text
 

@@ -207,3 +207,61 @@ def test_local_asha_sweep_over_vgg_layers_with_the_dashboard_on_loopback(tmp_pat
     assert not ray_processes(run_dir), "Ray must be shut down with the job"
     again = cli("hpc.launch", str(sweep), "--backend", "local", "--out", str(run_dir), env=tune_env)
     assert again.returncode == 0 and "nothing to submit" in again.stdout
+
+
+# --- a tune run's best trials as a train stage's settings ------------------------------------------------------
+def test_train_settings_from_a_tune_run_take_each_losss_best_trial_and_hand_overrides_win(tmp_path, tune_env):
+    """A real tiny search over a sum's term weight (a domain inside a list) and the learning rate; then a train
+    stage that names the run takes, per loss, the best trial's lr and loss spec."""
+    from fluidperc.analysis.tuning import load_tune
+    from fluidperc.losses import parse_loss_spec
+    from hpc.spec import load_sweep
+    from hpc.stages.train import cells
+
+    searched_sum = {"name": "sum", "terms": [{"weight": 1.0, "loss": "mse"},
+                                             {"weight": {"loguniform": [0.01, 1.0]}, "loss": "mae"}]}
+    tune = {"name": "tune_sum", "resources": {"cpus_per_task": 2, "time_min": 20},
+            "tune": {"data_dir": tune_env["DATA_DIR"], "task": "ae", "dataset": {"scene": "karman", "resolution": [32, 16]},
+                     "settings": {"batch_size": 4, "val_samples": 4},
+                     "space": {"loss": searched_sum, "lr": {"loguniform": [3.0e-4, 3.0e-3]}},
+                     "num_samples": 3, "epochs": 2, "epoch_steps": 2, "trial_resources": {"cpus": 1},
+                     "dashboard_port": free_port("127.0.0.1")}}
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(tune, sort_keys=False))
+    run_dir = tmp_path / "tuned"
+    res = cli("hpc.launch", str(tmp_path / "tune.yaml"), "--backend", "local", "--out", str(run_dir), env=tune_env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    ds = load_tune(run_dir)
+    weights = [json.loads(s)["terms"][1]["weight"] for s in ds.loss_spec.values]
+    assert len(set(weights)) == 3 and all(0.01 <= w <= 1.0 for w in weights), "Ray sampled the weight in the list"
+    best = int(np.nanargmin(ds.final_val_rel_l2.values))
+
+    train = {"name": "tr", "train": {
+        "data_dir": tune_env["DATA_DIR"], "tasks": ["ae", "sr"],
+        "datasets": [{"scene": "karman", "resolution": [32, 16], "high_resolution": [64, 32]}],
+        "losses": [{"name": "sum", "terms": [{"weight": 1.0, "loss": "mse"}, {"weight": 0.5, "loss": "mae"}]}, "mse"],
+        "settings": {"lr": 1.0e-2}, "settings_from": str(run_dir), "loss_settings": {"mse": {"lr": 5.0e-4}}}}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train, sort_keys=False))
+    by_key = {(c.task, c.loss_spec.name): c for c in cells(load_sweep(tmp_path / "train.yaml"))}
+    tuned = by_key[("ae", "sum")]
+    assert tuned.settings.lr == pytest.approx(float(ds.lr.values[best]))
+    best_spec = parse_loss_spec(json.loads(str(ds.loss_spec.values[best])))
+    assert tuned.loss_spec == best_spec and tuned.loss_spec.terms[1].weight != 0.5, "the tuned weight replaces 0.5"
+    assert f"trial {ds.trial.values[best]}" in tuned.settings_source and str(run_dir) in tuned.settings_source
+    assert by_key[("ae", "mse")].settings.lr == 5.0e-4
+    assert "no finished trial for mse" in by_key[("ae", "mse")].settings_source
+    assert "train.loss_settings.mse" in by_key[("ae", "mse")].settings_source
+    # the tune run was for ae: sr cells keep the stage's settings
+    assert by_key[("sr", "sum")].settings.lr == 1.0e-2 and by_key[("sr", "sum")].settings_source == "train.settings"
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"settings_from": "nowhere"}, "train.settings_from is 'nowhere', which holds no tune.zarr"),
+    ({"loss_settings": {"lsim": {"lr": 1.0e-3}}}, "loss_settings has key 'lsim', which is not the label of a loss"),
+    ({"loss_settings": {"mse": {"lr": -1}}}, "loss_settings.mse.lr: Input should be greater than 0"),
+], ids=["no-tune-run", "unknown-label", "bad-value"])
+def test_bad_settings_from_or_loss_settings_are_refused_naming_the_key(edit, message, tmp_path, launch_cli):
+    train = {"name": "tr", "train": {"data_dir": str(tmp_path), "tasks": ["ae"], "datasets": [{"scene": "karman",
+             "resolution": [32, 16]}], "losses": ["mse"], **edit}}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train, sort_keys=False))
+    res = launch_cli(str(tmp_path / "train.yaml"), "--dry-run")
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr

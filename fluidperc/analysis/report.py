@@ -16,6 +16,7 @@ import xarray as xr  # noqa: E402
 from fluidperc.analysis import load  # noqa: E402
 from fluidperc.evaluation.collect import PSEUDO_NAMES as PSEUDO  # noqa: E402  (baselines, never "best")
 from fluidperc.evaluation.metrics import vorticity  # noqa: E402
+from fluidperc.losses.spec import parse_loss_spec  # noqa: E402
 
 COMBINED_NOTE = ("The combined pipeline compares, for the marker density against the high-resolution reference, "
                  "the low-resolution sim corrected by each loss's SOL network and upscaled by the same loss's SR "
@@ -207,7 +208,24 @@ def _evaluation_lines(run: Path, out: Path) -> list[str]:
                 lines += [f"![sample frames](samples_{task}_{res}.png)", ""]
     if plot_time_cost(ds, out / "time_cost.png"):
         lines += ["## Time cost", "", "![time cost per frame](time_cost.png)", ""]
-    return lines
+    return lines + settings_lines(run)
+
+
+def settings_lines(run: Path) -> list[str]:
+    """Each trained (task, loss)'s settings and where they came from (train.settings, a tune run's best trial,
+    settings written by hand): a comparison of losses is only fair if each had its own best settings."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for path in sorted((run / "train").glob("*/config.json")):
+        cfg = json.loads(path.read_text())
+        label = parse_loss_spec(cfg["loss"]).label
+        st = cfg["settings"]
+        seen.setdefault((cfg["task"], label), [cfg["task"], label, f"{st['lr']:.3g}", str(st["batch_size"]),
+                                               str(st["unroll"]) if cfg["task"] == "sol" else "-", str(st["steps"]),
+                                               cfg.get("settings_source", "train.settings")])
+    if not seen:
+        return []
+    headers = ["task", "loss", "lr", "batch_size", "unroll (m)", "steps", "settings from"]
+    return ["## Training settings per loss", "", markdown_table(headers, list(seen.values())), ""]
 
 
 def main_table(run_dir: str | Path) -> str:

@@ -4,6 +4,7 @@ over training time (ASHA's early stops show as short curves)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -97,3 +98,40 @@ def report_lines(run_dir: Path, out: Path) -> list[str]:
     if plot_history(ds, out / "tune_history.png"):
         lines += ["![validation metric over training time for every trial](tune_history.png)", ""]
     return lines
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    """What a train cell takes from a tune run for one loss: the searched settings and the loss spec of the
+    trial with the best final metric, and where they came from."""
+
+    trial: str
+    loss: dict
+    settings: dict
+    metric: str
+    value: float
+
+    def source(self, run_dir: Path) -> str:
+        return f"tune run {run_dir}, trial {self.trial} ({self.metric} {self.value:.4g})"
+
+
+def best_trial(ds: xr.Dataset, label: str, name: str) -> BestTrial | None:
+    """The best finished trial whose loss label is ``label``; failing that, when the search tuned weights inside
+    the loss (then every trial's label differs and trials group by the loss's name), the best of that name.
+    Settings are the searched hyper-parameters that are training settings (lr, batch_size, unroll, ...)."""
+    from fluidperc.train.config import TrainSettings
+
+    metric = ds.attrs["metric"]
+    final = ds[f"final_{metric}"]
+    for members in (ds.loss == label, (ds.loss_group == name) & (ds.loss_group != ds.loss)):
+        values = final.where(members & (ds.status != "error"))
+        if bool(np.isfinite(values).any()):
+            break
+    else:
+        return None
+    i = int(np.nanargmin(values.values))
+    trial = ds.isel(trial=i)
+    searched = [k for k in json.loads(ds.attrs.get("searched", "[]")) if k in TrainSettings.model_fields]
+    settings = {k: trial[k].values.item() for k in searched if k in ds.coords}
+    return BestTrial(str(trial.trial.values), json.loads(str(trial.loss_spec.values)), settings, metric,
+                     float(values[i]))

@@ -45,6 +45,7 @@ class CellConfig(BaseModel):
     high_resolution: tuple[int, int] | None = Field(None, description="SR target grid")
     seed: int = 0
     settings: TrainSettings = Field(default_factory=TrainSettings)
+    settings_source: str = Field("train.settings", description="where the settings came from (the report says)")
 
     @field_validator("plugins", mode="after")
     @classmethod

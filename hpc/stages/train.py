@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hpc.errors import UserError
 from hpc.jobs import TrainJob
@@ -36,23 +37,61 @@ def producers(sweep: Sweep) -> dict[Path, str]:
     return out
 
 
+def tuned_run(stage) -> Any:
+    """The tune results ``train.settings_from`` names, or None; a clear error when there are none."""
+    if stage.settings_from is None:
+        return None
+    from fluidperc.analysis.tuning import load_tune
+
+    path = Path(stage.settings_from)
+    if not (path / "tune.zarr").exists():
+        raise UserError(f"train.settings_from is {stage.settings_from!r}, which holds no tune.zarr; expected the run "
+                        "directory of a finished tune stage (python -m hpc.launch TUNE_SWEEP.yaml --out DIR)")
+    return load_tune(path)
+
+
+def loss_settings(stage, task: str, loss: Any, tuned: Any) -> tuple[Any, dict[str, Any], str]:
+    """(loss spec, settings overrides, where they came from) for one task and loss: train.settings and
+    task_settings, then the tune run's best trial for the loss, then train.loss_settings by hand."""
+    from fluidperc.losses.spec import parse_loss_spec
+
+    spec = parse_loss_spec(loss)
+    overrides = dict(stage.task_settings.get(task, {}))
+    source = f"train.task_settings.{task}" if task in stage.task_settings else "train.settings"
+    if tuned is not None and tuned.attrs.get("task") == task:
+        from fluidperc.analysis.tuning import best_trial
+
+        best = best_trial(tuned, spec.label, spec.name)
+        if best is None:
+            source += f" (no finished trial for {spec.label} in {stage.settings_from})"
+        else:
+            loss, source = best.loss, best.source(Path(stage.settings_from))
+            overrides.update(best.settings)
+    if spec.label in stage.loss_settings:
+        overrides.update(stage.loss_settings[spec.label])
+        source += f" + train.loss_settings.{spec.label}"
+    return loss, overrides, source
+
+
 def cells(sweep: Sweep) -> list[CellConfig]:
     stage = sweep.train
     assert stage is not None
     root = data_dir(sweep)
+    tuned = tuned_run(stage)
     out = []
     for task in stage.tasks:
-        settings = TrainSettings.model_validate({**stage.settings.model_dump(), **stage.task_settings.get(task, {})})
         for i, ds in enumerate(stage.datasets):
             if task == "sr" and ds.high_resolution is None:
                 raise UserError(f"train.datasets.{i}: task 'sr' needs high_resolution (the target grid) for {ds.scene}")
             for loss in stage.losses:
+                spec, overrides, source = loss_settings(stage, task, loss, tuned)
+                settings = TrainSettings.model_validate({**stage.settings.model_dump(), **overrides})
                 for seed in stage.seeds:
-                    out.append(CellConfig(plugins=tuple(sweep.plugins), task=task, loss=loss, scene=ds.scene,
+                    out.append(CellConfig(plugins=tuple(sweep.plugins), task=task, loss=spec, scene=ds.scene,
                                           data_dir=str(root),
                                           resolution=ds.resolution,
                                           high_resolution=ds.high_resolution if task == "sr" else None,
-                                          seed=seed, settings=settings))
+                                          seed=seed, settings=settings, settings_source=source))
     return out
 
 
