@@ -59,6 +59,8 @@ def check_results(run_dir: Path) -> None:
         assert np.isfinite(ds.sel(loss="lsim").rel_l2).all() and np.isfinite(ds.lsim.sel(loss="mse")).all()
         # the composite loss trains, is evaluated and reported under its label, with its terms logged
         assert np.isfinite(ds.sel(loss="mse+0.1*lsim").rel_l2).all() and "| mse+0.1*lsim |" in text
+        # one seed: the ratio to MSE is given, its interval is said to be unavailable
+        assert "Ratio to MSE, with its paired 95% interval" in text and "| lsim | " in text and "(n/a: 1 seed)" in text
         rows = (run_dir / "train" / "sol-karman_32x16-mse+0.1*lsim-s0" / "metrics.jsonl").read_text().splitlines()
         assert {"train_loss/mse", "train_loss/lsim"} <= set(json.loads(rows[-1]))
     else:  # a sum is skipped like the loss whose weights it lacks

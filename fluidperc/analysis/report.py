@@ -16,6 +16,7 @@ import xarray as xr  # noqa: E402
 from fluidperc.analysis import load  # noqa: E402
 from fluidperc.evaluation.collect import PSEUDO_NAMES as PSEUDO  # noqa: E402  (baselines, never "best")
 from fluidperc.evaluation.metrics import vorticity  # noqa: E402
+from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_to_mse  # noqa: E402
 from fluidperc.losses.spec import parse_loss_spec  # noqa: E402
 
 COMBINED_NOTE = ("The combined pipeline compares, for the marker density against the high-resolution reference, "
@@ -59,6 +60,19 @@ def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str]
     headers = ["loss"] + metrics + (["SOL improvement (rel_l2 source / loss)"] if improvement else [])
     headers += ["wall time per frame [ms]"] if task == "combined" else []
     return headers, rows
+
+
+def paired_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str], list[list[str]]] | None:
+    """Every trained loss against MSE on every metric (fluidperc.analysis.stats); None without MSE or a rival."""
+    sub = ds.sel(task=task, resolution=resolution)
+    metrics = [m for m in _metrics(ds) if m != "seconds_per_frame" and bool(np.isfinite(sub[m]).any())]
+    per_metric = {m: ratios_to_mse(ds, task, resolution, m) for m in metrics}
+    losses = [str(loss) for loss in ds.loss.values if str(loss) not in PSEUDO and str(loss) != "mse"
+              and any(str(loss) in r for r in per_metric.values())]
+    if not losses or not any(per_metric.values()):
+        return None
+    rows = [[loss, *(str(per_metric[m].get(loss, "-")) for m in metrics)] for loss in losses]
+    return ["loss / mse", *metrics], rows
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -201,6 +215,10 @@ def _evaluation_lines(run: Path, out: Path) -> list[str]:
                 continue
             note = [COMBINED_NOTE, ""] if task == "combined" else []
             lines += [f"## {task} on {res}", "", *note, markdown_table(headers, rows), ""]
+            paired = paired_table(ds, str(task), str(res))
+            if paired:
+                lines += [f"Ratio to MSE, with its paired 95% interval. {METHOD.format(draws=DRAWS, exact=EXACT_LIMIT)}",
+                          "", markdown_table(*paired), ""]
             name = f"error_vs_step_{res}.png" if task == "sol" else f"error_vs_step_{task}_{res}.png"
             if task in ("sol", "combined") and plot_error_vs_step(ds, str(res), out / name, task=str(task)):
                 lines += [f"![error over rollout steps]({name})", ""]
