@@ -70,6 +70,13 @@ def check_results(run_dir: Path) -> None:
     assert "## Training settings per loss" in text and "| sol | mse | 0.001 | 3 | 4 | 8 | train.settings |" in text
     for png in ("error_vs_step_karman_32x16.png", "samples_sol_karman_32x16.png", "time_cost.png"):
         assert (report / png).stat().st_size > 1000 and f"]({png})" in text
+    gif = report / "rollout_sol_karman_32x16.gif"
+    assert 1000 < gif.stat().st_size < 1_000_000 and f"]({gif.name})" in text
+    from PIL import Image
+
+    with Image.open(gif) as im:  # every rollout step (8 < animation_frames); the reference and one panel per
+        # loss (source included), each 16 px wide scaled up to at least 96 px
+        assert im.n_frames == 8 and im.width == 96 * (1 + int(ds.sizes["loss"]))
 
 
 @pytest.fixture
@@ -148,7 +155,7 @@ def test_report_vorticity_uses_each_scenes_own_domain(scene, ny, nx, width, heig
     import numpy as np
     import xarray as xr
 
-    from fluidperc.analysis.report import sample_field
+    from fluidperc.analysis.fields import sample_field
 
     omega = 0.01
     y = (np.arange(ny) + 0.5) * height / ny

@@ -15,7 +15,8 @@ import xarray as xr  # noqa: E402
 
 from fluidperc.analysis import load  # noqa: E402
 from fluidperc.evaluation.collect import PSEUDO_NAMES as PSEUDO  # noqa: E402  (baselines, never "best")
-from fluidperc.evaluation.metrics import vorticity  # noqa: E402
+from fluidperc.analysis.animation import write_gif  # noqa: E402
+from fluidperc.analysis.fields import sample_field  # noqa: E402
 from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_to_mse  # noqa: E402
 from fluidperc.losses.spec import parse_loss_spec  # noqa: E402
 
@@ -102,21 +103,6 @@ def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
-
-
-def sample_field(ev: xr.Dataset):
-    """What a sample frame [n, C, y, x] of an evaluation store is shown as: the vorticity of a velocity, with the
-    grid spacing of the scene's own domain (Karman 100 x 200, the plume 200 x 200), or a scalar field as it is."""
-    if ev.sizes.get("channel") != 2:
-        return lambda a: np.asarray(a)[:, 0]
-    import torch
-
-    from fluidperc.datasets.names import scene_of
-    from fluidperc.sim.scenes import scene_info
-
-    info = scene_info(ev.attrs.get("scene") or scene_of(ev.attrs["resolution"]))
-    dx, dy = info.width / ev.sizes["x"], info.height / ev.sizes["y"]
-    return lambda a: vorticity(torch.from_numpy(np.asarray(a)), dx, dy).numpy()
 
 
 def plot_samples(ds: xr.Dataset, task: str, resolution: str, path: Path) -> bool:
@@ -224,6 +210,8 @@ def _evaluation_lines(run: Path, out: Path) -> list[str]:
                 lines += [f"![error over rollout steps]({name})", ""]
             if plot_samples(ds, str(task), str(res), out / f"samples_{task}_{res}.png"):
                 lines += [f"![sample frames](samples_{task}_{res}.png)", ""]
+            if write_gif(ds, str(task), str(res), out / f"rollout_{task}_{res}.gif"):
+                lines += [f"![reference, source and each loss's result, first test sim](rollout_{task}_{res}.gif)", ""]
     if plot_time_cost(ds, out / "time_cost.png"):
         lines += ["## Time cost", "", "![time cost per frame](time_cost.png)", ""]
     return lines + settings_lines(run)

@@ -35,8 +35,9 @@ def collect(run_dir: str, cells: list[dict]) -> str:
     losses = list(dict.fromkeys(c["loss"] for c in cells)) + pseudo
     resolutions = sorted({c["resolution"] for c in cells})
     seeds = sorted({c["seed"] for c in cells})
+    # metrics are what varies over test sims and steps; sample and animation frames are figures' material
     metrics = sorted({v for ds in found.values() for v in ds.data_vars
-                      if not v.startswith("sample_") and not v.endswith(SUFFIXES)})
+                      if ds[v].dims == ("test_sim", "step") and not v.endswith(SUFFIXES)})
     n_sims = max([ds.sizes["test_sim"] for ds in found.values()] or [1])
     steps = sorted({int(s) for ds in found.values() for s in ds.step.values}) or [0]
     shape = (len(tasks), len(losses), len(resolutions), len(seeds), n_sims, len(steps))

@@ -105,6 +105,9 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
             keep = np.linspace(0, n_steps - 1, min(settings.samples, n_steps)).round().astype(int)
             samples = {"sample_prediction": preds[True][0, keep], "sample_source": preds[False][0, keep],
                        "sample_reference": ref[0, keep]}
+            shown = np.linspace(0, n_steps - 1, min(settings.animation_frames, n_steps)).round().astype(int)
+            anim = {"anim_prediction": preds[True][0, shown], "anim_source": preds[False][0, shown],
+                    "anim_reference": ref[0, shown]}
         else:
             n_frames = data.low.centred.shape[1]
             frames = np.linspace(0, n_frames - 1, min(settings.frames, n_frames)).round().astype(int)
@@ -122,8 +125,13 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
             steps = frames
             keep = np.arange(min(settings.samples, len(frames)))
             samples = {"sample_prediction": pred[0, keep], "sample_reference": ref[0, keep]}
+            shown = np.arange(min(settings.animation_frames, len(frames)))
+            anim = {"anim_prediction": pred[0, shown], "anim_reference": ref[0, shown]}
     sample_vars = {k: (("sample", "channel", "y", "x"), v.detach().numpy()) for k, v in samples.items()}
-    ds = xr.Dataset({**results, **sample_vars}, coords={**coords, "step": steps, "sample_step": ("sample", steps[keep])})
+    if len(shown):
+        sample_vars.update({k: (("anim", "channel", "y", "x"), v.detach().numpy()) for k, v in anim.items()})
+    ds = xr.Dataset({**results, **sample_vars}, coords={**coords, "step": steps, "sample_step": ("sample", steps[keep]),
+                                                        **({"anim_step": ("anim", steps[shown])} if len(shown) else {})})
     ds.attrs.update({"cell": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
                      "scene": cell.scene,
                      "resolution": grid_name(cell.scene, cell.resolution),

@@ -13,6 +13,8 @@ class EvalSettings(BaseModel):
     rollout_steps: int = Field(100, ge=1, description="SOL: steps rolled out from the first test frame")
     frames: int = Field(8, ge=1, description="SR/AE: test frames per sim, evenly spaced")
     samples: int = Field(4, ge=1, description="sample frames kept for the report's figure")
+    animation_frames: int = Field(24, ge=0, description="frames of the first test sim kept for the report's "
+                                  "animated GIF (SOL: evenly spaced over the rollout); 0: no GIF")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="the networks (not the solver) under bfloat16 autocast: faster on GPUs and CPUs with "
         "AMX; the error it adds is stated in README.md")
