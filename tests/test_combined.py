@@ -4,6 +4,7 @@ own reference."""
 
 from __future__ import annotations
 
+import pytest
 import xarray as xr
 import yaml
 
@@ -39,8 +40,17 @@ def test_combined_pipeline_reports_accuracy_and_time_of_every_path(tmp_path, lau
     assert 0 < float(err.sel(loss="mse")) < 1 and 0 < float(err.sel(loss="source")) < 1
     seconds = combined.seconds_per_frame
     assert all(float(seconds.sel(loss=p)) > 0 for p in ("mse", "source", "high-res sim"))
+    # the resolution ladder: the plain sim at 16, 20, 24, 28 (default rungs) and 32 (the high-res sim itself)
+    ladder = ds.sel(resolution="plume_16x16")
+    assert [str(g) for g in ladder.rung_grid.values] == [f"plume_{k}x{k}" for k in (16, 20, 24, 28, 32)]
+    lad_err = ladder.ladder_rel_l2.mean(["test_sim", "step"]).values
+    assert (ladder.ladder_seconds_per_frame > 0).all() and (lad_err[:-1] > 0).all() and lad_err[-1] < 1e-5
+    assert lad_err[0] > lad_err[-2], "the finer plain sim is closer to the high-res one"
     report = (run_dir / "report" / "report.md").read_text()
     assert "## combined on plume_16x16" in report and "wall time per frame [ms]" in report
+    assert "### Accuracy against cost" in report and "](accuracy_vs_cost_plume_16x16.png)" in report
+    assert "- low-res + SOL + SR (mse): " in report and "- low-res + SR (source): " in report
+    assert (run_dir / "report" / "accuracy_vs_cost_plume_16x16.png").stat().st_size > 1000
     for png in ("error_vs_step_combined_plume_16x16.png", "samples_combined_plume_16x16.png", "time_cost.png"):
         assert (run_dir / "report" / png).stat().st_size > 1000, png
     again = launch_cli(write(tmp_path, SWEEP), "--backend", "local", "--out", str(run_dir))
@@ -53,3 +63,16 @@ def test_combined_pipeline_without_marker_sr_cells_is_refused_before_submitting(
     res = launch_cli(write(tmp_path, sweep), "--dry-run", "--out", str(tmp_path / "run"))
     assert res.returncode == 2 and "evaluate.combined" in res.stderr and "variable: marker" in res.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_equal_accuracy_speedup_interpolates_the_ladder_in_log_log_and_says_none_outside_it():
+    import numpy as np
+
+    from fluidperc.evaluation.ladder import default_rungs, equal_accuracy_speedup
+
+    err, secs = np.array([0.4, 0.1, 0.025]), np.array([1.0, 4.0, 16.0])  # error falls as time^-1
+    assert equal_accuracy_speedup(0.2, 1.0, err, secs) == pytest.approx(2.0)  # the ladder needs 2 s for 0.2
+    assert equal_accuracy_speedup(0.05, 16.0, err, secs) == pytest.approx(0.5)  # a path slower than the ladder
+    assert equal_accuracy_speedup(0.5, 1.0, err, secs) is None and equal_accuracy_speedup(0.01, 1.0, err, secs) is None
+    assert default_rungs((64, 64), (128, 128)) == [(80, 80), (96, 96), (112, 112)]
+    assert default_rungs((64, 32), (128, 64)) == [(80, 40), (96, 48), (112, 56)]

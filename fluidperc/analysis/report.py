@@ -16,6 +16,7 @@ import xarray as xr  # noqa: E402
 from fluidperc.analysis import load  # noqa: E402
 from fluidperc.evaluation.collect import PSEUDO_NAMES as PSEUDO  # noqa: E402  (baselines, never "best")
 from fluidperc.analysis.animation import write_gif  # noqa: E402
+from fluidperc.analysis.cost import cost_lines  # noqa: E402
 from fluidperc.analysis.fields import sample_field  # noqa: E402
 from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_to_mse  # noqa: E402
 from fluidperc.losses.spec import parse_loss_spec  # noqa: E402
@@ -33,7 +34,8 @@ def _metrics(ds: xr.Dataset) -> list[str]:
 
     order = (*PIXEL_ORDER, *perceptual_metric_specs())
     present = [m for m in order if m in ds.data_vars]
-    return present + sorted(v for v in ds.data_vars if v not in present and v != "seconds_per_frame")
+    return present + sorted(v for v in ds.data_vars if v not in present and v != "seconds_per_frame"
+                            and "loss" in ds[v].dims)  # not the ladder's variables (fluidperc.analysis.cost)
 
 
 def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str], list[list[str]]]:
@@ -210,6 +212,8 @@ def _evaluation_lines(run: Path, out: Path) -> list[str]:
                 lines += [f"![error over rollout steps]({name})", ""]
             if plot_samples(ds, str(task), str(res), out / f"samples_{task}_{res}.png"):
                 lines += [f"![sample frames](samples_{task}_{res}.png)", ""]
+            if task == "combined":
+                lines += cost_lines(ds, str(res), out)
             if write_gif(ds, str(task), str(res), out / f"rollout_{task}_{res}.gif"):
                 lines += [f"![reference, source and each loss's result, first test sim](rollout_{task}_{res}.gif)", ""]
     if plot_time_cost(ds, out / "time_cost.png"):

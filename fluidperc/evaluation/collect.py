@@ -19,6 +19,39 @@ PSEUDO_NAMES = tuple(dict.fromkeys(name for paths in PSEUDO_LOSSES.values() for 
 SUFFIXES = tuple(dict.fromkeys(suffix for paths in PSEUDO_LOSSES.values() for suffix in paths.values()))
 
 
+def ladder_results(cells: list[dict], found: dict[str, xr.Dataset], resolutions: list[str], steps: list[int]) -> xr.Dataset:
+    """The combined pipeline's accuracy-vs-cost ladder (fluidperc.evaluation.ladder) as ``ladder_<metric>`` over
+    (resolution, rung, test_sim, step) and ``ladder_seconds_per_frame`` over (resolution, rung): the plain sim's
+    errors are the same in every combined job of a grid (same start, same steps); its time is the median over them."""
+    per_res: dict[str, list[xr.Dataset]] = {}
+    for c in cells:
+        ds = found.get(c["label"])
+        if ds is not None and "rung" in ds.dims:
+            per_res.setdefault(c["resolution"], []).append(ds)
+    if not per_res:
+        return xr.Dataset()
+    n_rungs = max(ds.sizes["rung"] for group in per_res.values() for ds in group)
+    n_sims = max(ds.sizes["test_sim"] for group in per_res.values() for ds in group)
+    names = sorted({v for group in per_res.values() for ds in group for v in ds.data_vars
+                    if v.startswith("ladder_") and v != "ladder_seconds_per_frame"})
+    arrays = {v: np.full((len(resolutions), n_rungs, n_sims, len(steps)), np.nan) for v in names}
+    seconds = np.full((len(resolutions), n_rungs), np.nan)
+    grid = np.full((len(resolutions), n_rungs), "", dtype=object)
+    cells_n = np.full((len(resolutions), n_rungs), np.nan)
+    for res, group in per_res.items():
+        r, first = resolutions.index(res), group[0]
+        k, n = first.sizes["rung"], first.sizes["test_sim"]
+        cols = [steps.index(int(x)) for x in first.step.values]
+        for v in names:
+            if v in first:
+                arrays[v][r, :k, :n][..., cols] = first[v].values
+        seconds[r, :k] = np.median(np.stack([ds.ladder_seconds_per_frame.values for ds in group]), axis=0)
+        grid[r, :k], cells_n[r, :k] = first.rung.values, first.rung_cells.values
+    dims = ("resolution", "rung", "test_sim", "step")
+    return xr.Dataset({v: (dims, a) for v, a in arrays.items()} | {"ladder_seconds_per_frame": (dims[:2], seconds)},
+                      coords={"rung_grid": (dims[:2], grid.astype(str)), "rung_cells": (dims[:2], cells_n)})
+
+
 def collect(run_dir: str, cells: list[dict]) -> str:
     """``cells``: dicts with label, task, loss, resolution, seed, eval_path and (when it has none) reason."""
     run = Path(run_dir)
@@ -68,6 +101,7 @@ def collect(run_dir: str, cells: list[dict]) -> str:
         coords={"task": tasks, "loss": losses, "resolution": resolutions, "seed": seeds,
                 "test_sim": np.arange(n_sims), "step": steps, "test_reynolds": (("resolution", "test_sim"), test_re)},
     )
+    out = out.merge(ladder_results(cells, found, resolutions, steps))
     skipped = {label: ds.attrs.get("skipped_metrics", "{}") for label, ds in found.items()}
     out.attrs.update({"missing_cells": json.dumps(missing), "skipped_metrics": json.dumps(skipped),
                       "cells": json.dumps({c["label"]: c["eval_path"] for c in cells}),

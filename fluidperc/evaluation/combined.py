@@ -24,6 +24,7 @@ from fluidperc.evaluation.evaluate import (
     load_trained,
     perceptual_losses,
 )
+from fluidperc.evaluation.ladder import default_rungs, run_ladder
 from fluidperc.evaluation.output import write_atomically
 from fluidperc.sim.scenes import scene_info
 from fluidperc.train import CellConfig
@@ -31,6 +32,12 @@ from fluidperc.train.data import load_frames
 from fluidperc.weights import WeightStore
 
 PATHS = {"corrected": "", **PSEUDO_LOSSES["combined"]}  # path -> variable suffix
+
+
+def results_of(pred: torch.Tensor, ref: torch.Tensor, dx: float, dy: float, losses, n: int) -> dict[str, np.ndarray]:
+    """metric -> [test_sim, step] of a rollout [sims, steps, 1, y, x] against the reference."""
+    per_step = [frame_metrics(pred[:, k], ref[:, k], dx, dy, losses) for k in range(n)]
+    return {name: np.stack([m[name] for m in per_step], axis=1) for name in per_step[0]}
 
 
 def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, out_path: str,
@@ -76,7 +83,7 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
         sim = Simulation(sr.scene, ny, nx, [float(r) for r in high.reynolds[s]], substeps, device=device)
         start = state_from_tensors(sim, *(t.to(device) for t in (high.velocity_x[s, 0], high.velocity_y[s, 0],
                                                                   high.marker[s, 0])))
-        sim.step(start)  # warm-up, as above
+        sim.step(sim.step(start))  # warm-up: a step's output is traced apart from a state built from tensors
 
         def rollout():
             state, out = start, []
@@ -88,22 +95,34 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
         marker, t_high = timed(rollout, device)
         preds["high-res sim"] = marker.float().cpu()[:, :, None]
         seconds["high-res sim"] = t_high / frames
+        rungs = settings.ladder if settings.ladder is not None else default_rungs(tuple(sol.resolution), (ny, nx))
+        rungs = [tuple(sol.resolution), *(tuple(r) for r in rungs if tuple(r) not in (tuple(sol.resolution), (ny, nx)))]
+        ladder = run_ladder(sr.scene, rungs, start, [float(r) for r in high.reynolds[s]],
+                            float(high.reynolds.min()), n, (ny, nx), device)
     ref = high.marker[s, 1 : n + 1].float()[:, :, None]  # sims, steps, 1, y, x
     info = scene_info(sr.scene)
     dx, dy = info.width / nx, info.height / ny
     losses, skipped = perceptual_losses(sr_data.high.stats, "marker", WeightStore.from_env())
     results = {}
     for path, suffix in PATHS.items():
-        per_step = [frame_metrics(preds[path][:, k], ref[:, k], dx, dy, losses) for k in range(n)]
-        for name in per_step[0]:
-            results[name + suffix] = (("test_sim", "step"), np.stack([m[name] for m in per_step], axis=1))
+        for name, values in results_of(preds[path], ref, dx, dy, losses, n).items():
+            results[name + suffix] = (("test_sim", "step"), values)
+    # the ladder, its top being the high-res sim itself (same start, same steps)
+    ladder[(ny, nx)] = (preds["high-res sim"], seconds["high-res sim"])
+    grids = sorted(ladder, key=lambda g: g[0] * g[1])
+    per_rung = [results_of(ladder[g][0], ref, dx, dy, losses, n) for g in grids]
+    for name in per_rung[0]:
+        results[f"ladder_{name}"] = (("rung", "test_sim", "step"), np.stack([r[name] for r in per_rung]))
+    results["ladder_seconds_per_frame"] = (("rung",), np.array([ladder[g][1] for g in grids]))
     keep = np.linspace(0, n - 1, min(settings.samples, n)).round().astype(int)
     samples = {f"sample_{k}": (("sample", "channel", "y", "x"), preds[p][0, keep].numpy())
                for k, p in (("prediction", "corrected"), ("source", "source"), ("highres", "high-res sim"))}
     samples["sample_reference"] = (("sample", "channel", "y", "x"), ref[0, keep].numpy())
     ds = xr.Dataset({**results, **samples},
                     coords={"test_sim": np.arange(len(sims)), "test_reynolds": ("test_sim", low.reynolds[s].numpy()),
-                            "step": np.arange(1, n + 1), "sample_step": ("sample", keep + 1)})
+                            "step": np.arange(1, n + 1), "sample_step": ("sample", keep + 1),
+                            "rung": [grid_name(sr.scene, g) for g in grids],
+                            "rung_cells": ("rung", [g[0] * g[1] for g in grids])})
     ds.attrs.update({"cell": f"combined {sol.label} + {sr.label}", "task": "combined", "loss": sol.loss_spec.label,
                      "seed": sol.seed, "variable": "marker",
                      "resolution": grid_name(sol.scene, sol.resolution),

@@ -15,6 +15,9 @@ class EvalSettings(BaseModel):
     samples: int = Field(4, ge=1, description="sample frames kept for the report's figure")
     animation_frames: int = Field(24, ge=0, description="frames of the first test sim kept for the report's "
                                   "animated GIF (SOL: evenly spaced over the rollout); 0: no GIF")
+    ladder: list[tuple[int, int]] | None = Field(
+        None, description="combined pipeline: the grids [ny, nx] between the low and the high one at which the plain "
+        "sim also runs, for error against wall time (default: 3 evenly spaced; []: none)")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="the networks (not the solver) under bfloat16 autocast: faster on GPUs and CPUs with "
         "AMX; the error it adds is stated in README.md")

@@ -202,3 +202,13 @@ def state_tensors(state: State) -> dict:
         "velocity_y": v.vector["y"].values.native("sim,y,x"),
         "marker": state.marker.values.native("sim,y,x"),
     }
+
+
+def resampled_state(state: State, sim: Simulation) -> State:
+    """``state`` (from another grid of the same scene) on ``sim``'s grid: PhiFlow resamples each field, then the
+    velocity is projected, because resampling does not keep it divergence-free on the new grid."""
+    sim._activate()
+    velocity = phifield.resample(state.velocity, to=StaggeredGrid(0, sim.vbc, **sim.grid))
+    marker = phifield.resample(state.marker, to=CenteredGrid(0, sim.mbc, **sim.grid))
+    return State(sim.project(velocity), marker)
+
