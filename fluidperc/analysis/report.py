@@ -19,7 +19,7 @@ from fluidperc.analysis.animation import write_gif  # noqa: E402
 from fluidperc.analysis.cost import cost_lines  # noqa: E402
 from fluidperc.analysis.fields import sample_field  # noqa: E402
 from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_to_mse  # noqa: E402
-from fluidperc.losses.spec import parse_loss_spec  # noqa: E402
+from fluidperc.train.config import CellConfig  # noqa: E402
 
 COMBINED_NOTE = ("The combined pipeline compares, for the marker density against the high-resolution reference, "
                  "the low-resolution sim corrected by each loss's SOL network and upscaled by the same loss's SR "
@@ -227,7 +227,7 @@ def settings_lines(run: Path) -> list[str]:
     seen: dict[tuple[str, str], list[str]] = {}
     for path in sorted((run / "train").glob("*/config.json")):
         cfg = json.loads(path.read_text())
-        label = parse_loss_spec(cfg["loss"]).label
+        label = CellConfig.model_validate(cfg).loss_spec.label  # imports the cell's plugins (their losses) first
         st = cfg["settings"]
         seen.setdefault((cfg["task"], label), [cfg["task"], label, f"{st['lr']:.3g}", str(st["batch_size"]),
                                                str(st["unroll"]) if cfg["task"] == "sol" else "-", str(st["steps"]),
