@@ -352,7 +352,7 @@ def launch_locked(sweep, run_dir: Path, backend: str, wait: bool, overrides: lis
     print(f"sweep {sweep.name}: done. Results under {run_dir}")
     report = run_dir / "report" / "report.md"
     if sweep.tune is not None and (run_dir / "tune.zarr").exists():
-        from fluidperc.analysis.report import markdown_table
+        from fluidperc.analysis.tables import markdown_table
         from fluidperc.analysis.tuning import best_table, load_tune
 
         print("best configuration per loss (Tune):\n" + markdown_table(*best_table(load_tune(run_dir))))

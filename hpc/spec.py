@@ -186,7 +186,7 @@ class TuneStage(Strict):
     @field_validator("space")
     @classmethod
     def _space(cls, space: dict[str, Any]) -> dict[str, Any]:
-        from hpc.tune.space import validate_space
+        from hpc.space import validate_space
 
         _as_value_error(validate_space, space, where="space")
         return space
@@ -194,7 +194,7 @@ class TuneStage(Strict):
     @field_validator("settings")
     @classmethod
     def _settings(cls, settings: TrainSettings) -> TrainSettings:
-        from hpc.tune.space import MANAGED
+        from hpc.space import MANAGED
 
         defaults = TrainSettings()
         managed = sorted(k for k in MANAGED if getattr(settings, k) != getattr(defaults, k))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from fluidperc.evaluation.metrics import vorticity
+from fluidperc.metrics import vorticity
 
 
 def sample_field(ev: xr.Dataset):

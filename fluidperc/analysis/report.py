@@ -18,6 +18,7 @@ from fluidperc.evaluation.collect import PSEUDO_NAMES as PSEUDO  # noqa: E402  (
 from fluidperc.analysis.animation import write_gif  # noqa: E402
 from fluidperc.analysis.cost import cost_lines  # noqa: E402
 from fluidperc.analysis.fields import sample_field  # noqa: E402
+from fluidperc.analysis.tables import markdown_table  # noqa: E402
 from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_to_mse  # noqa: E402
 from fluidperc.train.config import CellConfig  # noqa: E402
 
@@ -30,7 +31,7 @@ PIXEL_ORDER = ("rel_l2", "mse", "mae", "vorticity_rmse", "spectrum_error")
 
 def _metrics(ds: xr.Dataset) -> list[str]:
     """Pixel metrics first, then the registered perceptual ones, then anything else the results hold."""
-    from fluidperc.evaluation.metrics import perceptual_metric_specs
+    from fluidperc.metrics import perceptual_metric_specs
 
     order = (*PIXEL_ORDER, *perceptual_metric_specs())
     present = [m for m in order if m in ds.data_vars]
@@ -76,11 +77,6 @@ def paired_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str],
         return None
     rows = [[loss, *(str(per_metric[m].get(loss, "-")) for m in metrics)] for loss in losses]
     return ["loss / mse", *metrics], rows
-
-
-def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str = "rel_l2", task: str = "sol") -> bool:

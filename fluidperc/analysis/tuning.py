@@ -85,7 +85,7 @@ def plot_history(ds: xr.Dataset, path: Path) -> bool:
 
 
 def report_lines(run_dir: Path, out: Path) -> list[str]:
-    from fluidperc.analysis.report import markdown_table
+    from fluidperc.analysis.tables import markdown_table
 
     ds = load_tune(run_dir)
     metric = ds.attrs["metric"]

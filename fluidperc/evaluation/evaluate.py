@@ -20,7 +20,7 @@ from fluidperc.datasets.names import grid_name
 from fluidperc.devices import resolve as resolve_device
 from fluidperc.devices import synchronize
 from fluidperc.errors import UserError
-from fluidperc.evaluation.metrics import (
+from fluidperc.metrics import (
     perceptual_metric_specs,
     perceptual_metrics,
     pixel_metrics,

@@ -93,7 +93,7 @@ class Trainer:
     def validate(self, data: TaskData, loss_fn) -> dict[str, float]:
         """The evaluation stage's pixel metrics (mean over validation frames and rollout steps) and the training
         loss on validation samples. Only the metrics compare across losses; Tune selects on them."""
-        from fluidperc.evaluation.metrics import pixel_metrics
+        from fluidperc.metrics import pixel_metrics
         from fluidperc.sim.scenes import scene_info
 
         model = self.model

@@ -22,7 +22,7 @@ def finished(run_dir: Path) -> bool:
 
 def trial_count(space: dict, num_samples: int) -> int:
     """Tune runs num_samples x (product of grid sizes) trials."""
-    from hpc.tune.space import domain_kind
+    from hpc.space import domain_kind
 
     n = num_samples
     for value in space.values():
@@ -36,7 +36,7 @@ def usable_space(sweep: Sweep, dry_run: bool = False) -> dict:
     refused before anything starts (missing_weights: fail, the default)."""
     from fluidperc.losses import missing_weights
     from fluidperc.weights import WeightStore
-    from hpc.tune.space import domain_kind, loss_options
+    from hpc.space import domain_kind, loss_options
 
     stage = sweep.tune
     store = WeightStore.from_env()

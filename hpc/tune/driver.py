@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fluidperc.train.config import CellConfig
 from hpc.spec import TuneStage
-from hpc.tune.space import to_ray
+from hpc.space import to_ray
 
 EXPERIMENT = "experiment"
 
