@@ -51,7 +51,8 @@ def test_combined_pipeline_reports_accuracy_and_time_of_every_path(tmp_path, lau
     assert "### Accuracy against cost" in report and "](accuracy_vs_cost_plume_16x16.png)" in report
     assert "- low-res + SOL + SR (mse): " in report and "- low-res + SR (source): " in report
     assert (run_dir / "report" / "accuracy_vs_cost_plume_16x16.png").stat().st_size > 1000
-    for png in ("error_vs_step_combined_plume_16x16.png", "samples_combined_plume_16x16.png", "time_cost.png"):
+    for png in ("error_vs_step_combined_plume_16x16.png", "samples_combined_plume_16x16.png", "time_cost.png",
+                "rollout_combined_plume_16x16.gif", "rollout_sol_plume_16x16.gif"):
         assert (run_dir / "report" / png).stat().st_size > 1000, png
     again = launch_cli(write(tmp_path, SWEEP), "--backend", "local", "--out", str(run_dir))
     assert again.returncode == 0 and "nothing to submit" in again.stdout

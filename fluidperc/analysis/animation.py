@@ -34,8 +34,9 @@ def rollout_rows(ds: xr.Dataset, task: str, resolution: str) -> tuple[dict[str, 
         scalar = ev.sizes["channel"] == 1
         steps = ev.anim_step.values
         rows.setdefault("reference", field(ev.anim_reference.values))
-        if "anim_source" in ev:
-            rows.setdefault("source", field(ev.anim_source.values))
+        for name, var in (("high-res sim", "anim_highres"), ("source", "anim_source")):
+            if var in ev:
+                rows.setdefault(name, field(ev[var].values))
         rows[ev.attrs["loss"]] = field(ev.anim_prediction.values)
     if len(rows) < 2 or steps is None:
         return None

@@ -118,8 +118,13 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
     samples = {f"sample_{k}": (("sample", "channel", "y", "x"), preds[p][0, keep].numpy())
                for k, p in (("prediction", "corrected"), ("source", "source"), ("highres", "high-res sim"))}
     samples["sample_reference"] = (("sample", "channel", "y", "x"), ref[0, keep].numpy())
+    shown = np.linspace(0, n - 1, min(settings.animation_frames, n)).round().astype(int)
+    if len(shown):  # the report's GIF: the same paths, animated over the first test sim
+        samples.update({f"anim_{k}": (("anim", "channel", "y", "x"), preds[p][0, shown].numpy())
+                        for k, p in (("prediction", "corrected"), ("source", "source"), ("highres", "high-res sim"))})
+        samples["anim_reference"] = (("anim", "channel", "y", "x"), ref[0, shown].numpy())
     ds = xr.Dataset({**results, **samples},
-                    coords={"test_sim": np.arange(len(sims)), "test_reynolds": ("test_sim", low.reynolds[s].numpy()),
+                    coords={**({"anim_step": ("anim", shown + 1)} if len(shown) else {}),"test_sim": np.arange(len(sims)), "test_reynolds": ("test_sim", low.reynolds[s].numpy()),
                             "step": np.arange(1, n + 1), "sample_step": ("sample", keep + 1),
                             "rung": [grid_name(sr.scene, g) for g in grids],
                             "rung_cells": ("rung", [g[0] * g[1] for g in grids])})
