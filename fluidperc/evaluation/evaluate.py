@@ -31,7 +31,7 @@ from fluidperc.losses import get_loss, missing_weights
 from fluidperc.sim.scenes import scene_info
 from fluidperc.train import CellConfig
 from fluidperc.train.data import channel_stats
-from fluidperc.train.tasks import TaskData, build_model, centred
+from fluidperc.train.tasks import TaskData, build_model, rollout_centred
 from fluidperc.weights import WeightStore
 
 
@@ -90,11 +90,10 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
             results, preds = {}, {}
             for corrected in (True, False):
                 t0 = time.perf_counter()
-                states = model(*args, corrected=corrected)
+                preds[corrected] = rollout_centred(model, *args, ny, nx, corrected=corrected)
                 synchronize(device)
                 timing["corrected" if corrected else "source"] = (time.perf_counter() - t0) / (n_steps * len(sims))
-                preds[corrected] = torch.stack([centred(x["velocity_x"], x["velocity_y"], ny, nx) for x in states],
-                                               1).cpu()
+                preds[corrected] = preds[corrected].cpu()
             ref = data.low.centred[s, 1 : n_steps + 1]
             for corrected, pred in preds.items():
                 per_step = [frame_metrics(pred[:, k], ref[:, k], dx, dy, losses) for k in range(n_steps)]

@@ -183,6 +183,14 @@ def build_model(cell: CellConfig, data: TaskData, device: torch.device | str = "
     return SolverInTheLoop(MarsMoon(), sim, std, re_std).to(device)
 
 
+def rollout_centred(model: nn.Module, vx: torch.Tensor, vy: torch.Tensor, marker: torch.Tensor,
+                    reynolds: torch.Tensor, steps: int, ny: int, nx: int, corrected: bool = True) -> torch.Tensor:
+    """SOL's rollout as what losses and metrics compare: centred velocities [sims, steps, 2, ny, nx]. The one
+    place training, validation and evaluation turn a rollout into fields."""
+    states = model(vx, vy, marker, reynolds, steps, corrected=corrected)
+    return torch.stack([centred(s["velocity_x"], s["velocity_y"], ny, nx) for s in states], dim=1)
+
+
 def sample_loss(model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLoss, cell: CellConfig) -> torch.Tensor:
     """The training objective of one batch (SOL: summed over the m corrected states).
 
@@ -191,7 +199,6 @@ def sample_loss(model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLos
     VGG-16-based losses on CPU (BENCHMARKS.md)."""
     if cell.task in ("ae", "sr"):
         return loss(model(batch["input"]), batch["target"])
-    ny, nx = cell.resolution
-    states = model(batch["vx"], batch["vy"], batch["marker"], batch["reynolds"], cell.settings.unroll)
-    pred = torch.stack([centred(s["velocity_x"], s["velocity_y"], ny, nx) for s in states], dim=1)
-    return loss(pred.flatten(0, 1), batch["targets"].flatten(0, 1)) * len(states)
+    pred = rollout_centred(model, batch["vx"], batch["vy"], batch["marker"], batch["reynolds"], cell.settings.unroll,
+                           *cell.resolution)
+    return loss(pred.flatten(0, 1), batch["targets"].flatten(0, 1)) * pred.shape[1]

@@ -100,11 +100,10 @@ class Trainer:
         batch = {k: v.to(self.dist.device) for k, v in data.batch(data.val_index, data.val_horizon).items()}
         with torch.no_grad():
             if self.cell.task == "sol":
-                from fluidperc.train.tasks import centred
+                from fluidperc.train.tasks import rollout_centred
 
-                ny, nx = self.cell.resolution
-                states = model(batch["vx"], batch["vy"], batch["marker"], batch["reynolds"], data.val_horizon)
-                preds = torch.stack([centred(s["velocity_x"], s["velocity_y"], ny, nx) for s in states], dim=1)
+                preds = rollout_centred(model, batch["vx"], batch["vy"], batch["marker"], batch["reynolds"],
+                                        data.val_horizon, *self.cell.resolution)
                 target = batch["targets"]
                 value = sum(loss_fn(preds[:, k], target[:, k]) for k in range(preds.shape[1]))
                 preds, target = preds.flatten(0, 1), target.flatten(0, 1)
