@@ -377,9 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "resources.partition=gpu-a100 datagen.datasets.0.steps=100; validated like the file")
     p.add_argument(
         "--backend",
-        choices=["auto", *BACKENDS],
         default=os.environ.get("FLUIDPERC_BACKEND", "auto"),
-        help="auto = slurm when sbatch is on PATH and sinfo answers, else local; debug runs jobs in this process",
+        metavar="BACKEND",
+        help=f"auto (slurm when sbatch is on PATH and sinfo answers, else local), {', '.join(BACKENDS)} (debug runs "
+        "jobs in this process), or a backend that a module under the sweep's plugins: registers "
+        "(hpc.backends.register_backend); checked once the sweep is loaded",
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan (stages, arrays, resources) and submit nothing")
     p.add_argument("--out", help="run directory (default: runs/<sweep name>)")

@@ -13,12 +13,31 @@ from hpc.errors import UserError, run_cli
 from hpc.plan import format_table
 
 
+def import_run_plugins(run_dir: Path) -> None:
+    """The plugins the run's resolved sweep names (a backend they register answers for its own jobs). A plugin
+    that no longer imports costs only live states: the manifest's record stands in."""
+    import yaml
+
+    from fluidperc.plugins import import_plugins
+    from hpc.spec import read_sweep_text
+
+    path = run_dir / "sweep.yaml"
+    if not path.is_file():
+        return
+    try:
+        plugins = (yaml.safe_load(read_sweep_text(path)) or {}).get("plugins") or []
+        import_plugins(tuple(plugins))
+    except Exception as err:  # noqa: BLE001  (status must still print what the manifest knows)
+        print(f"note: the run's plugins do not import here ({err}); states are the manifest's record")
+
+
 def job_states(run_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """(group, task) -> latest job with its current state (sacct for Slurm jobs, the manifest otherwise)."""
     manifest = mf.read(run_dir)
     if not manifest["launches"]:
         raise UserError(f"{run_dir}: no {mf.MANIFEST} here; launch a sweep into it with python -m hpc.launch first")
     jobs = mf.latest_jobs(manifest)
+    import_run_plugins(run_dir)
     for name in sorted({j["backend"] for j in jobs.values()}):
         ids = [j["job_id"] for j in jobs.values() if j["backend"] == name]
         live = get_backend(name).states(ids) if name in BACKENDS else None

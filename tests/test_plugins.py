@@ -3,6 +3,7 @@ evaluated as a metric, appears in the report, and is a Tune search option; fluid
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -211,3 +212,36 @@ def test_a_scene_from_an_outside_package_generates_a_dataset_that_trains_a_cell(
     unknown = subprocess.run([sys.executable, "-m", "hpc.launch", str(write(path, {**sweep, "plugins": []})),
                               "--dry-run"], capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=120)
     assert unknown.returncode == 2 and "unknown scene 'cavity'; expected one of karman, plume" in unknown.stderr
+
+
+BACKEND = """
+    from hpc.backends import LocalBackend, register_backend
+
+
+    class LabBackend(LocalBackend):
+        \"\"\"The lab's own way to run jobs (here: the local one under another name).\"\"\"
+
+        name = "lab"
+
+
+    register_backend(LabBackend())
+"""
+
+
+def test_a_backend_from_a_sweep_plugin_runs_the_sweep_and_answers_hpc_status(tmp_path, plugin_env):
+    (tmp_path / "site" / "lab_backend.py").write_text(textwrap.dedent(BACKEND))
+    sweep = write(tmp_path / "check.yaml", {"name": "labcheck", "plugins": ["lab_backend"],
+                                           "resources": {"cpus_per_task": 1, "time_min": 5},
+                                           "check": {"tasks": 2, "matmul_size": 32}})
+    run = [sys.executable, "-m", "hpc.launch", str(sweep), "--out", str(tmp_path / "run")]
+    res = subprocess.run([*run, "--backend", "lab"], capture_output=True, text=True, env=plugin_env, cwd=ROOT,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["launches"][0]["backend"] == "lab" and (tmp_path / "run" / "check" / "summary.json").exists()
+    status = subprocess.run([sys.executable, "-m", "hpc.status", str(tmp_path / "run")], capture_output=True,
+                            text=True, env=plugin_env, cwd=ROOT, timeout=60)
+    assert status.returncode == 0 and "check.probe" in status.stdout and "note:" not in status.stdout, status.stdout
+    wrong = subprocess.run([*run, "--backend", "labb"], capture_output=True, text=True, env=plugin_env, cwd=ROOT,
+                           timeout=60)
+    assert wrong.returncode == 2 and "unknown backend 'labb'; expected one of auto, slurm, local, debug, lab" in wrong.stderr
