@@ -100,8 +100,13 @@ class SlurmBackend(Backend):
         return submitit.SlurmJob(folder, job_id)
 
     def cancel(self, job_ids):
-        if job_ids:
+        if not job_ids:
+            return
+        try:
             subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as err:  # harmless: Slurm cancels them itself (kill_on_invalid_dep)
+            print(f"note: scancel {' '.join(job_ids)} failed ({err}); Slurm cancels them once it sees their "
+                  "dependencies failed")
 
 
 class LocalBackend(Backend):
@@ -206,7 +211,10 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
         _add_state(states, *(line.split("|") + ["", "", "", ""])[:4])
     if any(j not in states for j in job_ids):
         # every queued job, filtered here: squeue -j fails outright when one id has left the controller
-        queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%M"], capture_output=True, text=True, timeout=30)
+        try:
+            queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%M"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return states  # accounting's answer alone, as before
         wanted = set(ids)
         for line in queue.stdout.splitlines() if queue.returncode == 0 else []:
             jid, state, elapsed = (line.split("|") + ["", "", ""])[:3]
