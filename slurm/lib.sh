@@ -5,7 +5,8 @@
 pid_alive() {
     local pidfile=$1 name=$2 pid state comm
     [ -s "$pidfile" ] || return 1
-    pid=$(tr -dc '0-9' < "$pidfile" 2>/dev/null)   # the daemon may remove its pid file as it exits
+    # the daemon may remove its pid file as it exits: the redirection then fails, silently
+    pid=$( { tr -dc '0-9' < "$pidfile"; } 2>/dev/null )
     [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
     comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
     state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
