@@ -60,3 +60,38 @@ stop_cluster_daemons() {
     stop_daemon "$state/run/slurmdbd.pid" slurmdbd &
     wait
 }
+
+# slurm_conf_common: the slurm.conf lines both local clusters share (process tracking, scheduling, accounting).
+# batch_sched_delay=0: the default delays each array task by 3 s; KillWait=5: submitit ignores SIGTERM.
+slurm_conf_common() {
+    cat <<'EOF'
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0
+KillWait=5
+MinJobAge=300
+ReturnToService=2
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/slurmdbd
+EOF
+}
+
+# mariadb_init_datadir STATE: a fresh MariaDB data directory under STATE/db (once); its log's tail on failure.
+mariadb_init_datadir() {
+    local state=$1
+    [ -d "$state/db/mysql" ] && return 0
+    mariadb-install-db --no-defaults --user=root --datadir="$state/db" --auth-root-authentication-method=socket \
+        >"$state/log/mariadb-install.log" 2>&1 || { tail -20 "$state/log/mariadb-install.log" >&2; return 1; }
+}
+
+# mariadb_grant_slurm SOCKET PASSWORD: the slurm database user slurmdbd logs in as, with its current password.
+mariadb_grant_slurm() {
+    local sock=$1 dbpass=$2
+    mariadb -S "$sock" -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$dbpass';
+        ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$dbpass';
+        GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;"
+}

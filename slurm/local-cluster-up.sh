@@ -63,18 +63,7 @@ SlurmctldPidFile=$STATE/run/slurmctld.pid
 SlurmdPidFile=$STATE/run/slurmd.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
-KillWait=5
-MinJobAge=300
-ReturnToService=2
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/slurmdbd
+$(slurm_conf_common)
 AccountingStorageHost=$HOST
 AccountingStoragePort=$DBD_PORT
 $topo RealMemory=$mem State=UNKNOWN
@@ -120,18 +109,13 @@ start_munge() {
 start_mariadb() {
     local sock=$STATE/run/mariadb.sock
     if pid_alive "$STATE/run/mariadb.pid" mariadbd && mariadb -S "$sock" -e 'select 1' >/dev/null 2>&1; then return 0; fi
-    if [ ! -d "$STATE/db/mysql" ]; then
-        mariadb-install-db --no-defaults --user=root --datadir="$STATE/db" --auth-root-authentication-method=socket >"$STATE/log/mariadb-install.log" 2>&1 \
-            || { tail -20 "$STATE/log/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
-    fi
+    mariadb_init_datadir "$STATE" || die "mariadb-install-db failed"
     setsid /usr/sbin/mariadbd --no-defaults --user=root --datadir="$STATE/db" --socket="$sock" \
         --pid-file="$STATE/run/mariadb.pid" --bind-address=127.0.0.1 --port="$DB_PORT" --skip-name-resolve \
         --log-error="$STATE/log/mariadb.log" </dev/null >/dev/null 2>&1 &
     wait_for "mariadbd" 30 mariadb -S "$sock" -e 'select 1' || { tail -20 "$STATE/log/mariadb.log" >&2; die "MariaDB did not start"; }
     local dbpass; dbpass=$(cat "$STATE/etc/dbpass")
-    mariadb -S "$sock" -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$dbpass';
-        ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$dbpass';
-        GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;"
+    mariadb_grant_slurm "$sock" "$dbpass"
 }
 
 start_slurmdbd() {

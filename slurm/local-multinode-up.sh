@@ -106,18 +106,7 @@ SlurmdPidFile=$STATE/run/slurmd.%n.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.%n.log
 PlugStackConfig=$STATE/etc/plugstack.conf
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
-KillWait=5
-MinJobAge=300
-ReturnToService=2
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/slurmdbd
+$(slurm_conf_common)
 AccountingStorageHost=$(addr_of "$CTL")
 AccountingStoragePort=$DBD_PORT
 # clients reach slurmdbd through this munge socket (AuthInfo covers only slurmctld and slurmd)
@@ -181,18 +170,13 @@ start_in() {
 start_mariadb() {
     local sock=$STATE/run/mariadb.sock
     if pid_alive "$STATE/run/mariadb.pid" mariadbd && mariadb -S "$sock" -e 'select 1' >/dev/null 2>&1; then return 0; fi
-    if [ ! -d "$STATE/db/mysql" ]; then
-        mariadb-install-db --no-defaults --user=root --datadir="$STATE/db" --auth-root-authentication-method=socket >"$STATE/log/mariadb-install.log" 2>&1 \
-            || { tail -20 "$STATE/log/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
-    fi
+    mariadb_init_datadir "$STATE" || die "mariadb-install-db failed"
     start_in "$CTL" "$CTL" "$STATE/run/mariadb.pid" mariadbd "$STATE/log/mariadb.out" \
         /usr/sbin/mariadbd --no-defaults --user=root --datadir="$STATE/db" --socket="$sock" \
         --bind-address=127.0.0.1 --port=3306 --skip-name-resolve
     wait_for "mariadbd" 30 mariadb -S "$sock" -e 'select 1' || { tail -20 "$STATE/log/mariadb.out" >&2; die "MariaDB did not start"; }
     local dbpass; dbpass=$(cat "$STATE/etc/dbpass")
-    mariadb -S "$sock" -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$dbpass';
-        ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$dbpass';
-        GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;"
+    mariadb_grant_slurm "$sock" "$dbpass"
 }
 
 start_slurmdbd() {
