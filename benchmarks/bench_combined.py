@@ -40,9 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         spec = DatasetSpec.model_validate(SPEC)
-        generate.prepare(spec, root)
-        generate.simulate_group(spec.model_dump_json(), str(root), list(range(len(spec.sims()))), progress=False)
-        generate.finalize(spec.model_dump_json(), str(root))
+        generate.generate_all(spec, root)
         base = {"steps": 1, "batch_size": 2, "unroll": 2, "checkpoint_every": 1, "validate_every": 1, "val_samples": 1}
         sol = CellConfig(task="sol", loss="mse", scene="plume", data_dir=str(root), resolution=(64, 64), settings=base)
         sr = CellConfig(task="sr", loss="mse", scene="plume", data_dir=str(root), resolution=(64, 64),

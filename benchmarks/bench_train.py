@@ -197,9 +197,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         spec = DatasetSpec.model_validate(SPEC)
-        generate.prepare(spec, root)
-        generate.simulate_group(spec.model_dump_json(), str(root), list(range(len(spec.sims()))), progress=False)
-        generate.finalize(spec.model_dump_json(), str(root))
+        generate.generate_all(spec, root)
         store, random_ones = random_trunks(WeightStore(default_dirs(), dict(CATALOG)), Path(tmp))
         rows, results = [], []
         for task in args.tasks:

@@ -96,10 +96,7 @@ def make_dataset(root: Path, quick: bool) -> None:
     spec = DatasetSpec.model_validate({"scene": "karman", "resolution": res, "factor": 2,
                                       "train_reynolds": [1.0e5, 3.0e5, 6.0e5], "test_reynolds": [2.0e5],
                                       "steps": 24 if quick else 30, "keep_from": 10, "sims_per_task": 4})
-    generate.prepare(spec, root)
-    generate.simulate_group(spec.model_dump_json(), str(root), list(range(len(spec.sims()))), device="cpu",
-                            progress=False)
-    generate.finalize(spec.model_dump_json(), str(root))
+    generate.generate_all(spec, root, device="cpu")
 
 
 def make_cell(root: Path, task: str, loss, device: str, quick: bool, steps: int = 10):

@@ -107,9 +107,7 @@ def data_dir(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("data")
     spec = DatasetSpec.model_validate(TINY_KARMAN)
-    generate.prepare(spec, root)
-    generate.simulate_group(spec.model_dump_json(), str(root), list(range(len(spec.sims()))), progress=False)
-    generate.finalize(spec.model_dump_json(), str(root))
+    generate.generate_all(spec, root)
     return root
 
 

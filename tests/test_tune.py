@@ -41,9 +41,7 @@ def tune_env(tmp_path_factory) -> dict[str, str]:
 
     root = tmp_path_factory.mktemp("tune")
     spec = DatasetSpec.model_validate(DATA)
-    generate.prepare(spec, root / "data")
-    generate.simulate_group(spec.model_dump_json(), str(root / "data"), list(range(len(spec.sims()))), progress=False)
-    generate.finalize(spec.model_dump_json(), str(root / "data"))
+    generate.generate_all(spec, root / "data")
     torch.manual_seed(0)
     weights = root / "weights"
     weights.mkdir()

@@ -102,3 +102,10 @@ def progress(spec: DatasetSpec, data_dir: Path) -> tuple[int, int]:
     if done.size != n or done_low.size != n:
         return 0, n
     return int((done & done_low).sum()), n
+
+
+def generate_all(spec: DatasetSpec, data_dir: Path, device: str = "auto") -> None:
+    """The whole dataset in this process (tests, benchmarks): what the datagen stage's array and statistics job do."""
+    prepare(spec, data_dir)
+    simulate_group(spec.model_dump_json(), str(data_dir), list(range(len(spec.sims()))), device=device, progress=False)
+    finalize(spec.model_dump_json(), str(data_dir))
