@@ -287,6 +287,8 @@ def launch(
 
 def _launch(sweep, sweep_path, run_dir: Path, backend: str, dry_run: bool, wait: bool,
             lock_timeout: float | None, overrides: list[str]) -> int:
+    if backend != "auto":
+        get_backend(backend)  # the name, also for a dry run (the sweep's plugins may register it); reachability below
     if dry_run:
         if sweep.missing_weights == "fail":
             # A preview shows the whole plan; missing weights are listed as notes instead of stopping it.
@@ -393,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # overrides may come after the options too
     return launch(args.sweep, backend=args.backend, out=args.out, dry_run=args.dry_run, wait=args.wait,
                   lock_timeout=args.lock_timeout, overrides=args.overrides)
 

@@ -94,3 +94,11 @@ def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path, launch_cli):
     assert "check.probe" in res.stdout and "array" in res.stdout and "4/4" in res.stdout
     assert "5 task(s) in 2 submission(s)" in res.stdout
     assert not run_dir.exists()
+
+
+def test_dry_run_refuses_an_unknown_backend_and_takes_overrides_after_the_options(tmp_path, launch_cli):
+    sweep = str(write_sweep(tmp_path))
+    wrong = launch_cli(sweep, "--dry-run", "--backend", "nosuch", "--out", str(tmp_path / "run"))
+    assert wrong.returncode == 2 and "unknown backend 'nosuch'; expected one of auto, slurm, local, debug" in wrong.stderr
+    res = launch_cli(sweep, "--dry-run", "--out", str(tmp_path / "run"), "check.tasks=3")
+    assert res.returncode == 0 and "check.tasks=3" in res.stdout and "3/3" in res.stdout, res.stdout + res.stderr
