@@ -51,8 +51,8 @@ install_slurm_packages() {
     apt-get install -y -q munge slurmctld slurmd slurm-client slurmdbd mariadb-server >/dev/null
 }
 
-# stop_cluster_daemons STATE NODE...: stop the multi-node cluster's Slurm daemons in parallel (slurmctld takes
-# ~5 s to exit after SIGTERM and each slurmd ~2 s); MariaDB and munged stay up.
+# stop_cluster_daemons STATE NODE...: stop the multi-node cluster's Slurm daemons in parallel, each waiting for
+# its own exit (one after another would add their exit times up); MariaDB and munged stay up.
 stop_cluster_daemons() {
     local state=$1 node; shift
     for node in "$@"; do stop_daemon "$state/run/slurmd.$node.pid" slurmd & done
