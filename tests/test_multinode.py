@@ -80,12 +80,15 @@ def _checkpoint_step(out: Path) -> int:
 
 @pytest.mark.timeout(600)
 def test_ddp_over_two_nodes_equals_one_process_and_resumes_after_cancel(multinode_cluster, data_dir, tmp_path):
-    steps = 300  # long enough to be cancelled mid-way
-    sweep = tmp_path / "mn.yaml"
+    steps = 300  # the comparison with one process (float drift grows with steps; 300 is within rtol 1e-4)
+    sweep, long_sweep = tmp_path / "mn.yaml", tmp_path / "mn_long.yaml"
     sweep.write_text(TRAIN_SWEEP.format(data=data_dir, steps=steps))
-    whole, cancelled = tmp_path / "whole", tmp_path / "cancelled"
-    for run_dir in (whole, cancelled):  # two 2-node jobs side by side on the 3 nodes
-        res = multinode_cluster.launch(str(sweep), "--out", str(run_dir))
+    # long enough to be cancelled mid-way: 300 steps once took under 5 s, less than noticing a checkpoint and
+    # cancelling took
+    long_sweep.write_text(TRAIN_SWEEP.format(data=data_dir, steps=1500))
+    short, whole, cancelled = tmp_path / "short", tmp_path / "whole", tmp_path / "cancelled"
+    for path, run_dir in ((sweep, short), (long_sweep, whole), (long_sweep, cancelled)):  # three 2-node jobs
+        res = multinode_cluster.launch(str(path), "--out", str(run_dir))
         assert res.returncode == 0, res.stderr
     job = json.loads((cancelled / "manifest.json").read_text())["launches"][0]["groups"][0]["tasks"][0]["job_id"]
     deadline = time.time() + 300
@@ -96,10 +99,11 @@ def test_ddp_over_two_nodes_equals_one_process_and_resumes_after_cancel(multinod
     while multinode_cluster.run("squeue", "-h", "-j", job).stdout.strip():
         time.sleep(0.5)
     assert not (cancelled / "train" / LABEL / "result.json").exists(), "the cancelled job must not have finished"
-    for run_dir in (whole, cancelled):  # --wait: the whole run's job is still queued or running from its launch
-        res = multinode_cluster.launch(str(sweep), "--out", str(run_dir), "--wait", timeout=500)
+    for path, run_dir in ((sweep, short), (long_sweep, whole), (long_sweep, cancelled)):
+        # --wait: the short and whole runs' jobs are still queued or running from their launch
+        res = multinode_cluster.launch(str(path), "--out", str(run_dir), "--wait", timeout=500)
         assert res.returncode == 0, res.stderr
-    results = {p.name: json.loads((p / "train" / LABEL / "result.json").read_text()) for p in (whole, cancelled)}
+    results = {p.name: json.loads((p / "train" / LABEL / "result.json").read_text()) for p in (short, whole, cancelled)}
     for r in results.values():
         assert r["world_size"] == 2 and len(set(r["rank_digests"])) == 1
         # rank, world size and MASTER_ADDR came from Slurm (submitit's environment), one rank per node
@@ -108,6 +112,7 @@ def test_ddp_over_two_nodes_equals_one_process_and_resumes_after_cancel(multinod
     logs = "".join(p.read_text() for p in (cancelled / "logs").rglob("*_log.err"))
     assert f"cell {LABEL}: resuming from step" in logs, logs[-2000:]
     assert results["cancelled"]["resumed_from_step"] >= 10 and results["whole"]["resumed_from_step"] is None
+    assert results["cancelled"]["steps"] == results["whole"]["steps"] == 1500 and results["short"]["steps"] == steps
     assert results["cancelled"]["weights_sha256"] == results["whole"]["weights_sha256"]
 
     # one process with the global batch (2 x 3) takes the same samples per step, so it ends at the same weights
@@ -115,7 +120,7 @@ def test_ddp_over_two_nodes_equals_one_process_and_resumes_after_cancel(multinod
                         settings={"steps": steps, "batch_size": 6, "lr": 1e-3, "checkpoint_every": 10,
                                   "validate_every": 100})
     run(single, tmp_path / "single", progress=False)
-    ddp = torch.load(whole / "train" / LABEL / "model.pt", weights_only=True)["model"]
+    ddp = torch.load(short / "train" / LABEL / "model.pt", weights_only=True)["model"]
     one = torch.load(tmp_path / "single" / "model.pt", weights_only=True)["model"]
     for name, value in one.items():
         torch.testing.assert_close(ddp[name], value, rtol=1e-4, atol=1e-5, msg=f"parameter {name}")
