@@ -35,6 +35,19 @@ def domain_kind(value: Any) -> str | None:
     return None
 
 
+def grid_points(value: Any) -> int:
+    """How many points the grids in a value span (grids nested in a loss spec's dicts and lists included): Tune
+    runs every combination."""
+    if domain_kind(value) == "grid":
+        return len(value["grid"])
+    if domain_kind(value):
+        return 1
+    n = 1
+    for item in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        n *= grid_points(item)
+    return n
+
+
 def has_domain(value: Any) -> bool:
     if domain_kind(value):
         return True

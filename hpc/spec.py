@@ -86,12 +86,28 @@ class TrainDataset(Strict):
     high_resolution: tuple[int, int] | None = Field(None, description="SR's target grid")
 
 
+class TrainStageDataset(TrainDataset):
+    """A dataset of the train stage: which of the stage's tasks train on it, and settings for its cells."""
+
+    tasks: list[Literal["ae", "sr", "sol"]] | None = Field(
+        None, min_length=1, description="the tasks of train.tasks that train on this dataset (default: all)")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="settings for this dataset's cells ({variable: marker}); they win over "
+        "train.settings and task_settings, and lose to settings_from and loss_settings")
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, v: dict[str, Any]) -> dict[str, Any]:
+        TrainSettings.model_validate(v)
+        return v
+
+
 class TrainStage(Strict):
     """Cells = tasks x datasets x losses x seeds; one Slurm array per task, after the datagen that feeds it."""
 
     data_dir: str | None = Field(None, description="default: datagen.data_dir, else 'data'")
     tasks: list[Literal["ae", "sr", "sol"]] = Field(min_length=1)
-    datasets: list[TrainDataset] = Field(min_length=1)
+    datasets: list[TrainStageDataset] = Field(min_length=1)
     losses: list[Any] = Field(min_length=1, description="loss specs: 'mse' or {name: vgg, layer: relu3_3}")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     settings: TrainSettings = Field(default_factory=TrainSettings)
@@ -105,6 +121,15 @@ class TrainStage(Strict):
         "win over settings_from and task_settings")
     resources: Resources | None = None
     task_resources: dict[Literal["ae", "sr", "sol"], Resources] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _dataset_tasks(self) -> "TrainStage":
+        for i, ds in enumerate(self.datasets):
+            extra = sorted(set(ds.tasks or ()) - set(self.tasks))
+            if extra:
+                raise ValueError(f"datasets.{i}.tasks names {', '.join(extra)}, which train.tasks "
+                                 f"({', '.join(self.tasks)}) does not list; a dataset picks among the stage's tasks")
+        return self
 
     @model_validator(mode="after")
     def _loss_settings(self) -> "TrainStage":

@@ -70,6 +70,15 @@ def check_results(run_dir: Path, composite: bool = False) -> None:
         for label in ("lsim", "mse+0.1*lsim") if composite else ("lsim",):
             assert "fluidperc.weights fetch lsim" in ds.attrs["missing_cells"][f"sol-karman_32x16-{label}-s0"]
     assert "| loss | rel_l2 |" in text and "SOL improvement" in text
+    # the validation curves travel with the results: every cell's val_* rows of metrics.jsonl, over val_step
+    assert ds.val_rel_l2.dims == (*DIMS[:4], "val_step") and list(ds.val_step.values) == [4, 8]
+    logged = [json.loads(row) for row in (run_dir / "train" / "sol-karman_32x16-mse-s0" / "metrics.jsonl")
+              .read_text().splitlines() if "val_rel_l2" in row]
+    assert [r["step"] for r in logged] == [4, 8]
+    np.testing.assert_allclose(ds.val_rel_l2.sel(task="sol", loss="mse", seed=0).squeeze().values,
+                               [r["val_rel_l2"] for r in logged])
+    assert "val_rel_l2" not in text.split("Validation during training")[0], "curves are not an evaluation metric"
+    assert (report / "validation_sol_karman_32x16.png").stat().st_size > 1000
     assert "## Training settings per loss" in text and "| sol | mse | 0.001 | 3 | 4 | 8 | train.settings |" in text
     for png in ("error_vs_step_karman_32x16.png", "samples_sol_karman_32x16.png", "time_cost.png"):
         assert (report / png).stat().st_size > 1000 and f"]({png})" in text

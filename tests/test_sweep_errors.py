@@ -24,6 +24,12 @@ CASES = {
                         ["key 'datagen.datasets.0.train_reynolds.1' has value inf: expected a finite number"]),
     "nan_learning_rate": ("name: x\ntrain: {tasks: [ae], datasets: [{scene: karman, resolution: [32, 16]}], "
                           "losses: [mse], settings: {lr: .nan}}\n", ["key 'train.settings.lr' has value nan"]),
+    "dataset_task_not_in_the_stage": ("name: x\ntrain: {tasks: [ae], losses: [mse], datasets: [{scene: karman, "
+                                      "resolution: [32, 16], tasks: [sr]}]}\n",
+                                      ["datasets.0.tasks names sr, which train.tasks (ae) does not list"]),
+    "dataset_setting_unknown": ("name: x\ntrain: {tasks: [ae], losses: [mse], datasets: [{scene: karman, "
+                                "resolution: [32, 16], settings: {variabel: marker}}]}\n",
+                                ["train.datasets.0.settings", "variabel"]),
     "deep_nesting": ("name: x\ncheck: " + "[" * 5000 + "]" * 5000 + "\n", ["nested more than 64 levels deep"]),
     "huge_file": ("name: x\n" + "#" * (1 << 20) + "\n", ["too large for a sweep file"]),
     "pattern_keeps_its_case": ("name: 'Ünïcode name'\n",

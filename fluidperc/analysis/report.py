@@ -17,6 +17,7 @@ from fluidperc.analysis import load  # noqa: E402
 from fluidperc.evaluation.collect import PSEUDO_NAMES as PSEUDO  # noqa: E402  (baselines, never "best")
 from fluidperc.analysis.animation import write_gif  # noqa: E402
 from fluidperc.analysis.cost import cost_lines  # noqa: E402
+from fluidperc.analysis.curves import validation_lines  # noqa: E402
 from fluidperc.analysis.fields import sample_field  # noqa: E402
 from fluidperc.analysis.tables import markdown_table  # noqa: E402
 from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_to_mse  # noqa: E402
@@ -35,8 +36,9 @@ def _metrics(ds: xr.Dataset) -> list[str]:
 
     order = (*PIXEL_ORDER, *perceptual_metric_specs())
     present = [m for m in order if m in ds.data_vars]
+    # not the ladder's variables (fluidperc.analysis.cost) nor the validation curves (over val_step)
     return present + sorted(v for v in ds.data_vars if v not in present and v != "seconds_per_frame"
-                            and "loss" in ds[v].dims)  # not the ladder's variables (fluidperc.analysis.cost)
+                            and {"loss", "step"} <= set(ds[v].dims))
 
 
 def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str], list[list[str]]]:
@@ -208,6 +210,7 @@ def _evaluation_lines(run: Path, out: Path) -> list[str]:
                 lines += [f"![error over rollout steps]({name})", ""]
             if plot_samples(ds, str(task), str(res), out / f"samples_{task}_{res}.png"):
                 lines += [f"![sample frames](samples_{task}_{res}.png)", ""]
+            lines += validation_lines(ds, str(task), str(res), out)
             if task == "combined":
                 lines += cost_lines(ds, str(res), out)
             if write_gif(ds, str(task), str(res), out / f"rollout_{task}_{res}.gif"):

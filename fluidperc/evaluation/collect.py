@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from fluidperc.evaluation.curves import validation_curves
 from fluidperc.evaluation.output import write_atomically
 
 RESULTS = "results.zarr"
@@ -53,7 +54,8 @@ def ladder_results(cells: list[dict], found: dict[str, xr.Dataset], resolutions:
 
 
 def collect(run_dir: str, cells: list[dict]) -> str:
-    """``cells``: dicts with label, task, loss, resolution, seed, eval_path and (when it has none) reason."""
+    """``cells``: dicts with label, task, loss, resolution, seed, eval_path, train_dir (for the validation
+    curves) and (when it has none) reason."""
     run = Path(run_dir)
     found: dict[str, xr.Dataset] = {}
     missing: dict[str, str] = {}
@@ -102,6 +104,8 @@ def collect(run_dir: str, cells: list[dict]) -> str:
                 "test_sim": np.arange(n_sims), "step": steps, "test_reynolds": (("resolution", "test_sim"), test_re)},
     )
     out = out.merge(ladder_results(cells, found, resolutions, steps))
+    trained = [c for c in cells if c["label"] in found]
+    out = out.merge(validation_curves(trained, tasks, losses, resolutions, seeds))
     skipped = {label: ds.attrs.get("skipped_metrics", "{}") for label, ds in found.items()}
     out.attrs.update({"missing_cells": json.dumps(missing), "skipped_metrics": json.dumps(skipped),
                       "cells": json.dumps({c["label"]: c["eval_path"] for c in cells}),

@@ -89,7 +89,8 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         tasks.append(Task(cell.label, (cell.model_dump_json(), str(cell_dir(run_dir, cell)), str(out), settings),
                           done=out.exists(), output=str(out)))
         entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
-                        "resolution": grid_name(cell.scene, cell.resolution), "eval_path": str(out)})
+                        "resolution": grid_name(cell.scene, cell.resolution), "eval_path": str(out),
+                        "train_dir": str(cell_dir(run_dir, cell))})
     for cell, reason in skipped:
         entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
                         "resolution": grid_name(cell.scene, cell.resolution),

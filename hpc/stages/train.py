@@ -50,14 +50,19 @@ def tuned_run(stage) -> Any:
     return load_tune(path)
 
 
-def loss_settings(stage, task: str, loss: Any, tuned: Any) -> tuple[Any, dict[str, Any], str]:
-    """(loss spec, settings overrides, where they came from) for one task and loss: train.settings and
-    task_settings, then the tune run's best trial for the loss, then train.loss_settings by hand."""
+def loss_settings(stage, task: str, loss: Any, tuned: Any, dataset: Any = None,
+                  where: str = "") -> tuple[Any, dict[str, Any], str]:
+    """(loss spec, settings overrides, where they came from) for one task and loss: train.settings,
+    task_settings and the dataset's settings, then the tune run's best trial for the loss, then
+    train.loss_settings by hand."""
     from fluidperc.losses.spec import parse_loss_spec
 
     spec = parse_loss_spec(loss)
     overrides = dict(stage.task_settings.get(task, {}))
     source = f"train.task_settings.{task}" if task in stage.task_settings else "train.settings"
+    if dataset is not None and dataset.settings:
+        overrides.update(dataset.settings)
+        source += f" + {where or 'the dataset'}.settings"
     if tuned is not None and tuned.attrs.get("task") == task:
         from fluidperc.analysis.tuning import best_trial
 
@@ -81,10 +86,12 @@ def cells(sweep: Sweep) -> list[CellConfig]:
     out = []
     for task in stage.tasks:
         for i, ds in enumerate(stage.datasets):
+            if ds.tasks is not None and task not in ds.tasks:
+                continue
             if task == "sr" and ds.high_resolution is None:
                 raise UserError(f"train.datasets.{i}: task 'sr' needs high_resolution (the target grid) for {ds.scene}")
             for loss in stage.losses:
-                spec, overrides, source = loss_settings(stage, task, loss, tuned)
+                spec, overrides, source = loss_settings(stage, task, loss, tuned, ds, f"train.datasets.{i}")
                 settings = TrainSettings.model_validate({**stage.settings.model_dump(), **overrides})
                 for seed in stage.seeds:
                     out.append(CellConfig(plugins=tuple(sweep.plugins), task=task, loss=spec, scene=ds.scene,
