@@ -36,7 +36,7 @@ from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.losses import get_loss
 from fluidperc.train import CellConfig
 from fluidperc.train.data import channel_stats
-from fluidperc.train.tasks import TaskData, build_model, sample_loss
+from fluidperc.tasks.base import TaskData, build_model, sample_loss
 from fluidperc.weights import CATALOG, WeightStore, default_dirs
 
 PAD = {"pad_to": [64, 64]}

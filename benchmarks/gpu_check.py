@@ -113,7 +113,7 @@ def training_step(cell, store: WeightStore, device: torch.device):
     """One optimiser step of the cell on a fixed batch, as a closure returning (loss, model)."""
     from fluidperc.losses import get_loss
     from fluidperc.train.data import channel_stats
-    from fluidperc.train.tasks import TaskData, build_model, sample_loss
+    from fluidperc.tasks.base import TaskData, build_model, sample_loss
 
     torch.manual_seed(0)
     data = TaskData(cell)
@@ -154,7 +154,7 @@ def check_training_step(cell, store, device) -> str:
 def sol_rollouts(root: Path, device: torch.device, quick: bool) -> dict[str, torch.Tensor]:
     """The same SOL network (small random weights, so the correction matters) rolled out on the CPU and the
     device from the same frames: [sims, steps, values] per device type."""
-    from fluidperc.train.tasks import TaskData, build_model
+    from fluidperc.tasks.base import TaskData, build_model
 
     cell = make_cell(root, "sol", "mse", "cpu", quick)
     data = TaskData(cell)

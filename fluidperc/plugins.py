@@ -1,7 +1,8 @@
 """Researchers' own code: modules a sweep names under ``plugins:`` are imported before the rest of the sweep is
-validated, and again in every job that validates its arguments, so the losses and scenes they register
-(fluidperc.losses.register_loss, fluidperc.sim.scenes.register_scene) are known wherever they are used.
-Installed packages register through entry points instead (groups ``fluidperc.losses``, ``fluidperc.scenes``)."""
+validated, and again in every job that validates its arguments, so the losses, scenes and tasks they register
+(fluidperc.losses.register_loss, fluidperc.sim.scenes.register_scene, fluidperc.tasks.register_task) are known
+wherever they are used. Installed packages register through entry points instead (groups ``fluidperc.losses``,
+``fluidperc.scenes``, ``fluidperc.tasks``)."""
 
 from __future__ import annotations
 

@@ -16,11 +16,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.evaluation.settings import EvalSettings
 from fluidperc.sim.scenes import check_scene
+from fluidperc.tasks import check_task
 from fluidperc.losses.spec import parse_loss_spec
 from fluidperc.train.config import TrainSettings
 from hpc.errors import UserError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+TaskName = Annotated[str, AfterValidator(check_task)]  # a registered task (fluidperc.tasks): ae, sr, sol, ...
 
 
 def _as_value_error(check, *args: Any, **kwargs: Any) -> None:
@@ -89,7 +91,7 @@ class TrainDataset(Strict):
 class TrainStageDataset(TrainDataset):
     """A dataset of the train stage: which of the stage's tasks train on it, and settings for its cells."""
 
-    tasks: list[Literal["ae", "sr", "sol"]] | None = Field(
+    tasks: list[TaskName] | None = Field(
         None, min_length=1, description="the tasks of train.tasks that train on this dataset (default: all)")
     settings: dict[str, Any] = Field(
         default_factory=dict, description="settings for this dataset's cells ({variable: marker}); they win over "
@@ -106,12 +108,12 @@ class TrainStage(Strict):
     """Cells = tasks x datasets x losses x seeds; one Slurm array per task, after the datagen that feeds it."""
 
     data_dir: str | None = Field(None, description="default: datagen.data_dir, else 'data'")
-    tasks: list[Literal["ae", "sr", "sol"]] = Field(min_length=1)
+    tasks: list[TaskName] = Field(min_length=1)
     datasets: list[TrainStageDataset] = Field(min_length=1)
     losses: list[Any] = Field(min_length=1, description="loss specs: 'mse' or {name: vgg, layer: relu3_3}")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     settings: TrainSettings = Field(default_factory=TrainSettings)
-    task_settings: dict[Literal["ae", "sr", "sol"], dict[str, Any]] = Field(default_factory=dict)
+    task_settings: dict[TaskName, dict[str, Any]] = Field(default_factory=dict)
     settings_from: str | None = Field(
         None, description="a finished tune run (a run directory holding tune.zarr): each loss trains with the "
         "searched settings (lr, batch_size, unroll, ...) of its best trial, and with that trial's loss spec where "
@@ -120,7 +122,7 @@ class TrainStage(Strict):
         default_factory=dict, description="settings per loss label, written by hand (lsim: {lr: 3.0e-4}); they "
         "win over settings_from and task_settings")
     resources: Resources | None = None
-    task_resources: dict[Literal["ae", "sr", "sol"], Resources] = Field(default_factory=dict)
+    task_resources: dict[TaskName, Resources] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _dataset_tasks(self) -> "TrainStage":
@@ -181,7 +183,7 @@ class TuneStage(Strict):
     fluidperc.train and reports the evaluation stage's metrics on held-out training sims once per epoch."""
 
     data_dir: str | None = Field(None, description="default: datagen.data_dir, else 'data'")
-    task: Literal["ae", "sr", "sol"]
+    task: TaskName
     dataset: TrainDataset
     loss: Any = Field("mse", description="the loss when the space does not search it")
     seed: int = 0
@@ -248,7 +250,7 @@ class EvaluateStage(Strict):
 class Sweep(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     plugins: list[str] = Field(default_factory=list, description="Python modules to import first: they register "
-                               "losses (fluidperc.losses.register_loss) that the rest of the sweep may name")
+                               "losses, scenes, tasks and backends that the rest of the sweep may name")
     description: str = ""
     resources: Resources = Field(default_factory=Resources)
     check: CheckStage | None = None

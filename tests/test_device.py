@@ -13,7 +13,7 @@ from fluidperc.errors import UserError
 from fluidperc.models import MarsMoon
 from fluidperc.sim.simulation import Simulation, state_tensors
 from fluidperc.sim.staggered import to_centres, to_faces
-from fluidperc.train.tasks import SolverInTheLoop
+from fluidperc.tasks.sol import SolverInTheLoop
 
 from conftest import run_module
 
@@ -108,7 +108,7 @@ def test_inference_options_channels_last_equal_and_bfloat16_within_the_stated_er
     """README states these bounds for evaluate.settings.precision / channels_last (measured here: random
     networks, the same architectures and inputs as the study's)."""
     from fluidperc.models import TransformNet
-    from fluidperc.train.tasks import FrameTask
+    from fluidperc.tasks.base import FrameModel
 
     torch.manual_seed(0)
     sim, state = developed("karman", 64, 32)
@@ -125,7 +125,7 @@ def test_inference_options_channels_last_equal_and_bfloat16_within_the_stated_er
             out = model(*args)
             errors[f"sol {precision} cl={cl}"] = max(_rel(o["velocity_x"], r["velocity_x"]) for o, r in zip(out, ref))
         x = torch.randn(8, 1, 32, 16)
-        sr = FrameTask(TransformNet(1, 1, scale=2, width=32), *(torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)) * 2)
+        sr = FrameModel(TransformNet(1, 1, scale=2, width=32), *(torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)) * 2)
         ref_sr = sr(x)
         for precision, cl in (("float32", True), ("bfloat16", False)):
             errors[f"sr {precision} cl={cl}"] = _rel(sr.for_inference(precision, cl)(x), ref_sr)

@@ -80,7 +80,8 @@ def check_results(run_dir: Path, composite: bool = False) -> None:
     assert "val_rel_l2" not in text.split("Validation during training")[0], "curves are not an evaluation metric"
     assert (report / "validation_sol_karman_32x16.png").stat().st_size > 1000
     assert "## Training settings per loss" in text and "| sol | mse | 0.001 | 3 | 4 | 8 | train.settings |" in text
-    for png in ("error_vs_step_karman_32x16.png", "samples_sol_karman_32x16.png", "time_cost.png"):
+    for png in ("error_vs_step_karman_32x16.png", "samples_sol_karman_32x16.png", "time_cost.png",
+                "error_vs_time_sol_karman_32x16.png"):
         assert (report / png).stat().st_size > 1000 and f"]({png})" in text
     gif = report / "rollout_sol_karman_32x16.gif"
     assert 1000 < gif.stat().st_size < 1_000_000 and f"]({gif.name})" in text

@@ -245,3 +245,62 @@ def test_a_backend_from_a_sweep_plugin_runs_the_sweep_and_answers_hpc_status(tmp
     wrong = subprocess.run([*run, "--backend", "labb"], capture_output=True, text=True, env=plugin_env, cwd=ROOT,
                            timeout=60)
     assert wrong.returncode == 2 and "unknown backend 'labb'; expected one of auto, slurm, local, debug, lab" in wrong.stderr
+
+
+TASK_REGISTER = """
+    from fluidperc.tasks import TaskEntry, register_task
+
+    register_task(TaskEntry("denoise", "mylab.denoise_impl:Denoise", "a frame with seeded noise added -> the frame"))
+"""
+
+TASK_IMPLEMENTATION = """
+    import torch
+    from torch import nn
+
+    from fluidperc.tasks.base import FrameModel, FrameTask
+    from fluidperc.train.data import channel_mean, channel_std
+
+
+    class Denoise(FrameTask):
+        def batch(self, data, sims, frames, horizon):
+            x = data.low.centred[sims, frames]
+            noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(int(frames.sum())))
+            return {"input": x + 0.1 * x.std() * noise, "target": x}
+
+        def build_model(self, cell, data, device):
+            mean, std = channel_mean(data.low.stats, data.variable), channel_std(data.low.stats, data.variable)
+            c = mean.shape[1]
+            net = nn.Sequential(nn.Conv2d(c, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, c, 3, padding=1))
+            return FrameModel(net, mean, std, mean, std).to(device)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_task_from_an_outside_package_trains_evaluates_and_reaches_the_report(tmp_path, plugin_env):
+    """A new task is one file with a Task subclass plus its registration: the planner, trainer, evaluation and
+    report take it from the table; fluidperc is not edited."""
+    (tmp_path / "site" / "mylab" / "denoise.py").write_text(textwrap.dedent(TASK_REGISTER))
+    (tmp_path / "site" / "mylab" / "denoise_impl.py").write_text(textwrap.dedent(TASK_IMPLEMENTATION))
+    sweep = {**base_sweep(tmp_path), "plugins": ["mylab.denoise"],
+             "train": {"tasks": ["denoise"], "datasets": [{"scene": "karman", "resolution": [16, 8]}],
+                       "losses": ["mse"],
+                       "settings": {"steps": 4, "batch_size": 2, "validate_every": 2, "checkpoint_every": 2,
+                                    "val_samples": 2}},
+             "evaluate": {"settings": {"frames": 3, "samples": 2}}}
+    path = write(tmp_path / "denoise.yaml", sweep)
+    res = subprocess.run([sys.executable, "-m", "hpc.launch", str(path), "--backend", "local", "--out",
+                          str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=500)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import numpy as np
+    import xarray as xr
+
+    ds = xr.open_zarr(tmp_path / "run" / "results.zarr")
+    assert list(ds.task.values) == ["denoise"] and list(ds.loss.values) == ["mse"], "no baseline: it has none"
+    assert np.isfinite(ds.rel_l2).all() and ds.sizes["step"] == 3
+    assert np.isfinite(ds.val_rel_l2).all() and list(ds.val_step.values) == [2, 4]
+    text = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "## denoise on karman_16x8" in text and "| mse |" in text
+    unknown = subprocess.run([sys.executable, "-m", "hpc.launch", str(write(path, {**sweep, "plugins": []})),
+                              "--dry-run"], capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=120)
+    assert unknown.returncode == 2 and "unknown task 'denoise'; expected one of ae, sr, sol" in unknown.stderr

@@ -16,7 +16,8 @@ from fluidperc.errors import UserError
 from fluidperc.losses import get_loss
 from fluidperc.train import CellConfig, run
 from fluidperc.train.data import channel_stats
-from fluidperc.train.tasks import TaskData, build_model, centred, sample_loss
+from fluidperc.tasks.base import TaskData, build_model, sample_loss
+from fluidperc.train.data import centred
 
 @pytest.fixture
 def shared_weights(monkeypatch, lsim_weights):

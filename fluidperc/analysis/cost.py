@@ -90,3 +90,27 @@ def cost_lines(ds: xr.Dataset, resolution: str, out: Path) -> list[str]:
     return lines + [""]
 
 
+
+
+def plot_error_against_time(ds: xr.Dataset, task: str, resolution: str, path: Path, metric: str = "rel_l2") -> bool:
+    """Every loss's (and baseline's) error against its wall time per frame for one task and grid: a learned
+    correction is only worth its cost if it lies well below the baseline. Seed means of the error, seed medians
+    of the time (all measured in the evaluation jobs)."""
+    if metric not in ds or task not in ds.task.values or resolution not in ds.resolution.values:
+        return False
+    sub = ds.sel(task=task, resolution=resolution)
+    err, secs = sub[metric].mean(["test_sim", "step", "seed"]), sub.seconds_per_frame.median("seed")
+    points = [(str(loss), float(err.sel(loss=loss)), float(secs.sel(loss=loss))) for loss in sub.loss.values]
+    points = [p for p in points if np.isfinite(p[1]) and np.isfinite(p[2])]
+    if len(points) < 2:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, e, t in points:
+        ax.plot(t * 1e3, max(e, FLOOR), "s" if name == "source" else "o", markersize=8, label=name)
+    ax.set(xscale="log", yscale="log", xlabel="wall time per frame [ms] (evaluation job)",
+           ylabel=f"{metric}, mean over test sims, steps, seeds", title=f"{task.upper()} {resolution}: error against cost")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -14,9 +14,9 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from fluidperc.analysis import load  # noqa: E402
-from fluidperc.evaluation.collect import PSEUDO_NAMES as PSEUDO  # noqa: E402  (baselines, never "best")
+from fluidperc.evaluation.collect import pseudo_names  # noqa: E402  (baselines, never "best")
 from fluidperc.analysis.animation import write_gif  # noqa: E402
-from fluidperc.analysis.cost import cost_lines  # noqa: E402
+from fluidperc.analysis.cost import cost_lines, plot_error_against_time  # noqa: E402
 from fluidperc.analysis.curves import validation_lines  # noqa: E402
 from fluidperc.analysis.fields import sample_field  # noqa: E402
 from fluidperc.analysis.tables import markdown_table  # noqa: E402
@@ -41,15 +41,25 @@ def _metrics(ds: xr.Dataset) -> list[str]:
                             and {"loss", "step"} <= set(ds[v].dims))
 
 
+def is_rollout(task: str) -> bool:
+    """Results over rollout steps (a registered task with ``rollout``, or the combined pipeline): they get the
+    error-vs-step figure and the unroll column."""
+    from fluidperc.tasks import tasks
+
+    table = tasks()
+    return task == "combined" or (task in table and table[task].rollout)
+
+
 def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str], list[list[str]]]:
     sub = ds.sel(task=task, resolution=resolution)
     metrics = [m for m in _metrics(ds) if bool(np.isfinite(sub[m]).any())]
     per_seed = sub[metrics].mean(["test_sim", "step"])  # loss, seed
     mean, std = per_seed.mean("seed"), per_seed.std("seed")
     losses = [str(loss) for loss in sub.loss.values if bool(np.isfinite(per_seed[metrics[0]].sel(loss=loss)).any())] if metrics else []
-    trained = [loss for loss in losses if loss not in PSEUDO]
+    pseudo = pseudo_names()
+    trained = [loss for loss in losses if loss not in pseudo]
     best = {m: min(trained, key=lambda loss: float(mean[m].sel(loss=loss))) for m in metrics} if trained else {}
-    improvement = task in ("sol", "combined") and "source" in losses and "rel_l2" in metrics
+    improvement = "source" in losses and "rel_l2" in metrics  # a task with a source baseline (SOL, combined)
     rows = []
     for loss in losses:
         row = [loss]
@@ -59,7 +69,7 @@ def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str]
         if improvement:
             denominator = float(mean["rel_l2"].sel(loss=loss))
             factor = float(mean["rel_l2"].sel(loss="source")) / denominator if denominator > 0 else np.inf
-            row.append("1x" if loss == "source" else "-" if loss in PSEUDO else f"{factor:.2f}x")
+            row.append("1x" if loss == "source" else "-" if loss in pseudo else f"{factor:.2f}x")
         if task == "combined":
             row.append(f"{float(sub.seconds_per_frame.sel(loss=loss).mean('seed')) * 1e3:.3g}")
         rows.append(row)
@@ -73,7 +83,7 @@ def paired_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str],
     sub = ds.sel(task=task, resolution=resolution)
     metrics = [m for m in _metrics(ds) if m != "seconds_per_frame" and bool(np.isfinite(sub[m]).any())]
     per_metric = {m: ratios_to_mse(ds, task, resolution, m) for m in metrics}
-    losses = [str(loss) for loss in ds.loss.values if str(loss) not in PSEUDO and str(loss) != "mse"
+    losses = [str(loss) for loss in ds.loss.values if str(loss) not in pseudo_names() and str(loss) != "mse"
               and any(str(loss) in r for r in per_metric.values())]
     if not losses or not any(per_metric.values()):
         return None
@@ -90,7 +100,7 @@ def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str 
     for loss in sub.loss.values:
         curve = sub.sel(loss=loss).mean(["seed", "test_sim"])
         if bool((np.isfinite(curve) & (curve > 0)).any()):
-            ax.plot(sub.step.values, curve.values, label=str(loss), ls="--" if loss in PSEUDO else "-")
+            ax.plot(sub.step.values, curve.values, label=str(loss), ls="--" if loss in pseudo_names() else "-")
             plotted = True
     if not plotted:
         plt.close(fig)
@@ -206,13 +216,15 @@ def _evaluation_lines(run: Path, out: Path) -> list[str]:
                 lines += [f"Ratio to MSE, with its paired 95% interval. {METHOD.format(draws=DRAWS, exact=EXACT_LIMIT)}",
                           "", markdown_table(*paired), ""]
             name = f"error_vs_step_{res}.png" if task == "sol" else f"error_vs_step_{task}_{res}.png"
-            if task in ("sol", "combined") and plot_error_vs_step(ds, str(res), out / name, task=str(task)):
+            if is_rollout(str(task)) and plot_error_vs_step(ds, str(res), out / name, task=str(task)):
                 lines += [f"![error over rollout steps]({name})", ""]
             if plot_samples(ds, str(task), str(res), out / f"samples_{task}_{res}.png"):
                 lines += [f"![sample frames](samples_{task}_{res}.png)", ""]
             lines += validation_lines(ds, str(task), str(res), out)
             if task == "combined":
                 lines += cost_lines(ds, str(res), out)
+            elif plot_error_against_time(ds, str(task), str(res), out / f"error_vs_time_{task}_{res}.png"):
+                lines += [f"![error against wall time per frame](error_vs_time_{task}_{res}.png)", ""]
             if write_gif(ds, str(task), str(res), out / f"rollout_{task}_{res}.gif"):
                 lines += [f"![reference, source and each loss's result, first test sim](rollout_{task}_{res}.gif)", ""]
     if plot_time_cost(ds, out / "time_cost.png"):
@@ -229,7 +241,7 @@ def settings_lines(run: Path) -> list[str]:
         label = CellConfig.model_validate(cfg).loss_spec.label  # imports the cell's plugins (their losses) first
         st = cfg["settings"]
         seen.setdefault((cfg["task"], label), [cfg["task"], label, f"{st['lr']:.3g}", str(st["batch_size"]),
-                                               str(st["unroll"]) if cfg["task"] == "sol" else "-", str(st["steps"]),
+                                               str(st["unroll"]) if is_rollout(cfg["task"]) else "-", str(st["steps"]),
                                                cfg.get("settings_source", "train.settings")])
     if not seen:
         return []
@@ -240,7 +252,7 @@ def settings_lines(run: Path) -> list[str]:
 def main_table(run_dir: str | Path) -> str:
     """The first table of the report (SOL when present), for the demo's closing output."""
     ds = load(run_dir)
-    task = "sol" if "sol" in ds.task.values else str(ds.task.values[0])
+    task = next((str(t) for t in ds.task.values if t != "combined" and is_rollout(str(t))), str(ds.task.values[0]))
     for res in ds.resolution.values:
         headers, rows = summary_table(ds, task, str(res))
         if rows:

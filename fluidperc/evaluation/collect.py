@@ -14,10 +14,23 @@ from fluidperc.evaluation.curves import validation_curves
 from fluidperc.evaluation.output import write_atomically
 
 RESULTS = "results.zarr"
-# Baselines stored beside a cell's own results (variable suffix), as pseudo-losses on the loss axis.
-PSEUDO_LOSSES = {"sol": {"source": "_source"}, "combined": {"source": "_source", "high-res sim": "_highres"}}
-PSEUDO_NAMES = tuple(dict.fromkeys(name for paths in PSEUDO_LOSSES.values() for name in paths))
-SUFFIXES = tuple(dict.fromkeys(suffix for paths in PSEUDO_LOSSES.values() for suffix in paths.values()))
+COMBINED_BASELINES = {"source": "_source", "high-res sim": "_highres"}
+
+
+def pseudo_losses() -> dict[str, dict[str, str]]:
+    """Task -> baselines stored beside a cell's own results (pseudo-loss -> variable suffix), shown on the loss
+    axis: each registered task's (fluidperc.tasks) and the combined pipeline's."""
+    from fluidperc.tasks import tasks
+
+    return {name: dict(e.baselines) for name, e in tasks().items() if e.baselines} | {"combined": COMBINED_BASELINES}
+
+
+def pseudo_names() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name for paths in pseudo_losses().values() for name in paths))
+
+
+def suffixes() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(suffix for paths in pseudo_losses().values() for suffix in paths.values()))
 
 
 def ladder_results(cells: list[dict], found: dict[str, xr.Dataset], resolutions: list[str], steps: list[int]) -> xr.Dataset:
@@ -66,13 +79,15 @@ def collect(run_dir: str, cells: list[dict]) -> str:
         else:
             missing[c["label"]] = c.get("reason") or "no evaluation results (training or evaluation did not finish)"
     tasks = sorted({c["task"] for c in cells})
-    pseudo = [p for p in PSEUDO_NAMES if any(p in PSEUDO_LOSSES.get(t, {}) for t in tasks)]
+    baselines = pseudo_losses()
+    pseudo = [p for p in pseudo_names() if any(p in baselines.get(t, {}) for t in tasks)]
     losses = list(dict.fromkeys(c["loss"] for c in cells)) + pseudo
     resolutions = sorted({c["resolution"] for c in cells})
     seeds = sorted({c["seed"] for c in cells})
     # metrics are what varies over test sims and steps; sample and animation frames are figures' material
+    baseline_suffixes = suffixes()
     metrics = sorted({v for ds in found.values() for v in ds.data_vars
-                      if ds[v].dims == ("test_sim", "step") and not v.endswith(SUFFIXES)})
+                      if ds[v].dims == ("test_sim", "step") and not v.endswith(baseline_suffixes)})
     n_sims = max([ds.sizes["test_sim"] for ds in found.values()] or [1])
     steps = sorted({int(s) for ds in found.values() for s in ds.step.values}) or [0]
     shape = (len(tasks), len(losses), len(resolutions), len(seeds), n_sims, len(steps))
@@ -90,7 +105,7 @@ def collect(run_dir: str, cells: list[dict]) -> str:
         test_re[r, :n] = ds.test_reynolds.values
         per_frame = json.loads(ds.attrs["seconds_per_frame"])
         rows = [(losses.index(c["loss"]), "", per_frame.get("corrected", per_frame.get("network")))]
-        for name, suffix in PSEUDO_LOSSES.get(c["task"], {}).items():
+        for name, suffix in baselines.get(c["task"], {}).items():
             rows.append((losses.index(name), suffix, per_frame.get(name)))
         for li, suffix, seconds in rows:
             timing[t, li, r, s] = seconds if seconds is not None else np.nan

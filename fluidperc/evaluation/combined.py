@@ -17,7 +17,7 @@ from fluidperc.datasets.names import grid_name
 from fluidperc.devices import resolve as resolve_device
 from fluidperc.devices import timed
 from fluidperc.errors import UserError
-from fluidperc.evaluation.collect import PSEUDO_LOSSES
+from fluidperc.evaluation.collect import COMBINED_BASELINES
 from fluidperc.evaluation.evaluate import (
     EvalSettings,
     frame_metrics,
@@ -31,7 +31,7 @@ from fluidperc.train import CellConfig
 from fluidperc.train.data import load_frames
 from fluidperc.weights import WeightStore
 
-PATHS = {"corrected": "", **PSEUDO_LOSSES["combined"]}  # path -> variable suffix
+PATHS = {"corrected": "", **COMBINED_BASELINES}  # path -> variable suffix
 
 
 def results_of(pred: torch.Tensor, ref: torch.Tensor, dx: float, dy: float, losses, n: int) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from fluidperc.datasets.names import grid_name, store_name
 from fluidperc.losses.spec import parse_loss_spec
 from fluidperc.sim.scenes import check_scene
+from fluidperc.tasks import check_task
 
 class TrainSettings(BaseModel):
     """Hyper-parameters; sweep files set them for all cells and may override them per task."""
@@ -37,7 +38,7 @@ class CellConfig(BaseModel):
 
     plugins: tuple[str, ...] = Field((), description="modules imported before the rest is validated (they register "
                                      "losses); a job process validating the cell imports them too")
-    task: Literal["ae", "sr", "sol"]
+    task: Annotated[str, AfterValidator(check_task)] = Field(description="a registered task (ae, sr, sol, ...)")
     loss: Any
     scene: Annotated[str, AfterValidator(check_scene)] = Field(description="a registered scene (karman, plume, ...)")
     data_dir: str

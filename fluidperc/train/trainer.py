@@ -30,7 +30,7 @@ from fluidperc.train import distributed
 from fluidperc.train.config import CellConfig
 from fluidperc.train.outputs import RESULT, is_done  # noqa: F401  (is_done: re-exported)
 from fluidperc.train.data import channel_stats
-from fluidperc.train.tasks import TaskData, build_model, sample_loss
+from fluidperc.tasks.base import TaskData, build_model, sample_loss
 
 
 
@@ -99,17 +99,7 @@ class Trainer:
         model = self.model
         batch = {k: v.to(self.dist.device) for k, v in data.batch(data.val_index, data.val_horizon).items()}
         with torch.no_grad():
-            if self.cell.task == "sol":
-                from fluidperc.train.tasks import rollout_centred
-
-                preds = rollout_centred(model, batch["vx"], batch["vy"], batch["marker"], batch["reynolds"],
-                                        data.val_horizon, *self.cell.resolution)
-                target = batch["targets"]
-                value = sum(loss_fn(preds[:, k], target[:, k]) for k in range(preds.shape[1]))
-                preds, target = preds.flatten(0, 1), target.flatten(0, 1)
-            else:
-                preds, target = model(batch["input"]), batch["target"]
-                value = loss_fn(preds, target)
+            preds, target, value = data.task.validation_outputs(model, batch, loss_fn, data, self.cell)
         info = scene_info(self.cell.scene)
         ny, nx = preds.shape[-2:]
         metrics = pixel_metrics(preds.float().cpu(), target.float().cpu(), info.width / nx, info.height / ny)

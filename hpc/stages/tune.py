@@ -79,8 +79,10 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
 
     stage = sweep.tune
     assert stage is not None
-    if stage.task == "sr" and stage.dataset.high_resolution is None:
-        raise UserError("tune.dataset: task 'sr' needs high_resolution (the target grid)")
+    from fluidperc.tasks import task_entry
+
+    if task_entry(stage.task).high_resolution and stage.dataset.high_resolution is None:
+        raise UserError(f"tune.dataset: task '{stage.task}' needs high_resolution (the target grid)")
     stage = stage.model_copy(update={"space": usable_space(sweep, dry_run)})
     cell = base_cell(stage, data_dir(sweep, stage), tuple(sweep.plugins))
     made = producers(sweep)

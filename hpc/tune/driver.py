@@ -19,12 +19,15 @@ def experiment_dir(run_dir: Path) -> Path:
 
 def base_cell(stage: TuneStage, data_dir: Path, plugins: tuple[str, ...] = ()) -> CellConfig:
     """The cell every trial starts from; the tune stage fixes length, reporting and the validation split."""
+    from fluidperc.tasks import task_entry
+
+    entry = task_entry(stage.task)
     managed = {"steps": stage.epochs * stage.epoch_steps, "validate_every": stage.epoch_steps,
                "checkpoint_every": stage.epoch_steps, "val_sims": stage.val_sims,
-               "val_rollout": stage.val_rollout if stage.task == "sol" else None}
+               "val_rollout": stage.val_rollout if entry.rollout else None}
     ds = stage.dataset
     return CellConfig(plugins=tuple(plugins), task=stage.task, loss=stage.loss, scene=ds.scene, data_dir=str(data_dir), resolution=ds.resolution,
-                      high_resolution=ds.high_resolution if stage.task == "sr" else None, seed=stage.seed,
+                      high_resolution=ds.high_resolution if entry.high_resolution else None, seed=stage.seed,
                       settings={**stage.settings.model_dump(), **managed})
 
 

@@ -1,0 +1,18 @@
+"""The autoencoder task: a frame through a convolutional bottleneck (``compression`` input values per latent
+value) and back; the loss compares the reconstruction with the frame."""
+
+from __future__ import annotations
+
+from fluidperc.models import ConvAutoencoder
+from fluidperc.tasks.base import FrameModel, FrameTask
+from fluidperc.train.data import channel_mean, channel_std
+
+
+class Autoencoder(FrameTask):
+    def batch(self, data, sims, frames, horizon):
+        x = data.low.centred[sims, frames]
+        return {"input": x, "target": x}
+
+    def build_model(self, cell, data, device):
+        mean, std = channel_mean(data.low.stats, data.variable), channel_std(data.low.stats, data.variable)
+        return FrameModel(ConvAutoencoder(mean.shape[1], cell.settings.compression), mean, std, mean, std).to(device)

@@ -1,0 +1,23 @@
+"""Super-resolution (Johnson et al.'s transform network): a low-resolution frame to the high-resolution frame of
+the same sim and time; metrics compare on the high-resolution grid."""
+
+from __future__ import annotations
+
+from fluidperc.models import TransformNet
+from fluidperc.tasks.base import FrameModel, FrameTask
+from fluidperc.train.data import channel_mean, channel_std
+
+
+class SuperResolution(FrameTask):
+    def target_grid(self, cell):
+        return tuple(cell.high_resolution)
+
+    def batch(self, data, sims, frames, horizon):
+        return {"input": data.low.centred[sims, frames], "target": data.high.centred[sims, frames]}
+
+    def build_model(self, cell, data, device):
+        low, high, v = data.low.stats, data.high.stats, data.variable
+        channels = channel_mean(low, v).shape[1]
+        ratio = cell.high_resolution[0] // cell.resolution[0]
+        return FrameModel(TransformNet(channels, channels, scale=ratio, width=32), channel_mean(high, v),
+                          channel_std(high, v), channel_mean(low, v), channel_std(low, v)).to(device)
