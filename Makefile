@@ -5,8 +5,10 @@ STAMP := $(VENV)/.installed
 SLURM_DIR ?= /tmp/fluidperc-slurm
 MN_DIR ?= /tmp/fluidperc-mn
 PYTEST_ARGS ?=
+# LSiM's weights for the study: the staged copy beside the checkout when there is one (FLUIDPERC_WEIGHTS wins)
+STUDY_ENV := $(if $(FLUIDPERC_WEIGHTS),,$(if $(wildcard ../shared/weights/LSiM.pth),FLUIDPERC_WEIGHTS=$(abspath ../shared/weights),))
 
-.PHONY: install demo test test-fast cluster-up cluster-down multinode-up multinode-down bench clean
+.PHONY: install demo study-cpu test test-fast cluster-up cluster-down multinode-up multinode-down bench clean
 
 # Reinstall only when the dependency files change (a second `make` is quick).
 $(STAMP): pyproject.toml constraints.txt
@@ -19,6 +21,13 @@ install: $(STAMP)
 
 demo: install
 	$(PY) -m hpc.launch sweeps/demo.yaml
+
+# The CPU-scale study behind RESULTS.md (local backend, a few hours on 2 cores; a relaunch finishes only what is
+# missing). LSiM's weights: ../shared/weights when it exists, else `python -m fluidperc.weights fetch lsim` first.
+study-cpu: install
+	$(STUDY_ENV) $(PY) -m hpc.launch sweeps/study_cpu_tune.yaml --out runs/study_cpu_tune --wait
+	$(STUDY_ENV) $(PY) -m hpc.launch sweeps/study_cpu.yaml --out runs/study_cpu --wait
+	$(PY) -m fluidperc.analysis runs/study_cpu
 
 # Brings up the local Slurm clusters (as root with apt-get; elsewhere the Slurm tests skip with the reason):
 # the single-node one on loopback and the three-node one in network namespaces. Runs the whole suite, and tears

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from hpc.errors import UserError
@@ -53,6 +54,9 @@ class JobGroup:
         outputs = [t.output for t in self.tasks if t.output]
         if outputs and "outputs" not in progress:
             progress["outputs"] = outputs
+            # outputs this launch writes again (a cell trained longer, its evaluation): done once they change
+            progress["stale"] = {t.output: Path(t.output).stat().st_mtime for t in self.pending
+                                 if t.output and Path(t.output).exists()}
         return {"name": self.name, "stage": self.stage, "tasks": len(self.tasks), "pending": len(self.pending),
                 "progress": progress,
                 "skipped": [{"label": c.label, "reason": c.skipped} for c in self.cells if c.skipped]}

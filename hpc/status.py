@@ -56,7 +56,9 @@ def group_progress(record: dict[str, Any]) -> str:
     unit = prog.get("unit", "")
     text = ""
     if "outputs" in prog:
-        done = sum(Path(p).exists() for p in prog["outputs"])
+        stale = prog.get("stale", {})
+        done = sum(Path(p).exists() and (p not in stale or Path(p).stat().st_mtime != stale[p])
+                   for p in prog["outputs"])
         text = f"{done}/{len(prog['outputs'])} {unit}".rstrip()
     elif unit == "sims":
         from fluidperc.datasets.store import completed

@@ -281,3 +281,42 @@ train:
         assert "2/2 cells trained" in rows[f"train.{task}"], status.stdout
         assert "1 skipped (vgg16-397923af.pth missing" in rows[f"train.{task}"], status.stdout
     assert "karman_32x16: 4/4 sims" in status.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_relaunch_with_more_steps_continues_each_cell_from_its_checkpoint_and_evaluates_it_again(tmp_path):
+    """Train longer without starting over: a finished cell relaunched with a larger train.settings.steps resumes
+    from its last checkpoint (the batch of step k depends only on the seed and k, so it ends where one longer run
+    would), its evaluation is redone, and status counts neither as done before they are."""
+    sweep = write_sweep(tmp_path, tmp_path / "data", steps=10, per_task=2, train=True)
+    sweep.write_text(sweep.read_text() + "evaluate:\n  settings: {frames: 2, samples: 1}\n")
+    run, cell = tmp_path / "run", tmp_path / "run" / "train" / "ae-karman_16x8-mse-s0"
+    res = subprocess.run(launch_cmd(sweep, run), capture_output=True, text=True, cwd=ROOT, timeout=500)
+    assert res.returncode == 0, res.stderr[-3000:]
+    first = json.loads((cell / "result.json").read_text())
+    evaluation = run / "eval" / "ae-karman_16x8-mse-s0.zarr"
+    evaluated_at = evaluation.stat().st_mtime
+    assert first["steps"] == 4
+    dry = subprocess.run(launch_cmd(sweep, run, "train.settings.steps=8", "--dry-run"), capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    groups = {line.split()[1]: line for line in dry.stdout.splitlines() if line.startswith(("train ", "evaluate "))}
+    assert " 1/1 " in groups["train.ae"] and " 1/1 " in groups["evaluate.cells"], dry.stdout
+    res = subprocess.run(launch_cmd(sweep, run, "train.settings.steps=8"), capture_output=True, text=True, cwd=ROOT,
+                         timeout=500)
+    assert res.returncode == 0, res.stderr[-3000:]
+    second = json.loads((cell / "result.json").read_text())
+    assert second["steps"] == 8 and second["resumed_from_step"] == 4
+    rows = [json.loads(line) for line in (cell / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 9)), "the first 4 steps are kept, not trained again"
+    assert evaluation.stat().st_mtime > evaluated_at
+    longer = tmp_path / "longer"
+    res = subprocess.run(launch_cmd(sweep, longer, "train.settings.steps=8"), capture_output=True, text=True,
+                         cwd=ROOT, timeout=500)
+    assert res.returncode == 0, res.stderr[-3000:]
+    once = json.loads((longer / "train" / "ae-karman_16x8-mse-s0" / "result.json").read_text())
+    assert once["weights_sha256"] == second["weights_sha256"], "continued training equals one longer run"
+    again = subprocess.run(launch_cmd(sweep, run, "train.settings.steps=8", "--dry-run"), capture_output=True,
+                           text=True, cwd=ROOT, timeout=120)
+    assert "0/1" in next(line for line in again.stdout.splitlines() if line.startswith("train ")), again.stdout

@@ -16,6 +16,15 @@ def eval_path(run_dir: Path, label: str) -> Path:
     return run_dir.resolve() / "eval" / f"{label}.zarr"
 
 
+def evaluated(out: Path, cell, run_dir: Path) -> bool:
+    """The cell's evaluation exists and evaluated the model it will have: not when the cell (re)trains in this
+    launch (a relaunch with more steps) or its model is newer than the evaluation."""
+    from fluidperc.train.outputs import is_current, is_done
+
+    train_dir = cell_dir(run_dir, cell)
+    return is_done(train_dir, cell.settings.steps) and is_current(out, train_dir)
+
+
 def _mtime(path: Path) -> float:
     return path.stat().st_mtime if path.exists() else 0.0
 
@@ -62,7 +71,8 @@ def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -
         else:
             out = Path(e["eval_path"])
             tasks.append(Task(e["label"], (sol.model_dump_json(), str(cell_dir(run_dir, sol)), sr.model_dump_json(),
-                                           str(cell_dir(run_dir, sr)), str(out), settings), done=out.exists(),
+                                           str(cell_dir(run_dir, sr)), str(out), settings),
+                              done=evaluated(out, sol, run_dir) and evaluated(out, sr, run_dir),
                               output=str(out)))
         entries.append(e)
     entries += [{**entry(cell), "reason": reason} for cell, reason in skipped if on_grid(cell, "sol")]
@@ -87,7 +97,7 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     for cell in trained:
         out = eval_path(run_dir, cell.label)
         tasks.append(Task(cell.label, (cell.model_dump_json(), str(cell_dir(run_dir, cell)), str(out), settings),
-                          done=out.exists(), output=str(out)))
+                          done=evaluated(out, cell, run_dir), output=str(out)))
         entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
                         "resolution": grid_name(cell.scene, cell.resolution), "eval_path": str(out),
                         "train_dir": str(cell_dir(run_dir, cell))})

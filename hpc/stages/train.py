@@ -10,6 +10,7 @@ from hpc.jobs import TrainJob
 from hpc.plan import Cell, JobGroup, Task
 from hpc.spec import Sweep
 from fluidperc.datasets.names import grid_name
+from fluidperc.tasks import task_entry
 from fluidperc.train.config import CellConfig, TrainSettings
 
 
@@ -88,8 +89,9 @@ def cells(sweep: Sweep) -> list[CellConfig]:
         for i, ds in enumerate(stage.datasets):
             if ds.tasks is not None and task not in ds.tasks:
                 continue
-            if task == "sr" and ds.high_resolution is None:
-                raise UserError(f"train.datasets.{i}: task 'sr' needs high_resolution (the target grid) for {ds.scene}")
+            needs_high = task_entry(task).high_resolution
+            if needs_high and ds.high_resolution is None:
+                raise UserError(f"train.datasets.{i}: task '{task}' needs high_resolution (the target grid) for {ds.scene}")
             for loss in stage.losses:
                 spec, overrides, source = loss_settings(stage, task, loss, tuned, ds, f"train.datasets.{i}")
                 settings = TrainSettings.model_validate({**stage.settings.model_dump(), **overrides})
@@ -97,7 +99,7 @@ def cells(sweep: Sweep) -> list[CellConfig]:
                     out.append(CellConfig(plugins=tuple(sweep.plugins), task=task, loss=spec, scene=ds.scene,
                                           data_dir=str(root),
                                           resolution=ds.resolution,
-                                          high_resolution=ds.high_resolution if task == "sr" else None,
+                                          high_resolution=ds.high_resolution if needs_high else None,
                                           seed=seed, settings=settings, settings_source=source))
     return out
 
@@ -166,7 +168,7 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         group = group_of(cell)
         group.after = sorted(set(group.after) | after)
         out = cell_dir(run_dir, cell)
-        group.tasks.append(Task(cell.label, (cell.model_dump_json(), str(out)), done=is_done(out),
+        group.tasks.append(Task(cell.label, (cell.model_dump_json(), str(out)), done=is_done(out, cell.settings.steps),
                                 output=str(out / RESULT)))
         group.cells.append(plan_cell(cell))
     for cell, reason in skipped:
