@@ -62,18 +62,23 @@ def test_ratios_to_mse_pair_cells_by_seed_and_test_sim_and_skip_missing_seeds():
     assert out["lsim"].ratio == pytest.approx(0.5) and out["lsim"].excludes_one
 
 
-def test_validation_trend_is_the_fitted_rise_over_the_last_fifth_relative_to_its_level():
-    from fluidperc.analysis.curves import tail_trend, trend_rows
+def test_validation_trend_and_the_share_of_the_gain_come_from_a_line_through_the_last_fifth():
+    from fluidperc.analysis.curves import tail_stats, trend_rows
 
     steps = np.arange(0, 101, 10)
-    falling = 1 - 0.001 * steps  # last 20%: steps 80, 90, 100 -> 0.92, 0.91, 0.90
-    assert tail_trend(steps, falling) == pytest.approx(-0.001 * 20 / 0.91)
-    assert tail_trend(steps, np.full(len(steps), 0.5)) == pytest.approx(0.0)
-    assert np.isnan(tail_trend(steps[:2], falling[:2])), "two points are no trend"
-    curves = np.stack([np.full(len(steps), 0.5), falling])[:, None, None, None, :]  # loss x (task, res, seed)
+    falling = 1 - 0.001 * steps  # last 20%: steps 80, 90, 100 -> 0.92, 0.91, 0.90; gain since step 0: 0.1
+    trend, share = tail_stats(steps, falling)
+    assert trend == pytest.approx(-0.001 * 20 / 0.91) and share == pytest.approx(0.02 / 0.1)
+    saturating = 0.1 + np.exp(-steps / 10.0)
+    assert 0 < tail_stats(steps, saturating)[1] < 0.001
+    flat = np.full(len(steps), 0.5)
+    assert tail_stats(steps, flat)[0] == pytest.approx(0.0) and np.isnan(tail_stats(steps, flat)[1])
+    assert all(np.isnan(tail_stats(steps[:2], falling[:2]))), "two points are no trend"
+    curves = np.stack([flat, falling, saturating])[:, None, None, None, :]  # loss x (task, res, seed)
     ds = xr.Dataset({"val_rel_l2": (("loss", "task", "resolution", "seed", "val_step"), curves)},
-                    coords={"loss": ["flat", "falling"], "task": ["sol"], "resolution": ["k"], "seed": [0],
-                            "val_step": steps})
-    rows = {row[0]: row for row in trend_rows(ds, "sol", "k")}
-    assert rows["flat"][1:] == ["0.5", "+0.0%", "+0.0%", "yes"]
-    assert rows["falling"][1:] == ["0.9", "-2.2%", "-2.2%", "yes"]
+                    coords={"loss": ["flat", "falling", "saturating"], "task": ["sol"], "resolution": ["k"],
+                            "seed": [0], "val_step": steps})
+    rows = {row[0]: row[1:] for row in trend_rows(ds, "sol", "k")}
+    assert rows["flat"] == ["0.5", "+0.0%", "-", "-"], "no gain at all: no share, no verdict"
+    assert rows["falling"] == ["0.9", "-2.2%", "20.0%", "no"]
+    assert rows["saturating"][2:] == ["0.0%", "yes"]

@@ -1,5 +1,6 @@
 """Has training levelled off? The validation curves results.zarr keeps (``val_*`` over ``val_step``): a figure per
-task and grid, and each loss's trend over the last 20% of training, fitted per seed."""
+task and grid, and each loss's trend over the last 20% of training, fitted per seed, with the share of the whole
+improvement that the last 20% brought."""
 
 from __future__ import annotations
 
@@ -13,22 +14,28 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 TAIL = 0.2  # the share of training whose trend the table reports
-FLAT = 0.05  # |trend| below this (5% of the level) counts as flat
+LEVEL = 0.10  # levelled off: the last 20% of training brought at most this share of the whole improvement
 
 
-def tail_trend(steps: np.ndarray, values: np.ndarray) -> float:
-    """Relative change over the last 20% of steps: a least-squares line through the validation points there,
-    its rise over the window divided by their mean. NaN with fewer than 3 points."""
+def tail_stats(steps: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """(trend, share) of the last 20% of steps, from a least-squares line through the validation points there.
+    trend: its rise over the window relative to their mean (-0.14: 14% lower at the end). share: its drop over
+    the window as a share of the whole improvement since the first validation (0.05: the last fifth of training
+    brought 5% of the gain; negative when the curve rose). NaN with fewer than 3 points in the window, or (share)
+    when the curve never improved."""
     ok = np.isfinite(values)
     steps, values = steps[ok], values[ok]
+    nan = (float("nan"), float("nan"))
     if len(steps) < 3:
-        return float("nan")
+        return nan
     tail = steps >= steps.max() - TAIL * steps.max()
-    s, v = steps[tail], values[tail]
+    s, v = steps[tail].astype(float), values[tail]
     if len(s) < 3 or float(np.mean(v)) == 0:
-        return float("nan")
-    slope = np.polyfit(s.astype(float), v, 1)[0]
-    return float(slope * (s.max() - s.min()) / np.mean(v))
+        return nan
+    slope, intercept = np.polyfit(s, v, 1)
+    rise = slope * (s.max() - s.min())
+    gain = values[0] - (slope * s.max() + intercept)
+    return float(rise / np.mean(v)), float(-rise / gain) if gain > 1e-9 * abs(values[0]) else float("nan")
 
 
 def _percent(x: float) -> str:
@@ -42,23 +49,26 @@ def _trained(ds: xr.Dataset, metric: str, task: str, resolution: str) -> list[st
 
 
 def trend_rows(ds: xr.Dataset, task: str, resolution: str, metric: str = "val_rel_l2") -> list[list[str]]:
-    """Per loss: the last validation value (mean over seeds), the trend over the last 20% (mean and worst seed)."""
+    """Per loss: the last validation value (mean over seeds), the trend over the last 20% (mean over seeds), the
+    share of the improvement the last 20% brought (worst seed) and whether every seed had levelled off."""
     if metric not in ds or task not in ds.task.values:
         return []
     sub = ds[metric].sel(task=task, resolution=resolution)
     steps = sub.val_step.values
     rows = []
     for loss in _trained(ds, metric, task, resolution):
-        trends, finals = [], []
+        trends, shares, finals = [], [], []
         for seed in sub.seed.values:
             v = sub.sel(loss=loss, seed=seed).values
             if np.isfinite(v).any():
-                trends.append(tail_trend(steps, v))
+                trend, share = tail_stats(steps, v)
+                trends.append(trend)
+                shares.append(share)
                 finals.append(v[np.isfinite(v)][-1])
-        worst = max(trends, key=lambda t: abs(t) if np.isfinite(t) else -1.0)
         mean = float(np.nanmean(trends)) if np.isfinite(trends).any() else float("nan")
-        flat = "yes" if np.isfinite(worst) and abs(worst) <= FLAT else "no" if np.isfinite(worst) else "-"
-        rows.append([loss, f"{np.mean(finals):.4g}", _percent(mean), _percent(worst), flat])
+        worst = float(np.nanmax(shares)) if np.isfinite(shares).any() else float("nan")
+        level = "-" if not np.isfinite(worst) else "yes" if worst <= LEVEL else "no"
+        rows.append([loss, f"{np.mean(finals):.4g}", _percent(mean), _percent(worst).lstrip("+"), level])
     return rows
 
 
@@ -98,8 +108,9 @@ def validation_lines(ds: xr.Dataset, task: str, resolution: str, out: Path) -> l
         return []
     from fluidperc.analysis.tables import markdown_table
 
-    headers = ["loss", "last val_rel_l2", f"trend over the last {TAIL:.0%} (mean of seeds)", "worst seed",
-               f"flat (|trend| <= {FLAT:.0%})"]
-    return ["Validation during training (rel_l2 on the validation samples; the trend is a line fitted per seed "
-            "through the last 20% of training, its rise over that window relative to its level):", "",
+    headers = ["loss", "last val_rel_l2", f"change over the last {TAIL:.0%} (mean of seeds)",
+               f"share of the gain in the last {TAIL:.0%} (worst seed)", f"levelled off (share <= {LEVEL:.0%})"]
+    return ["Validation during training (rel_l2 on the validation samples). A line is fitted per seed through "
+            "the last 20% of training: the change is its rise over that window relative to its level, the share "
+            "is its drop as a share of the whole improvement since the first validation.", "",
             markdown_table(headers, rows), "", f"![validation curves]({name})", ""]
