@@ -54,7 +54,8 @@ def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -
     srs = {(c.loss_spec.label, c.seed): c for c in trained if on_grid(c, "sr") and c.settings.variable == "marker"}
     if not sols or not srs:
         raise UserError(
-            f"evaluate.combined: needs SOL cells and SR cells with task_settings.sr.variable: marker on {resolution}; "
+            f"evaluate.combined: needs SOL cells and SR cells with variable: marker (task_settings.sr or the "
+            f"dataset's settings) on {resolution}; "
             f"the train section has {len(sols)} SOL and {len(srs)} marker SR cell(s) there"
         )
     def entry(sol) -> dict:
