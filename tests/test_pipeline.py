@@ -152,6 +152,13 @@ def test_analysis_of_results_with_a_missing_cell_reports_the_reason(local_run, t
     assert ds.attrs["missing_cells"]["sol-karman_32x16-mae-s0"] == "training failed: the mae loss is nan at step 3"
     text = write_report(copy).read_text()
     assert "`sol-karman_32x16-mae-s0`: training failed: the mae loss is nan at step 3" in text
+    from conftest import run_module
+
+    res = run_module("fluidperc.analysis", str(copy), "--out", str(tmp_path / "docs"), "--no-animations")
+    assert res.returncode == 0, res.stderr
+    published = {p.name for p in (tmp_path / "docs").iterdir()}
+    assert "report.md" in published and "samples_sol_karman_32x16.png" in published
+    assert not any(name.endswith(".gif") for name in published) and ".gif" not in (tmp_path / "docs" / "report.md").read_text()
 
 
 def test_analysis_cli_has_help_and_a_clear_error_without_results(tmp_path):

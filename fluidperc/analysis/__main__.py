@@ -14,10 +14,13 @@ def main() -> int:
         "SOL improvement over the source sim) and PNG figures from RUN_DIR/results.zarr.",
     )
     p.add_argument("run_dir")
+    p.add_argument("--out", help="write the report and its figures here instead of RUN_DIR/report (e.g. a docs "
+                   "folder to publish)")
+    p.add_argument("--no-animations", action="store_true", help="leave the GIFs out (up to 1 MB each)")
     args = p.parse_args()
     from fluidperc.analysis.report import main_table, write_report
 
-    path = write_report(args.run_dir)
+    path = write_report(args.run_dir, args.out, animations=not args.no_animations)
     print(f"report: {path}")
     print(main_table(args.run_dir))
     return 0

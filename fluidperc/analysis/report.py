@@ -176,24 +176,25 @@ def plot_time_cost(ds: xr.Dataset, path: Path) -> bool:
     return True
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """The evaluation's tables and figures (results.zarr) and the tuning section (tune.zarr), whichever exist."""
+def write_report(run_dir: str | Path, out: str | Path | None = None, animations: bool = True) -> Path:
+    """The evaluation's tables and figures (results.zarr) and the tuning section (tune.zarr), whichever exist, into
+    ``out`` (default RUN_DIR/report). ``animations=False`` leaves the GIFs out (a folder to publish stays small)."""
     from fluidperc.analysis.tuning import report_lines
 
     run = Path(run_dir)
     has_results, has_tune = (run / "results.zarr").exists(), (run / "tune.zarr").exists()
-    out = run / "report"
-    out.mkdir(exist_ok=True)
+    out = Path(out) if out is not None else run / "report"
+    out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Results of {run.name}", ""]
     if has_tune:
         lines += report_lines(run, out)
     if has_results or not has_tune:
-        lines += _evaluation_lines(run, out)
+        lines += _evaluation_lines(run, out, animations)
     (out / "report.md").write_text("\n".join(lines))
     return out / "report.md"
 
 
-def _evaluation_lines(run: Path, out: Path) -> list[str]:
+def _evaluation_lines(run: Path, out: Path, animations: bool = True) -> list[str]:
     ds = load(run)
     lines = [f"Run directory: `{run}`. Values are the mean over test sims and steps "
              "(frames), then mean ± std over seeds; the best trained loss per column is in bold; lower is better.", ""]
@@ -225,7 +226,7 @@ def _evaluation_lines(run: Path, out: Path) -> list[str]:
                 lines += cost_lines(ds, str(res), out)
             elif plot_error_against_time(ds, str(task), str(res), out / f"error_vs_time_{task}_{res}.png"):
                 lines += [f"![error against wall time per frame](error_vs_time_{task}_{res}.png)", ""]
-            if write_gif(ds, str(task), str(res), out / f"rollout_{task}_{res}.gif"):
+            if animations and write_gif(ds, str(task), str(res), out / f"rollout_{task}_{res}.gif"):
                 lines += [f"![reference, source and each loss's result, first test sim](rollout_{task}_{res}.gif)", ""]
     if plot_time_cost(ds, out / "time_cost.png"):
         lines += ["## Time cost", "", "![time cost per frame](time_cost.png)", ""]
