@@ -37,7 +37,7 @@ class CellConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     plugins: tuple[str, ...] = Field((), description="modules imported before the rest is validated (they register "
-                                     "losses); a job process validating the cell imports them too")
+                                     "losses, scenes, tasks); a job process validating the cell imports them too")
     task: Annotated[str, AfterValidator(check_task)] = Field(description="a registered task (ae, sr, sol, ...)")
     loss: Any
     scene: Annotated[str, AfterValidator(check_scene)] = Field(description="a registered scene (karman, plume, ...)")
