@@ -41,7 +41,7 @@ def test_combined_pipeline_reports_accuracy_and_time_of_every_path(tmp_path, lau
     seconds = combined.seconds_per_frame
     assert all(float(seconds.sel(loss=p)) > 0 for p in ("mse", "source", "high-res sim"))
     # the resolution ladder: the plain sim at 16, 20, 24, 28 (default rungs) and 32 (the high-res sim itself)
-    ladder = ds.sel(resolution="plume_16x16")
+    ladder = ds.sel(task="combined", resolution="plume_16x16")
     assert [str(g) for g in ladder.rung_grid.values] == [f"plume_{k}x{k}" for k in (16, 20, 24, 28, 32)]
     lad_err = ladder.ladder_rel_l2.mean(["test_sim", "step"]).values
     assert (ladder.ladder_seconds_per_frame > 0).all() and (lad_err[:-1] > 0).all() and lad_err[-1] < 1e-5
@@ -51,6 +51,13 @@ def test_combined_pipeline_reports_accuracy_and_time_of_every_path(tmp_path, lau
     assert "### Accuracy against cost" in report and "](accuracy_vs_cost_plume_16x16.png)" in report
     assert "- low-res + SOL + SR (mse): " in report and "- low-res + SR (source): " in report
     assert (run_dir / "report" / "accuracy_vs_cost_plume_16x16.png").stat().st_size > 1000
+    # SOL's own ladder (velocity on the low grid, the same rungs): its top rung is the high-res sim brought onto the
+    # low grid the way the stores downsample, so it reproduces SOL's reference
+    sol = ds.sel(task="sol", resolution="plume_16x16")
+    assert [str(g) for g in sol.rung_grid.values] == [f"plume_{k}x{k}" for k in (16, 20, 24, 28, 32)]
+    sol_err = sol.ladder_rel_l2.mean(["test_sim", "step"]).values
+    assert (sol.ladder_seconds_per_frame > 0).all() and (sol_err[:-1] > 0).all() and sol_err[-1] < 1e-5
+    assert "](accuracy_vs_cost_sol_plume_16x16.png)" in report and "- low-res sim + SOL (mse): " in report
     for png in ("error_vs_step_combined_plume_16x16.png", "samples_combined_plume_16x16.png", "time_cost.png",
                 "rollout_combined_plume_16x16.gif", "rollout_sol_plume_16x16.gif"):
         assert (run_dir / "report" / png).stat().st_size > 1000, png

@@ -82,3 +82,16 @@ def test_validation_trend_and_the_share_of_the_gain_come_from_a_line_through_the
     assert rows["flat"] == ["0.5", "+0.0%", "-", "-"], "no gain at all: no share, no verdict"
     assert rows["falling"] == ["0.9", "-2.2%", "20.0%", "no"]
     assert rows["saturating"][2:] == ["0.0%", "yes"]
+
+
+def test_error_against_time_plots_each_loss_with_a_time_and_needs_two_of_them(tmp_path):
+    from fluidperc.analysis.cost import plot_error_against_time
+
+    dims = ("task", "loss", "resolution", "seed", "test_sim", "step")
+    err = np.full((1, 3, 1, 2, 1, 4), 0.1)
+    secs = np.array([0.02, 0.01, np.nan])[None, :, None, None] * np.ones((1, 3, 1, 2))
+    ds = xr.Dataset({"rel_l2": (dims, err), "seconds_per_frame": (dims[:4], secs)},
+                    coords={"task": ["ae"], "loss": ["mse", "lsim", "mae"], "resolution": ["k"], "seed": [0, 1]})
+    assert plot_error_against_time(ds, "ae", "k", tmp_path / "a.png") and (tmp_path / "a.png").stat().st_size > 1000
+    one = ds.sel(loss=["mse", "mae"])  # mae has no time: one point is no comparison
+    assert not plot_error_against_time(one, "ae", "k", tmp_path / "b.png") and not (tmp_path / "b.png").exists()

@@ -17,32 +17,39 @@ from fluidperc.evaluation.ladder import equal_accuracy_speedup  # noqa: E402
 FLOOR = 1e-7  # an error of 0 on log axes
 
 
-def cost_points(ds: xr.Dataset, resolution: str, metric: str = "rel_l2") -> tuple[list, list, tuple] | None:
+# how each task's paths are named in the figure and the speed-up lines
+PATH_NAMES = {"combined": ("low-res + SR (source)", "low-res + SOL + SR ({})"),
+              "sol": ("low-res sim (source)", "low-res sim + SOL ({})")}
+WHAT = {"combined": "of the marker vs the high-res sim", "sol": "of the velocity vs the reference, low grid"}
+
+
+def cost_points(ds: xr.Dataset, task: str, resolution: str, metric: str = "rel_l2") -> tuple[list, list, tuple] | None:
     """(ladder [(grid, error, seconds)] below the high grid, paths [(name, error, seconds)], the high-res sim as
-    (grid, error, seconds)) for one combined grid; None without a ladder. Errors are the mean over test sims and
+    (grid, error, seconds)) for one task and grid; None without a ladder. Errors are the mean over test sims and
     steps (and seeds), times the median per frame."""
     var = f"ladder_{metric}"
-    if var not in ds or resolution not in ds.resolution.values:
+    if var not in ds or task not in ds.task.values or resolution not in ds.resolution.values:
         return None
-    lad = ds[var].sel(resolution=resolution).mean(["test_sim", "step"])
-    secs = ds.ladder_seconds_per_frame.sel(resolution=resolution)
-    grids = ds.rung_grid.sel(resolution=resolution).values
+    lad = ds[var].sel(task=task, resolution=resolution).mean(["test_sim", "step"])
+    secs = ds.ladder_seconds_per_frame.sel(task=task, resolution=resolution)
+    grids = ds.rung_grid.sel(task=task, resolution=resolution).values
     ladder = [(str(g), float(e), float(t)) for g, e, t in zip(grids, lad.values, secs.values) if np.isfinite(t)]
     # the finest rung is the high-res sim, i.e. the reference itself (error 0): it is the cost line, not the curve
     top = ladder.pop() if ladder else None
-    sub = ds.sel(task="combined", resolution=resolution)
+    source_name, path_name = PATH_NAMES.get(task, ("source", "{}"))
+    sub = ds.sel(task=task, resolution=resolution)
     err = sub[metric].mean(["test_sim", "step", "seed"])
     time = sub.seconds_per_frame.median("seed")
     paths = []
     for loss in sub.loss.values:
         e, t = float(err.sel(loss=loss)), float(time.sel(loss=loss))
         if np.isfinite(e) and np.isfinite(t) and str(loss) != "high-res sim":
-            name = "low-res + SR (source)" if str(loss) == "source" else f"low-res + SOL + SR ({loss})"
-            paths.append((name, e, t))
+            paths.append((source_name if str(loss) == "source" else path_name.format(loss), e, t))
     return (ladder, paths, top) if ladder else None
 
 
-def plot_cost(ladder: list, paths: list, top: tuple, resolution: str, path: Path, metric: str = "rel_l2") -> None:
+def plot_cost(ladder: list, paths: list, top: tuple, resolution: str, path: Path, metric: str = "rel_l2",
+              what: str = "") -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.axvline(top[2] * 1e3, color="grey", linestyle="--", label=f"high-res sim {top[0].split('_')[-1]} (the reference)")
     t = [p[2] * 1e3 for p in ladder]
@@ -53,25 +60,27 @@ def plot_cost(ladder: list, paths: list, top: tuple, resolution: str, path: Path
     for name, err, secs in paths:
         ax.plot(secs * 1e3, max(err, FLOOR), "s" if "source" in name else "^", markersize=8, label=name)
     ax.set(xscale="log", yscale="log", xlabel="wall time per frame [ms] (same job)",
-           ylabel=f"{metric} of the marker vs the high-res sim", title=f"accuracy against cost, {resolution}")
+           ylabel=f"{metric} {what}".strip(), title=f"accuracy against cost, {resolution}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def cost_lines(ds: xr.Dataset, resolution: str, out: Path) -> list[str]:
+def cost_lines(ds: xr.Dataset, task: str, resolution: str, out: Path) -> list[str]:
     """The figure and one sentence per path: its speed-up at equal accuracy, or plainly that there is none."""
-    found = cost_points(ds, resolution)
+    found = cost_points(ds, task, resolution)
     if found is None:
         return []
     ladder, paths, top = found
-    name = f"accuracy_vs_cost_{resolution}.png"
-    plot_cost(ladder, paths, top, resolution, out / name)
+    name = f"accuracy_vs_cost_{resolution}.png" if task == "combined" else f"accuracy_vs_cost_{task}_{resolution}.png"
+    plot_cost(ladder, paths, top, resolution, out / name, what=WHAT.get(task, ""))
     le, lt = np.array([p[1] for p in ladder]), np.array([p[2] for p in ladder])
+    brought = ("its marker interpolated bilinearly onto the high-resolution grid" if task == "combined" else
+               "its velocity resampled onto the low grid the reference lives on")
     lines = ["### Accuracy against cost", "",
              f"The plain simulation at {', '.join(p[0].split('_')[-1] for p in ladder)} (each from the same "
-             "high-resolution test frame, its marker interpolated bilinearly onto the high-resolution grid) is the "
+             f"high-resolution test frame, {brought}) is the "
              "curve a learned path has to beat: a path pays off where it lies below it. Speed-up at equal accuracy "
              "is the ladder's interpolated time (log-log) at the path's error, divided by the path's time. The "
              f"high-res sim ({top[0].split('_')[-1]}, the reference) costs {top[2] * 1e3:.3g} ms per frame.", "",

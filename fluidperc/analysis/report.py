@@ -222,9 +222,9 @@ def _evaluation_lines(run: Path, out: Path, animations: bool = True) -> list[str
             if plot_samples(ds, str(task), str(res), out / f"samples_{task}_{res}.png"):
                 lines += [f"![sample frames](samples_{task}_{res}.png)", ""]
             lines += validation_lines(ds, str(task), str(res), out)
-            if task == "combined":
-                lines += cost_lines(ds, str(res), out)
-            elif plot_error_against_time(ds, str(task), str(res), out / f"error_vs_time_{task}_{res}.png"):
+            ladder = cost_lines(ds, str(task), str(res), out)
+            lines += ladder
+            if not ladder and plot_error_against_time(ds, str(task), str(res), out / f"error_vs_time_{task}_{res}.png"):
                 lines += [f"![error against wall time per frame](error_vs_time_{task}_{res}.png)", ""]
             if animations and write_gif(ds, str(task), str(res), out / f"rollout_{task}_{res}.gif"):
                 lines += [f"![reference, source and each loss's result, first test sim](rollout_{task}_{res}.gif)", ""]

@@ -33,37 +33,39 @@ def suffixes() -> tuple[str, ...]:
     return tuple(dict.fromkeys(suffix for paths in pseudo_losses().values() for suffix in paths.values()))
 
 
-def ladder_results(cells: list[dict], found: dict[str, xr.Dataset], resolutions: list[str], steps: list[int]) -> xr.Dataset:
-    """The combined pipeline's accuracy-vs-cost ladder (fluidperc.evaluation.ladder) as ``ladder_<metric>`` over
-    (resolution, rung, test_sim, step) and ``ladder_seconds_per_frame`` over (resolution, rung): the plain sim's
-    errors are the same in every combined job of a grid (same start, same steps); its time is the median over them."""
-    per_res: dict[str, list[xr.Dataset]] = {}
+def ladder_results(cells: list[dict], found: dict[str, xr.Dataset], tasks: list[str], resolutions: list[str],
+                   steps: list[int]) -> xr.Dataset:
+    """The accuracy-vs-cost ladders (fluidperc.evaluation.ladder) of the combined pipeline and of SOL as
+    ``ladder_<metric>`` over (task, resolution, rung, test_sim, step) and ``ladder_seconds_per_frame`` over (task,
+    resolution, rung): the plain sim's errors are the same in every job of a task and grid (same start, same
+    steps); its time is the median over them."""
+    groups: dict[tuple[str, str], list[xr.Dataset]] = {}
     for c in cells:
         ds = found.get(c["label"])
         if ds is not None and "rung" in ds.dims:
-            per_res.setdefault(c["resolution"], []).append(ds)
-    if not per_res:
+            groups.setdefault((c["task"], c["resolution"]), []).append(ds)
+    if not groups:
         return xr.Dataset()
-    n_rungs = max(ds.sizes["rung"] for group in per_res.values() for ds in group)
-    n_sims = max(ds.sizes["test_sim"] for group in per_res.values() for ds in group)
-    names = sorted({v for group in per_res.values() for ds in group for v in ds.data_vars
+    n_rungs = max(ds.sizes["rung"] for group in groups.values() for ds in group)
+    n_sims = max(ds.sizes["test_sim"] for group in groups.values() for ds in group)
+    names = sorted({v for group in groups.values() for ds in group for v in ds.data_vars
                     if v.startswith("ladder_") and v != "ladder_seconds_per_frame"})
-    arrays = {v: np.full((len(resolutions), n_rungs, n_sims, len(steps)), np.nan) for v in names}
-    seconds = np.full((len(resolutions), n_rungs), np.nan)
-    grid = np.full((len(resolutions), n_rungs), "", dtype=object)
-    cells_n = np.full((len(resolutions), n_rungs), np.nan)
-    for res, group in per_res.items():
-        r, first = resolutions.index(res), group[0]
+    arrays = {v: np.full((len(tasks), len(resolutions), n_rungs, n_sims, len(steps)), np.nan) for v in names}
+    seconds = np.full((len(tasks), len(resolutions), n_rungs), np.nan)
+    grid = np.full((len(tasks), len(resolutions), n_rungs), "", dtype=object)
+    cells_n = np.full((len(tasks), len(resolutions), n_rungs), np.nan)
+    for (task, res), group in groups.items():
+        t, r, first = tasks.index(task), resolutions.index(res), group[0]
         k, n = first.sizes["rung"], first.sizes["test_sim"]
         cols = [steps.index(int(x)) for x in first.step.values]
         for v in names:
             if v in first:
-                arrays[v][r, :k, :n][..., cols] = first[v].values
-        seconds[r, :k] = np.median(np.stack([ds.ladder_seconds_per_frame.values for ds in group]), axis=0)
-        grid[r, :k], cells_n[r, :k] = first.rung.values, first.rung_cells.values
-    dims = ("resolution", "rung", "test_sim", "step")
-    return xr.Dataset({v: (dims, a) for v, a in arrays.items()} | {"ladder_seconds_per_frame": (dims[:2], seconds)},
-                      coords={"rung_grid": (dims[:2], grid.astype(str)), "rung_cells": (dims[:2], cells_n)})
+                arrays[v][t, r, :k, :n][..., cols] = first[v].values
+        seconds[t, r, :k] = np.median(np.stack([ds.ladder_seconds_per_frame.values for ds in group]), axis=0)
+        grid[t, r, :k], cells_n[t, r, :k] = first.rung.values, first.rung_cells.values
+    dims = ("task", "resolution", "rung", "test_sim", "step")
+    return xr.Dataset({v: (dims, a) for v, a in arrays.items()} | {"ladder_seconds_per_frame": (dims[:3], seconds)},
+                      coords={"rung_grid": (dims[:3], grid.astype(str)), "rung_cells": (dims[:3], cells_n)})
 
 
 def collect(run_dir: str, cells: list[dict]) -> str:
@@ -118,7 +120,7 @@ def collect(run_dir: str, cells: list[dict]) -> str:
         coords={"task": tasks, "loss": losses, "resolution": resolutions, "seed": seeds,
                 "test_sim": np.arange(n_sims), "step": steps, "test_reynolds": (("resolution", "test_sim"), test_re)},
     )
-    out = out.merge(ladder_results(cells, found, resolutions, steps))
+    out = out.merge(ladder_results(cells, found, tasks, resolutions, steps))
     trained = [c for c in cells if c["label"] in found]
     out = out.merge(validation_curves(trained, tasks, losses, resolutions, seeds))
     skipped = {label: ds.attrs.get("skipped_metrics", "{}") for label, ds in found.items()}

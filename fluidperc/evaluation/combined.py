@@ -24,7 +24,7 @@ from fluidperc.evaluation.evaluate import (
     load_trained,
     perceptual_losses,
 )
-from fluidperc.evaluation.ladder import default_rungs, run_ladder
+from fluidperc.evaluation.ladder import default_rungs, marker_on, run_ladder, warm_up
 from fluidperc.evaluation.output import write_atomically
 from fluidperc.sim.scenes import scene_info
 from fluidperc.train import CellConfig
@@ -83,7 +83,7 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
         sim = Simulation(sr.scene, ny, nx, [float(r) for r in high.reynolds[s]], substeps, device=device)
         start = state_from_tensors(sim, *(t.to(device) for t in (high.velocity_x[s, 0], high.velocity_y[s, 0],
                                                                   high.marker[s, 0])))
-        sim.step(sim.step(start))  # warm-up: a step's output is traced apart from a state built from tensors
+        warm_up(sim, start)
 
         def rollout():
             state, out = start, []
@@ -98,7 +98,7 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
         rungs = settings.ladder if settings.ladder is not None else default_rungs(tuple(sol.resolution), (ny, nx))
         rungs = [tuple(sol.resolution), *(tuple(r) for r in rungs if tuple(r) not in (tuple(sol.resolution), (ny, nx)))]
         ladder = run_ladder(sr.scene, rungs, start, [float(r) for r in high.reynolds[s]],
-                            float(high.reynolds.min()), n, (ny, nx), device)
+                            float(high.reynolds.min()), n, device, marker_on((ny, nx)))
     ref = high.marker[s, 1 : n + 1].float()[:, :, None]  # sims, steps, 1, y, x
     info = scene_info(sr.scene)
     dx, dy = info.width / nx, info.height / ny

@@ -83,7 +83,8 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
     sample_vars = {f"sample_{k}": (("sample", "channel", "y", "x"), v.detach().numpy()) for k, v in ev.samples.items()}
     if len(shown):
         sample_vars.update({f"anim_{k}": (("anim", "channel", "y", "x"), v.detach().numpy()) for k, v in ev.anim.items()})
-    ds = xr.Dataset({**ev.results, **sample_vars}, coords={**coords, "step": steps, "sample_step": ("sample", steps[keep]),
+    ds = xr.Dataset({**ev.results, **sample_vars}, coords={**coords, **ev.coords, "step": steps,
+                                                           "sample_step": ("sample", steps[keep]),
                                                            **({"anim_step": ("anim", steps[shown])} if len(shown) else {})})
     ds.attrs.update({"cell": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
                      "scene": cell.scene,

@@ -1,6 +1,7 @@
 """The accuracy-vs-cost ladder: the plain simulation at resolutions between the low and the high grid, each
-started from the high-resolution test frame, its marker brought onto the reference grid and compared with the
-reference, timed in the same job as the corrected paths (Kochkov et al., PNAS 2021, draw error against wall time
+started from the high-resolution test frame, brought onto the reference's grid (the combined pipeline: the marker
+onto the high grid; SOL: the velocity onto the low grid) and compared with the reference, timed in the same job
+as the corrected paths (Kochkov et al., PNAS 2021, draw error against wall time
 for such a ladder; a learned path pays off where it lies below the curve)."""
 
 from __future__ import annotations
@@ -11,6 +12,15 @@ import torch.nn.functional as F
 
 from fluidperc.devices import timed
 from fluidperc.sim.scenes import diffusion_substeps, scene_info
+
+
+def warm_up(sim, state, steps: int = 3) -> None:
+    """Step a throw-away copy of a rollout's start so that the timed rollout meets no tracing: the compiled parts
+    trace apart for a state built from tensors, its first step's output and the later outputs (measured: with two
+    warm-up steps instead of three, the first timed steps of a 32x16 Karman sim still retraced, 0.16 against
+    0.03 s per step)."""
+    for _ in range(steps):
+        state = sim.step(state)
 
 
 def default_rungs(low: tuple[int, int], high: tuple[int, int], between: int = 3) -> list[tuple[int, int]]:
@@ -26,30 +36,67 @@ def default_rungs(low: tuple[int, int], high: tuple[int, int], between: int = 3)
 
 
 def run_ladder(scene: str, rungs: list[tuple[int, int]], start, reynolds: list[float], min_reynolds: float,
-               steps: int, reference_grid: tuple[int, int], device: torch.device) -> dict[tuple[int, int], tuple]:
-    """rung -> (marker on the reference grid [sims, steps, 1, H, W] on the CPU, seconds per frame). ``start``: the
-    high-resolution State of the test sims' first frame."""
-    from fluidperc.sim.simulation import Simulation, resampled_state, state_tensors
+               steps: int, device: torch.device, compare, start_grid: tuple[int, int] | None = None) -> dict[tuple[int, int], tuple]:
+    """rung -> (what the rollout is compared as, on the CPU, seconds per frame). ``start``: the high-resolution
+    State of the test sims' first frame, on ``start_grid`` (a rung on that grid starts from it as it is, the
+    others from it resampled and projected). ``compare(sim, frames)`` maps the rung's per-step state tensors
+    (fluidperc.sim.simulation.state_tensors) onto the reference's grid, after the timed rollout."""
+    from fluidperc.sim.simulation import Simulation, resampled_state, state_from_tensors, state_tensors
 
     info = scene_info(scene)
     out = {}
     for ny, nx in rungs:
         sim = Simulation(scene, ny, nx, reynolds, diffusion_substeps(info, nx, min_reynolds), device=device)
-        first = resampled_state(start, sim)
-        sim.step(sim.step(first))  # warm-up: the compiled parts trace for a resampled state and for a step's output
+        if (ny, nx) == start_grid:
+            t = state_tensors(start)
+            first = state_from_tensors(sim, t["velocity_x"], t["velocity_y"], t["marker"])
+        else:
+            first = resampled_state(start, sim)
+        warm_up(sim, first)
 
         def rollout():
             state, frames = first, []
             for _ in range(steps):
                 state = sim.step(state)
-                frames.append(state_tensors(state)["marker"])
-            marker = torch.stack(frames, dim=1).float()  # sims, steps, y, x
-            up = F.interpolate(marker.flatten(0, 1)[:, None], size=reference_grid, mode="bilinear", align_corners=False)
-            return up.unflatten(0, marker.shape[:2])
+                frames.append(state_tensors(state))
+            return frames
 
-        marker, seconds = timed(rollout, device)
-        out[(ny, nx)] = (marker.cpu(), seconds / (steps * len(reynolds)))
+        frames, seconds = timed(rollout, device)
+        out[(ny, nx)] = (compare(sim, frames).cpu(), seconds / (steps * len(reynolds)))
     return out
+
+
+def marker_on(grid: tuple[int, int]):
+    """The combined pipeline's comparison: each step's marker, interpolated bilinearly onto ``grid``
+    [sims, steps, 1, H, W]."""
+    def compare(sim, frames) -> torch.Tensor:
+        marker = torch.stack([f["marker"] for f in frames], dim=1).float()  # sims, steps, y, x
+        up = F.interpolate(marker.flatten(0, 1)[:, None], size=grid, mode="bilinear", align_corners=False)
+        return up.unflatten(0, marker.shape[:2])
+    return compare
+
+
+def velocity_on(target) -> object:
+    """SOL's comparison: each step's velocity resampled by PhiFlow onto ``target``'s staggered grid (a Simulation
+    of the reference's grid), then cell-centred [sims, steps, 2, y, x]. Face positions that coincide with fine
+    faces take their mean, so a grid twice as fine reproduces the stores' face-average downsampling."""
+    from phi import field as phifield
+    from phi.field import StaggeredGrid
+
+    from fluidperc.sim.simulation import state_from_tensors
+    from fluidperc.sim.staggered import to_centres
+
+    def compare(sim, frames) -> torch.Tensor:
+        target._activate()
+        faces = StaggeredGrid(0, target.vbc, **target.grid)
+        out = []
+        for f in frames:
+            state = state_from_tensors(sim, f["velocity_x"], f["velocity_y"], f["marker"])
+            v = phifield.resample(state.velocity, to=faces)
+            vx, vy = v.vector["x"].values.native("sim,y,x"), v.vector["y"].values.native("sim,y,x")
+            out.append(to_centres(vx, vy, target.ny, target.nx))
+        return torch.stack(out, dim=1).float()
+    return compare
 
 
 def equal_accuracy_speedup(error: float, seconds: float, ladder_error: np.ndarray, ladder_seconds: np.ndarray) -> float | None:

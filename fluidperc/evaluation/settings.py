@@ -16,8 +16,8 @@ class EvalSettings(BaseModel):
     animation_frames: int = Field(24, ge=0, description="frames of the first test sim kept for the report's "
                                   "animated GIF (SOL: evenly spaced over the rollout); 0: no GIF")
     ladder: list[tuple[int, int]] | None = Field(
-        None, description="combined pipeline: the grids [ny, nx] between the low and the high one at which the plain "
-        "sim also runs, for error against wall time (default: 3 evenly spaced; []: none)")
+        None, description="SOL and the combined pipeline: the grids [ny, nx] between the low and the high one at "
+        "which the plain sim also runs, for error against wall time (default: 3 evenly spaced; []: none)")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="the networks (not the solver) under bfloat16 autocast: faster on GPUs and CPUs with "
         "AMX; the error it adds is stated in README.md")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -71,6 +71,7 @@ class Evaluation:
     anim: dict[str, torch.Tensor]
     anim_index: np.ndarray
     timing: dict[str, float] = field(default_factory=dict)
+    coords: dict[str, Any] = field(default_factory=dict)  # extra coordinates of the results (e.g. a ladder's rungs)
 
 
 class Task:

@@ -5,11 +5,13 @@ uncorrected source sim (the baseline, ``<metric>_source``) out from the same dow
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from fluidperc.datasets.names import grid_name
 from fluidperc.devices import synchronize
 from fluidperc.models import MarsMoon
 from fluidperc.tasks.base import Evaluation, InferenceOptions, Task
@@ -157,4 +159,46 @@ class SolverInTheLoopTask(Task):
         def frames(index: np.ndarray) -> dict[str, torch.Tensor]:
             return {"prediction": preds[True][0, index], "source": preds[False][0, index], "reference": ref[0, index]}
 
-        return Evaluation(results, np.arange(1, n_steps + 1), frames(keep), keep, frames(shown), shown, timing)
+        coords = {}
+        ladder = self.ladder(model, data, cell, settings, device, n_steps) if settings.ladder != [] else None
+        if ladder:
+            grids = sorted(ladder, key=lambda g: g[0] * g[1])
+            per_rung = [[metrics(ladder[g][0][:, k], ref[:, k]) for k in range(n_steps)] for g in grids]
+            for name in per_rung[0][0]:
+                results[f"ladder_{name}"] = (("rung", "test_sim", "step"),
+                                             np.stack([np.stack([m[name] for m in rung], axis=1) for rung in per_rung]))
+            results["ladder_seconds_per_frame"] = (("rung",), np.array([ladder[g][1] for g in grids]))
+            coords = {"rung": [grid_name(cell.scene, g) for g in grids], "rung_cells": ("rung", [g[0] * g[1] for g in grids])}
+        return Evaluation(results, np.arange(1, n_steps + 1), frames(keep), keep, frames(shown), shown, timing, coords)
+
+    def ladder(self, model, data, cell, settings, device, n_steps: int) -> dict | None:
+        """The plain sim at grids from the low one up to the high-resolution store's, each from the high-res test
+        frame, its velocity brought onto the low grid (fluidperc.evaluation.ladder): what accuracy the plain
+        solver buys for its time, beside the corrected sim's. None when the low store has no high-res partner."""
+        from fluidperc.datasets import store
+        from fluidperc.datasets.names import store_name
+        from fluidperc.evaluation.ladder import default_rungs, run_ladder, velocity_on
+        from fluidperc.sim.simulation import Simulation, state_from_tensors
+
+        root = Path(cell.data_dir)
+        low = store.open_group(root / cell.low_store, "r")
+        factor = int(low.attrs.get("factor", 1))
+        ny, nx = cell.resolution
+        high_grid = (ny * factor, nx * factor)
+        path = root / store_name(cell.scene, high_grid)
+        if factor <= 1 or not path.exists():
+            return None
+        high = store.open_group(path, "r")
+        kept = np.flatnonzero(low["complete"][:])
+        if not np.array_equal(kept, np.flatnonzero(high["complete"][:])):
+            return None  # the pair is not complete for the same sims: no common start frame
+        sims = kept[data.low.test_sims]
+        first = {k: torch.from_numpy(high[k].get_orthogonal_selection((sims, 0, slice(None), slice(None))))
+                 for k in ("velocity_x", "velocity_y", "marker")}
+        reynolds = [float(r) for r in data.low.reynolds[data.low.test_sims]]
+        sim = Simulation(cell.scene, *high_grid, reynolds, int(high.attrs["diffusion_substeps"]), device=device)
+        start = state_from_tensors(sim, *(first[k].to(device) for k in ("velocity_x", "velocity_y", "marker")))
+        rungs = settings.ladder if settings.ladder is not None else default_rungs((ny, nx), high_grid)
+        rungs = [(ny, nx), *(tuple(r) for r in rungs if tuple(r) not in ((ny, nx), high_grid)), high_grid]
+        return run_ladder(cell.scene, rungs, start, reynolds, float(data.low.reynolds.min()), n_steps, device,
+                          velocity_on(model.sim), start_grid=high_grid)
