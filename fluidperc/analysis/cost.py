@@ -99,8 +99,6 @@ def cost_lines(ds: xr.Dataset, task: str, resolution: str, out: Path) -> list[st
     return lines + [""]
 
 
-
-
 def plot_error_against_time(ds: xr.Dataset, task: str, resolution: str, path: Path, metric: str = "rel_l2") -> bool:
     """Every loss's (and baseline's) error against its wall time per frame for one task and grid: a learned
     correction is only worth its cost if it lies well below the baseline. Seed means of the error, seed medians
