@@ -83,7 +83,8 @@ def paired_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str],
     sub = ds.sel(task=task, resolution=resolution)
     metrics = [m for m in _metrics(ds) if m != "seconds_per_frame" and bool(np.isfinite(sub[m]).any())]
     per_metric = {m: ratios_to_mse(ds, task, resolution, m) for m in metrics}
-    losses = [str(loss) for loss in ds.loss.values if str(loss) not in pseudo_names() and str(loss) != "mse"
+    pseudo = pseudo_names()
+    losses = [str(loss) for loss in ds.loss.values if str(loss) not in pseudo and str(loss) != "mse"
               and any(str(loss) in r for r in per_metric.values())]
     if not losses or not any(per_metric.values()):
         return None
@@ -97,10 +98,11 @@ def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str 
     sub = ds[metric].sel(task=task, resolution=resolution)
     fig, ax = plt.subplots(figsize=(6, 4))
     plotted = False
+    pseudo = pseudo_names()
     for loss in sub.loss.values:
         curve = sub.sel(loss=loss).mean(["seed", "test_sim"])
         if bool((np.isfinite(curve) & (curve > 0)).any()):
-            ax.plot(sub.step.values, curve.values, label=str(loss), ls="--" if loss in pseudo_names() else "-")
+            ax.plot(sub.step.values, curve.values, label=str(loss), ls="--" if loss in pseudo else "-")
             plotted = True
     if not plotted:
         plt.close(fig)

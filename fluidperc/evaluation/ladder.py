@@ -6,6 +6,8 @@ for such a ladder; a learned path pays off where it lies below the curve)."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -66,7 +68,7 @@ def run_ladder(scene: str, rungs: list[tuple[int, int]], start, reynolds: list[f
     return out
 
 
-def marker_on(grid: tuple[int, int]):
+def marker_on(grid: tuple[int, int]) -> Callable[[Any, list[dict]], torch.Tensor]:
     """The combined pipeline's comparison: each step's marker, interpolated bilinearly onto ``grid``
     [sims, steps, 1, H, W]."""
     def compare(sim, frames) -> torch.Tensor:
@@ -76,7 +78,7 @@ def marker_on(grid: tuple[int, int]):
     return compare
 
 
-def velocity_on(target) -> object:
+def velocity_on(target) -> Callable[[Any, list[dict]], torch.Tensor]:
     """SOL's comparison: each step's velocity resampled by PhiFlow onto ``target``'s staggered grid (a Simulation
     of the reference's grid), then cell-centred [sims, steps, 2, y, x]. Face positions that coincide with fine
     faces take their mean, so a grid twice as fine reproduces the stores' face-average downsampling."""
