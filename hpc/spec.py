@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fluidperc.datasets.import_spec import ImportSpec
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.evaluation.settings import EvalSettings
 from fluidperc.sim.scenes import check_scene
@@ -73,19 +74,51 @@ class CheckStage(Strict):
 
 
 class DatagenStage(Strict):
-    """Simulated datasets: one high/low store pair per entry, written by one Slurm array each."""
+    """Simulated datasets: one high/low store pair per entry, written by one Slurm array each; imported datasets
+    (imports): one job each that maps an outside Zarr, NetCDF or .npz folder onto a store pair."""
 
     data_dir: str = Field("data", description="where the <scene>_<ny>x<nx>.zarr stores live")
-    datasets: list[DatasetSpec] = Field(min_length=1)
+    datasets: list[DatasetSpec] = Field(default_factory=list)
+    imports: list[ImportSpec] = Field(default_factory=list, description="outside data: {name, path, variables, "
+                                      "dims, resolution, factor, test_sims}; train.datasets name them as imported")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when the job holds a GPU, else "
                                                    "the CPU (a store's frames then depend on the device, not on it)")
     resources: Resources | None = None
 
+    @model_validator(mode="after")
+    def _something(self) -> "DatagenStage":
+        if not self.datasets and not self.imports:
+            raise ValueError("datagen needs datasets (simulated) or imports (outside data), or both")
+        names = [spec.name for spec in self.imports]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"imports: the name {', '.join(twice)} is used twice; each import needs its own")
+        return self
+
 
 class TrainDataset(Strict):
-    scene: Annotated[str, AfterValidator(check_scene)] = Field(description="a registered scene (karman, plume, ...)")
+    """The stores a cell reads: a simulated scene's, or (imported) those of a datagen import of that name."""
+
+    scene: Annotated[str, AfterValidator(check_scene)] | None = Field(None, description="a registered scene (karman, "
+                                                                       "plume, ...)")
+    imported: str | None = Field(None, description="the name of a datagen import (instead of scene)")
     resolution: tuple[int, int] = Field(description="the low grid [ny, nx] the networks work on")
     high_resolution: tuple[int, int] | None = Field(None, description="SR's target grid")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TrainDataset":
+        if (self.scene is None) == (self.imported is None):
+            raise ValueError("a dataset names exactly one of scene (simulated) and imported (a datagen import)")
+        return self
+
+    @property
+    def name(self) -> str:
+        """What its stores are named after: the scene, or the import."""
+        return self.scene or self.imported or ""
+
+    def cell_source(self) -> dict[str, Any]:
+        """The CellConfig fields that say where the cell's data comes from."""
+        return {"scene": self.name, "imported": self.imported is not None}
 
 
 class TrainStageDataset(TrainDataset):

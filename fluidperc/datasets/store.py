@@ -210,7 +210,7 @@ def compute_statistics(path: Path) -> dict[str, dict[str, float]]:
     if train.size == 0:
         raise UserError(f"{path}: no complete training sims to compute statistics from")
     stats = {}
-    for var in VARIABLES:
+    for var in (v for v in VARIABLES if v in group):  # an imported store may hold only some of them
         total = total_sq = 0.0
         count = 0
         lo, hi = np.inf, -np.inf

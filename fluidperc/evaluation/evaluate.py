@@ -26,7 +26,6 @@ from fluidperc.metrics import (
 from fluidperc.evaluation.output import write_atomically
 from fluidperc.evaluation.settings import EvalSettings
 from fluidperc.losses import get_loss, missing_weights
-from fluidperc.sim.scenes import scene_info
 from fluidperc.train import CellConfig
 from fluidperc.train.data import channel_stats
 from fluidperc.tasks.base import TaskData, build_model
@@ -69,9 +68,7 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
     device = resolve_device(cell.settings.device)
     model, data = load_trained(cell, train_dir, device)
     model.for_inference(settings.precision, settings.channels_last)
-    info = scene_info(cell.scene)
-    ny, nx = data.task.target_grid(cell)
-    dx, dy = info.width / nx, info.height / ny
+    dx, dy = data.low.spacing(*data.task.target_grid(cell))
     losses, skipped = perceptual_losses((data.high or data.low).stats, data.variable, WeightStore.from_env())
     sims = data.low.test_sims
     if not sims:
@@ -87,7 +84,7 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
                                                            "sample_step": ("sample", steps[keep]),
                                                            **({"anim_step": ("anim", steps[shown])} if len(shown) else {})})
     ds.attrs.update({"cell": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
-                     "scene": cell.scene,
+                     "scene": cell.scene, "imported": int(cell.imported), "domain": list(data.low.domain),
                      "resolution": grid_name(cell.scene, cell.resolution),
                      "variable": data.variable, "seconds_per_frame": json.dumps(ev.timing),
                      "skipped_metrics": json.dumps(skipped)})

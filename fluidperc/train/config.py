@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fluidperc.datasets.names import grid_name, store_name
 from fluidperc.losses.spec import parse_loss_spec
 from fluidperc.sim.scenes import check_scene
-from fluidperc.tasks import check_task
+from fluidperc.tasks import check_task, task_entry
 
 class TrainSettings(BaseModel):
     """Hyper-parameters; sweep files set them for all cells and may override them per task."""
@@ -40,7 +40,10 @@ class CellConfig(BaseModel):
                                      "losses, scenes, tasks); a job process validating the cell imports them too")
     task: Annotated[str, AfterValidator(check_task)] = Field(description="a registered task (ae, sr, sol, ...)")
     loss: Any
-    scene: Annotated[str, AfterValidator(check_scene)] = Field(description="a registered scene (karman, plume, ...)")
+    scene: str = Field(description="a registered scene (karman, plume, ...), or with imported the name of an "
+                       "imported dataset (its stores are named like a scene's)")
+    imported: bool = Field(False, description="the stores were imported (datagen.imports), not simulated: no "
+                           "solver, so no task that steps one")
     data_dir: str
     resolution: tuple[int, int] = Field(description="the low-resolution grid [ny, nx] the network works on")
     high_resolution: tuple[int, int] | None = Field(None, description="SR target grid")
@@ -55,6 +58,15 @@ class CellConfig(BaseModel):
 
         import_plugins(v)
         return v
+
+    @model_validator(mode="after")
+    def _scene(self) -> "CellConfig":
+        if not self.imported:
+            check_scene(self.scene)
+        elif task_entry(self.task).rollout:
+            raise ValueError(f"task '{self.task}' steps the scene's solver and cannot train on the imported dataset "
+                             f"'{self.scene}'")
+        return self
 
     @field_validator("loss", mode="before")
     @classmethod

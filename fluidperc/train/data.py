@@ -25,13 +25,14 @@ class Frames:
     """Complete sims of one store, split into training and held-out test sims."""
 
     centred: torch.Tensor  # sim, frame, channel, y, x (velocity: 2 channels; marker: 1)
-    velocity_x: torch.Tensor  # sim, frame, y, x_face (staggered, for SOL)
+    velocity_x: torch.Tensor  # sim, frame, y, x_face (staggered, for SOL; empty for an imported store)
     velocity_y: torch.Tensor
-    marker: torch.Tensor  # sim, frame, y, x
-    reynolds: torch.Tensor  # sim
+    marker: torch.Tensor  # sim, frame, y, x (empty when an imported store has none)
+    reynolds: torch.Tensor  # sim (NaN where an imported store does not say)
     is_test: np.ndarray
     stats: dict
     dt: float
+    domain: tuple[float, float] = (1.0, 1.0)  # width, height: the grid spacing metrics take (vorticity)
 
     @property
     def train_sims(self) -> list[int]:
@@ -41,8 +42,15 @@ class Frames:
     def test_sims(self) -> list[int]:
         return [int(i) for i in np.flatnonzero(self.is_test)]
 
+    def spacing(self, ny: int, nx: int) -> tuple[float, float]:
+        """(dx, dy) of an ny x nx grid over this store's domain."""
+        width, height = self.domain
+        return width / nx, height / ny
+
 
 def load_frames(path: Path, variable: str = "velocity") -> Frames:
+    """Simulated stores hold staggered velocities (SOL starts from them); imported ones (layout ``centred``)
+    hold the velocity at cell centres and may hold only the velocity or only the marker."""
     group = store.open_group(path, "r")
     if "statistics" not in group.attrs:
         raise UserError(f"{path}: no statistics yet; its datagen stage has not finished (run it first)")
@@ -50,20 +58,32 @@ def load_frames(path: Path, variable: str = "velocity") -> Frames:
     keep = np.flatnonzero(done)
     if keep.size == 0:
         raise UserError(f"{path}: no complete sims")
+    need = ("velocity_x", "velocity_y") if variable == "velocity" else ("marker",)
+    held = [v for v in store.VARIABLES if v in group]
+    if any(v not in held for v in need):
+        raise UserError(f"{path} holds {', '.join(held)}, no {variable}; train its cells on "
+                        f"{'the marker (variable: marker)' if 'marker' in held else 'the velocity (variable: velocity)'}")
     ny, nx = group.attrs["resolution"]
-    vx = group["velocity_x"].get_orthogonal_selection((keep, slice(None), slice(None), slice(None)))
-    vy = group["velocity_y"].get_orthogonal_selection((keep, slice(None), slice(None), slice(None)))
-    marker = group["marker"].get_orthogonal_selection((keep, slice(None), slice(None), slice(None)))
-    if variable == "velocity":
-        fields = centred(torch.from_numpy(vx), torch.from_numpy(vy), ny, nx)
+
+    def read(var: str) -> torch.Tensor:
+        if var not in group:
+            return torch.empty(0)
+        return torch.from_numpy(group[var].get_orthogonal_selection((keep, slice(None), slice(None), slice(None))))
+
+    vx, vy, marker = read("velocity_x"), read("velocity_y"), read("marker")
+    if variable != "velocity":
+        fields = marker[:, :, None]
+    elif group.attrs.get("layout") == "centred":
+        fields = torch.stack([vx, vy], dim=2)
     else:
-        fields = torch.from_numpy(marker[:, :, None])
+        fields = centred(vx, vy, ny, nx)
     return Frames(
         centred=fields.float().contiguous(),
-        velocity_x=torch.from_numpy(vx), velocity_y=torch.from_numpy(vy), marker=torch.from_numpy(marker),
+        velocity_x=vx, velocity_y=vy, marker=marker,
         reynolds=torch.from_numpy(group["reynolds"][:][keep]),
         is_test=group["is_test"][:][keep].astype(bool),
         stats=dict(group.attrs["statistics"]), dt=float(group.attrs["dt"]),
+        domain=tuple(float(v) for v in group.attrs["domain"]),
     )
 
 

@@ -94,15 +94,12 @@ class Trainer:
         """The evaluation stage's pixel metrics (mean over validation frames and rollout steps) and the training
         loss on validation samples. Only the metrics compare across losses; Tune selects on them."""
         from fluidperc.metrics import pixel_metrics
-        from fluidperc.sim.scenes import scene_info
 
         model = self.model
         batch = {k: v.to(self.dist.device) for k, v in data.batch(data.val_index, data.val_horizon).items()}
         with torch.no_grad():
             preds, target, value = data.task.validation_outputs(model, batch, loss_fn, data, self.cell)
-        info = scene_info(self.cell.scene)
-        ny, nx = preds.shape[-2:]
-        metrics = pixel_metrics(preds.float().cpu(), target.float().cpu(), info.width / nx, info.height / ny)
+        metrics = pixel_metrics(preds.float().cpu(), target.float().cpu(), *data.low.spacing(*preds.shape[-2:]))
         return {"val_loss": float(value), **{f"val_{k}": float(v.mean()) for k, v in metrics.items()}}
 
     # --- the loop -------------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from hpc.errors import UserError
 from hpc.plan import JobGroup, Task
 from hpc.spec import Sweep
 from fluidperc.datasets import generate
+from fluidperc.datasets.import_spec import ImportSpec
+from fluidperc.datasets.importer import import_dataset
 from fluidperc.datasets.names import grid_name
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.datasets.store import broken_note, check_existing, completed, has_statistics
@@ -34,6 +36,37 @@ def group_name(spec: DatasetSpec) -> str:
     return f"datagen.{grid_name(spec.scene, (ny, nx))}"
 
 
+def import_group_name(spec: ImportSpec) -> str:
+    return f"datagen.import.{spec.name}"
+
+
+def plan_import(spec: ImportSpec, i: int, sweep: Sweep, root: Path, dry_run: bool) -> JobGroup:
+    """One job that maps the outside data onto a store pair (fluidperc.datasets.importer). Its path is made
+    absolute here, where the sweep was launched from, since jobs may start elsewhere."""
+    from fluidperc.datasets.importer import is_imported
+
+    source = spec.resolved_path(Path.cwd()).resolve()
+    spec = spec.model_copy(update={"path": str(source)})
+    done = is_imported(spec, root)  # once imported, the source may go
+    if not done and not source.exists():
+        raise UserError(f"datagen.imports.{i}.path is {spec.path!r}, which does not exist; expected a Zarr store, a "
+                        "NetCDF file or a folder of .npz frames")
+    high, low = spec.store_paths(root)
+    resources = sweep.resources.merged(sweep.datagen.resources)
+
+    def prepare() -> None:
+        """Before anything is submitted: the source holds what the spec maps (variables, dims, grid, sims)."""
+        from fluidperc.datasets.importer import open_mapped
+
+        if not done:
+            open_mapped(spec)
+
+    return JobGroup(import_group_name(spec), "datagen", import_dataset,
+                    [Task("import", (spec.model_dump_json(), str(root), tuple(sweep.plugins)), done=done,
+                          output=str(low))],
+                    resources, note=f"{source} -> {high.name} + {low.name}", prepare=None if dry_run else prepare)
+
+
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     stage = sweep.datagen
     assert stage is not None
@@ -41,6 +74,10 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     check_writable(root)
     seen: dict[Path, str] = {}
     groups = []
+    for i, spec in enumerate(stage.imports):
+        for path in spec.store_paths(root):
+            seen[path] = f"datagen.imports.{i}"
+        groups.append(plan_import(spec, i, sweep, root, dry_run))
     for i, spec in enumerate(stage.datasets):
         for path in spec.store_paths(root):
             if path in seen:

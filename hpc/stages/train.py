@@ -28,6 +28,8 @@ def producers(sweep: Sweep) -> dict[Path, str]:
     from hpc.stages.datagen import data_dir as datagen_dir
     from hpc.stages.datagen import group_name
 
+    from hpc.stages.datagen import import_group_name
+
     if sweep.datagen is None:
         return {}
     root = datagen_dir(sweep)
@@ -35,7 +37,30 @@ def producers(sweep: Sweep) -> dict[Path, str]:
     for spec in sweep.datagen.datasets:
         for path in spec.store_paths(root):
             out[path] = f"{group_name(spec)}.stats"
+    for imp in sweep.datagen.imports:
+        for path in imp.store_paths(root):
+            out[path] = import_group_name(imp)
     return out
+
+
+def check_imported(sweep: Sweep, ds, task: str, settings: TrainSettings, where: str) -> None:
+    """A cell on an imported dataset: its task must not step a solver, and (when this sweep imports it) the
+    import must hold the cell's field at the cell's grids."""
+    if task_entry(task).rollout:
+        raise UserError(f"{where}: task '{task}' steps the scene's solver, so it cannot train on the imported "
+                        f"dataset '{ds.imported}'; list the other tasks under this dataset's tasks")
+    spec = next((s for s in (sweep.datagen.imports if sweep.datagen else ()) if s.name == ds.imported), None)
+    if spec is None:
+        return  # imported by an earlier sweep: the plan checks that its stores exist
+    if settings.variable not in spec.provides:
+        raise UserError(f"{where}: task '{task}' trains on the {settings.variable}, which the import "
+                        f"'{spec.name}' does not map (its variables: {', '.join(spec.variables)}); set "
+                        f"variable: {spec.provides[0]} in this dataset's settings")
+    grids = {tuple(spec.resolution), tuple(spec.low_resolution)}
+    for key, grid in (("resolution", ds.resolution), ("high_resolution", ds.high_resolution)):
+        if grid is not None and tuple(grid) not in grids:
+            raise UserError(f"{where}.{key} is {list(grid)}, but the import '{spec.name}' makes the grids "
+                            f"{list(spec.resolution)} and {list(spec.low_resolution)} (resolution // factor)")
 
 
 def tuned_run(stage) -> Any:
@@ -91,12 +116,14 @@ def cells(sweep: Sweep) -> list[CellConfig]:
                 continue
             needs_high = task_entry(task).high_resolution
             if needs_high and ds.high_resolution is None:
-                raise UserError(f"train.datasets.{i}: task '{task}' needs high_resolution (the target grid) for {ds.scene}")
+                raise UserError(f"train.datasets.{i}: task '{task}' needs high_resolution (the target grid) for {ds.name}")
             for loss in stage.losses:
                 spec, overrides, source = loss_settings(stage, task, loss, tuned, ds, f"train.datasets.{i}")
                 settings = TrainSettings.model_validate({**stage.settings.model_dump(), **overrides})
+                if ds.imported is not None:
+                    check_imported(sweep, ds, task, settings, f"train.datasets.{i}")
                 for seed in stage.seeds:
-                    out.append(CellConfig(plugins=tuple(sweep.plugins), task=task, loss=spec, scene=ds.scene,
+                    out.append(CellConfig(plugins=tuple(sweep.plugins), task=task, loss=spec, **ds.cell_source(),
                                           data_dir=str(root),
                                           resolution=ds.resolution,
                                           high_resolution=ds.high_resolution if needs_high else None,

@@ -83,6 +83,10 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
 
     if task_entry(stage.task).high_resolution and stage.dataset.high_resolution is None:
         raise UserError(f"tune.dataset: task '{stage.task}' needs high_resolution (the target grid)")
+    if stage.dataset.imported is not None:
+        from hpc.stages.train import check_imported
+
+        check_imported(sweep, stage.dataset, stage.task, stage.settings, "tune.dataset")
     stage = stage.model_copy(update={"space": usable_space(sweep, dry_run)})
     cell = base_cell(stage, data_dir(sweep, stage), tuple(sweep.plugins))
     made = producers(sweep)

@@ -26,7 +26,8 @@ def base_cell(stage: TuneStage, data_dir: Path, plugins: tuple[str, ...] = ()) -
                "checkpoint_every": stage.epoch_steps, "val_sims": stage.val_sims,
                "val_rollout": stage.val_rollout if entry.rollout else None}
     ds = stage.dataset
-    return CellConfig(plugins=tuple(plugins), task=stage.task, loss=stage.loss, scene=ds.scene, data_dir=str(data_dir), resolution=ds.resolution,
+    return CellConfig(plugins=tuple(plugins), task=stage.task, loss=stage.loss, **ds.cell_source(),
+                      data_dir=str(data_dir), resolution=ds.resolution,
                       high_resolution=ds.high_resolution if entry.high_resolution else None, seed=stage.seed,
                       settings={**stage.settings.model_dump(), **managed})
 

@@ -1,0 +1,138 @@
+"""Readers for imported datasets, as a registry: each turns a path into an xarray Dataset (lazy where the format
+allows) whose variables the importer maps onto the stores' layout. Built in: ``xarray`` (a Zarr store, or a
+NetCDF file through whichever engine xarray has) and ``npz`` (a folder of .npz frames). Installed packages add
+readers through the entry point group ``fluidperc.sources``; a sweep's plugin modules call
+:func:`register_source`. Like xarray's backend entry points: the name is the contract, the reader is a function."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from fluidperc.errors import UserError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+ENTRY_POINT_GROUP = "fluidperc.sources"
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """``reader``: ``"module:function"``, called with the path; it returns an ``xarray.Dataset``."""
+
+    name: str
+    reader: str
+    description: str = ""
+
+    def open(self, path: Path) -> "xr.Dataset":
+        module, _, attr = self.reader.partition(":")
+        fn: Callable[[Path], "xr.Dataset"] = getattr(importlib.import_module(module), attr)
+        return fn(path)
+
+
+_SOURCES: dict[str, SourceEntry] = {}
+_ENTRY_POINTS_LOADED = False
+
+
+def register_source(entry: SourceEntry) -> SourceEntry:
+    _builtin()
+    known = _SOURCES.get(entry.name)
+    if known is not None and known != entry:
+        raise UserError(f"dataset source '{entry.name}' is registered twice ({known.reader}, {entry.reader}); rename one")
+    _SOURCES[entry.name] = entry
+    return entry
+
+
+def _builtin() -> None:
+    if "xarray" in _SOURCES:
+        return
+    _SOURCES["xarray"] = SourceEntry("xarray", "fluidperc.datasets.sources:open_xarray",
+                                     "a Zarr store or a NetCDF file, opened lazily by xarray")
+    _SOURCES["npz"] = SourceEntry("npz", "fluidperc.datasets.sources:open_npz_folder",
+                                  "a folder of .npz frames: one subfolder per sim, one file per frame (name order)")
+
+
+def sources() -> dict[str, SourceEntry]:
+    global _ENTRY_POINTS_LOADED
+    _builtin()
+    if not _ENTRY_POINTS_LOADED:
+        _ENTRY_POINTS_LOADED = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            ep.load()
+    return _SOURCES
+
+
+def default_source(path: Path) -> str:
+    """npz for a folder holding .npz files (directly or one level down), else xarray."""
+    if path.is_dir() and (any(path.glob("*.npz")) or any(path.glob("*/*.npz"))):
+        return "npz"
+    return "xarray"
+
+
+def source_entry(name: str) -> SourceEntry:
+    table = sources()
+    if name not in table:
+        raise UserError(f"unknown dataset source '{name}'; expected one of {', '.join(table)}")
+    return table[name]
+
+
+def check_source(name: str) -> str:
+    """A pydantic validator's body."""
+    try:
+        source_entry(name)
+    except UserError as err:
+        raise ValueError(str(err)) from None
+    return name
+
+
+def open_xarray(path: Path) -> "xr.Dataset":
+    import xarray as xr
+
+    if path.is_dir():
+        return xr.open_zarr(path, consolidated=None)
+    return xr.open_dataset(path)
+
+
+def open_npz_folder(path: Path) -> "xr.Dataset":
+    """Subfolders (name order) are sims and their .npz files (name order) frames; without subfolders, every .npz
+    file is one sim whose arrays are [frame, y, x]. Each file holds the same array names. Loaded into memory."""
+    import numpy as np
+    import xarray as xr
+
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and any(p.glob("*.npz")))
+    sims: list[dict[str, np.ndarray]] = []
+    for sim in subdirs or sorted(path.glob("*.npz")):
+        files = sorted(sim.glob("*.npz")) if subdirs else [sim]
+        frames = []
+        for f in files:
+            with np.load(f, allow_pickle=False) as z:
+                frames.append({k: z[k] for k in z.files})
+        names = set(frames[0])
+        for f, fr in zip(files, frames):
+            if set(fr) != names:
+                raise UserError(f"{f}: holds arrays {sorted(fr)}, but {files[0]} holds {sorted(names)}; every .npz "
+                                "of an imported folder must hold the same arrays")
+        if subdirs:
+            sims.append({k: np.stack([fr[k] for fr in frames]) for k in names})
+        else:
+            sims.append(frames[0])
+    if not sims:
+        raise UserError(f"{path}: no .npz files in it or in its subfolders")
+    names = set(sims[0])
+    out = {}
+    for k in sorted(names):
+        shapes = {a[k].shape for a in sims if k in a}
+        if len(shapes) != 1 or any(k not in a for a in sims):
+            raise UserError(f"{path}: array '{k}' is missing from some sims or differs in shape between them "
+                            f"({sorted(shapes)}); every sim needs the same frames and grid")
+        stacked = np.stack([a[k] for a in sims])
+        if stacked.ndim != 4:
+            raise UserError(f"{path}: array '{k}' is {stacked.ndim - 1}-D per sim (shape {stacked.shape[1:]}); "
+                            "expected [frame, y, x] (a file per frame holds [y, x])")
+        out[k] = (("sim", "frame", "y", "x"), stacked)
+    return xr.Dataset(out)
