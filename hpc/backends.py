@@ -10,10 +10,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import submitit
+from typing import TYPE_CHECKING
 
 from hpc.errors import UserError
 from hpc.spec import Resources
+
+if TYPE_CHECKING:
+    import submitit
 
 SLURM_ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "COMPLETING", "REQUEUE_HOLD"}
 
@@ -70,6 +73,8 @@ class SlurmBackend(Backend):
         return slurm_reachable()
 
     def executor(self, folder, job_name, res, dependency=None):
+        import submitit
+
         ex = submitit.SlurmExecutor(folder=folder)
         extra = {k.replace("-", "_"): v for k, v in res.extra_sbatch.items()}
         ex.update_parameters(
@@ -97,6 +102,8 @@ class SlurmBackend(Backend):
         return sacct_states(job_ids)
 
     def job(self, folder, job_id):
+        import submitit
+
         return submitit.SlurmJob(folder, job_id)
 
     def cancel(self, job_ids):
@@ -113,6 +120,8 @@ class LocalBackend(Backend):
     name = "local"
 
     def executor(self, folder, job_name, res, dependency=None):
+        import submitit
+
         ex = submitit.LocalExecutor(folder=folder)
         ex.update_parameters(timeout_min=res.time_min, tasks_per_node=res.tasks_per_node, gpus_per_node=0)
         return ex
@@ -126,6 +135,8 @@ class DebugBackend(Backend):
     in_process = True
 
     def executor(self, folder, job_name, res, dependency=None):
+        import submitit
+
         return submitit.DebugExecutor(folder=folder)
 
 

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import submitit
 import yaml
 from tqdm import tqdm
 
@@ -27,7 +26,7 @@ from fluidperc.atomic import write_text
 from hpc import manifest as mf
 from hpc.backends import BACKENDS, SLURM_ACTIVE, array_id, get_backend, make_executor, resolve_backend
 from hpc.errors import UserError, run_cli
-from hpc.jobs import LAUNCHER_PID, local_job
+from hpc.watchdog import LAUNCHER_PID, local_job
 from hpc.lock import LaunchLocks
 from hpc.plan import JobGroup, Task, format_plan
 from hpc.spec import load_sweep
@@ -38,7 +37,8 @@ _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*"
 
 def failure_summary(exc: BaseException) -> str:
     """The exception line of a job's traceback (submitit wraps it in a long FailedJobError text)."""
-    errors = submitit.core.utils
+    from submitit.core import utils as errors
+
     if isinstance(exc, errors.UncompletedJobError) and not isinstance(exc, errors.FailedJobError):
         return "the job ended without a result (cancelled, timed out, out of memory or killed)"
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -51,14 +51,14 @@ def failure_summary(exc: BaseException) -> str:
 def submit_with_threads(ex: Any, group: JobGroup, task: Task, backend: str) -> Any:
     """Submit a local job whose torch uses ``cpus_per_task`` threads: jobs running side by side would otherwise
     each start one thread per core and oversubscribe the machine. The child inherits the environment, and a local
-    job dies with this launcher (hpc.jobs.local_job)."""
+    job dies with this launcher (hpc.watchdog.local_job)."""
     if get_backend(backend).in_process:
-        return ex.submit(group.fn, *task.args)
+        return ex.submit(group.target(), *task.args)
     env = {"OMP_NUM_THREADS": str(group.resources.cpus_per_task), LAUNCHER_PID: str(os.getpid())}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        return ex.submit(local_job, group.fn, *task.args)
+        return ex.submit(local_job, group.target(), *task.args)
     finally:
         for k, v in old.items():
             if v is None:
@@ -165,7 +165,8 @@ class Launch:
                 dependency=("afterok:" + ":".join(deps)) if deps else None,
             )
             with ex.batch():
-                jobs = [ex.submit(group.fn, *task.args) for task in todo]
+                target = group.target()
+                jobs = [ex.submit(target, *task.args) for task in todo]
             submitted[group.name] += [j.job_id for j in jobs]
             jobs_by_group[group.name] = list(zip(todo, jobs))
             self.record(

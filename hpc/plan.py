@@ -38,7 +38,7 @@ class JobGroup:
 
     name: str
     stage: str
-    fn: Callable[..., Any]
+    fn: Callable[..., Any] | str  # or "module:attr" (a function, or a job class to instantiate): see target()
     tasks: list[Task]
     resources: Resources
     after: list[str] = field(default_factory=list)
@@ -60,6 +60,17 @@ class JobGroup:
         return {"name": self.name, "stage": self.stage, "tasks": len(self.tasks), "pending": len(self.pending),
                 "progress": progress,
                 "skipped": [{"label": c.label, "reason": c.skipped} for c in self.cells if c.skipped]}
+
+    def target(self) -> Callable[..., Any]:
+        """What each task calls. A planner names it as ``"module:attr"`` so that planning (``--dry-run``,
+        ``hpc.status``) imports neither submitit nor the science; it is imported when the group is submitted."""
+        if not isinstance(self.fn, str):
+            return self.fn
+        import importlib
+
+        module, _, attr = self.fn.partition(":")
+        obj = getattr(importlib.import_module(module), attr)
+        return obj() if isinstance(obj, type) else obj
 
     @property
     def pending(self) -> list[Task]:

@@ -125,14 +125,18 @@ HEAVY = ("torch", "phiml", "phi", "xarray", "ray", "lpips", "torchvision", "scip
                                    "sweeps/combined_plume.yaml", "sweeps/datagen_plume_x256.yaml"])
 def test_validation_and_dry_run_import_no_runtime(sweep, tmp_path):
     """Sweep schemas and planning load without torch, phiml, xarray or ray (a dry run takes a fraction of a
-    second, and a login node need not have CUDA libraries that load)."""
+    second, and a login node need not have CUDA libraries that load); nor submitit, and no zarr while the
+    sweep's stores do not exist yet (run from an empty directory, as on a fresh login node)."""
+    import os
     import subprocess
     import sys
 
+    root = Path(__file__).parents[1]
     code = ("import io, contextlib, sys\nfrom hpc.launch import launch\n"
-            f"with contextlib.redirect_stdout(io.StringIO()):\n    launch({sweep!r}, dry_run=True, out={str(tmp_path / 'r')!r})\n"
-            f"print([m for m in {HEAVY!r} if m in sys.modules])")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
+            f"with contextlib.redirect_stdout(io.StringIO()):\n    launch({str(root / sweep)!r}, dry_run=True, "
+            f"out={str(tmp_path / 'r')!r})\nprint([m for m in {HEAVY + ('submitit', 'zarr')!r} if m in sys.modules])")
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
                          timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout

@@ -13,16 +13,18 @@ import shutil
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import zarr
 
 from fluidperc import __version__
 from fluidperc.atomic import swap_in, unique_sibling
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.errors import UserError
 from fluidperc.sim.scenes import diffusion_substeps, scene_info, viscosity
+
+if TYPE_CHECKING:
+    import zarr  # imported where a store is opened: planning a sweep whose stores do not exist yet needs none
 
 VARIABLES = ("velocity_x", "velocity_y", "marker")
 SIM_COORDS = ("reynolds", "seed", "viscosity", "reynolds_ud", "is_test")
@@ -96,7 +98,7 @@ def check_existing(path: Path, spec: DatasetSpec, which: Literal["high", "low"],
         return False
     report = inspect_store(path, spec, which, high_path)
     if report.foreign:
-        existing = dict(zarr.open_group(str(path), mode="r", use_consolidated=False).attrs)
+        existing = dict(open_group(path, "r").attrs)
         raise UserError(
             f"{path} already holds a dataset made from a different spec; its spec is {existing.get('spec')}, "
             f"the sweep asks for {expected_attrs(spec, which, high_path)['spec']}. Use another data_dir, or move it "
@@ -136,6 +138,8 @@ def create_store(path: Path, spec: DatasetSpec, which: Literal["high", "low"], h
     sims = spec.sims()
     n_sims, n_frames = len(sims), spec.n_frames
     tmp = unique_sibling(path, "creating")  # never shared: two creators cannot write into one skeleton
+    import zarr
+
     group = zarr.open_group(str(tmp), mode="w")
     shapes = face_shapes(spec.scene, ny, nx)
     chunk_frames = min(spec.frames_per_chunk, n_frames)
@@ -175,12 +179,16 @@ def create_store(path: Path, spec: DatasetSpec, which: Literal["high", "low"], h
 def consolidate(path: Path) -> None:
     """Consolidated metadata, which xarray.open_zarr reads in one request. zarr warns at every call that Zarr v3
     has not standardised it yet; we chose it knowingly, so the warning is not repeated to users."""
+    import zarr
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         zarr.consolidate_metadata(str(path))
 
 
-def open_group(path: Path, mode: str = "r+") -> zarr.Group:
+def open_group(path: Path, mode: str = "r+") -> "zarr.Group":
+    import zarr
+
     if not path.exists():
         raise UserError(f"{path}: no such dataset store; run the datagen stage for it first")
     return zarr.open_group(str(path), mode=mode, use_consolidated=False)
@@ -192,14 +200,14 @@ def completed(path: Path) -> np.ndarray:
     return open_group(path, "r")["complete"][:]
 
 
-def write_frames(group: zarr.Group, sim: int, start: int, frames: dict[str, np.ndarray]) -> None:
+def write_frames(group: "zarr.Group", sim: int, start: int, frames: dict[str, np.ndarray]) -> None:
     """frames[var] is [frames, ...] for one sim; writes its own chunks only."""
     for var in VARIABLES:
         data = frames[var]
         group[var][sim, start : start + data.shape[0]] = data
 
 
-def mark_complete(group: zarr.Group, sim: int) -> None:
+def mark_complete(group: "zarr.Group", sim: int) -> None:
     group["complete"][sim] = True
 
 
@@ -237,6 +245,8 @@ def write_statistics(path: Path, stats: dict[str, dict[str, float]]) -> None:
 def has_statistics(path: Path) -> bool:
     if not path.exists() or "statistics" not in open_group(path, "r").attrs:
         return False
+    import zarr
+
     try:
         return "statistics" in zarr.open_group(str(path), mode="r", use_consolidated=True).attrs
     except Exception:  # no consolidated metadata yet

@@ -9,9 +9,7 @@ from pathlib import Path
 from hpc.errors import UserError
 from hpc.plan import JobGroup, Task
 from hpc.spec import Sweep
-from fluidperc.datasets import generate
 from fluidperc.datasets.import_spec import ImportSpec
-from fluidperc.datasets.importer import import_dataset
 from fluidperc.datasets.names import grid_name
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.datasets.store import broken_note, check_existing, completed, has_statistics
@@ -34,6 +32,13 @@ def check_writable(path: Path) -> None:
 def group_name(spec: DatasetSpec) -> str:
     ny, nx = spec.resolution
     return f"datagen.{grid_name(spec.scene, (ny, nx))}"
+
+
+def prepare_stores(spec: DatasetSpec, root: Path) -> None:
+    """Create both stores before the array runs (fluidperc.datasets.generate.prepare), imported when launching."""
+    from fluidperc.datasets import generate
+
+    generate.prepare(spec, root)
 
 
 def import_group_name(spec: ImportSpec) -> str:
@@ -61,7 +66,7 @@ def plan_import(spec: ImportSpec, i: int, sweep: Sweep, root: Path, dry_run: boo
         if not done:
             open_mapped(spec)
 
-    return JobGroup(import_group_name(spec), "datagen", import_dataset,
+    return JobGroup(import_group_name(spec), "datagen", "fluidperc.datasets.importer:import_dataset",
                     [Task("import", (spec.model_dump_json(), str(root), tuple(sweep.plugins)), done=done,
                           output=str(low))],
                     resources, note=f"{source} -> {high.name} + {low.name}", prepare=None if dry_run else prepare)
@@ -99,12 +104,12 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         ]
         resources = sweep.resources.merged(stage.resources)
         name = group_name(spec)
-        groups.append(JobGroup(name, "datagen", generate.simulate_group, tasks, resources,
+        groups.append(JobGroup(name, "datagen", "fluidperc.datasets.generate:simulate_group", tasks, resources,
                                note=f"{len(spec.sims())} sims -> {high.name} + {low.name}",
-                               prepare=functools.partial(generate.prepare, spec, root),
+                               prepare=functools.partial(prepare_stores, spec, root),
                                progress={"unit": "sims", "stores": [str(high), str(low)], "sims": len(spec.sims())}))
         stats_done = all(t.done for t in tasks) and has_statistics(high) and has_statistics(low)
-        groups.append(JobGroup(f"{name}.stats", "datagen", generate.finalize,
+        groups.append(JobGroup(f"{name}.stats", "datagen", "fluidperc.datasets.generate:finalize",
                                [Task("statistics", (spec_json, str(root), tuple(sweep.plugins)), done=stats_done)],
                                resources.model_copy(update={"time_min": min(resources.time_min, 60)}),
                                after=[name], note="mean/std/min/max over training sims"))

@@ -42,8 +42,6 @@ def finish(run_dir: str, cells: list[dict]) -> str:
 
 def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -> tuple[JobGroup, list[dict]]:
     """One task per (loss, seed) with both a SOL cell and a marker SR cell on the combined pipeline's grid."""
-    from hpc.jobs import evaluate_combined
-
     spec = stage.combined
     resolution = grid_name(spec.scene, spec.resolution)
 
@@ -77,7 +75,7 @@ def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -
                               output=str(out)))
         entries.append(e)
     entries += [{**entry(cell), "reason": reason} for cell, reason in skipped if on_grid(cell, "sol")]
-    group = JobGroup("evaluate.combined", "evaluate", evaluate_combined, tasks, res, after=["train.sol", "train.sr"],
+    group = JobGroup("evaluate.combined", "evaluate", "hpc.jobs:evaluate_combined", tasks, res, after=["train.sol", "train.sr"],
                      note=f"{len(tasks)} low-res+SOL+SR vs high-res sim comparisons",
                      progress={"unit": "comparisons evaluated"})
     group.cells = [Cell(e["label"], "combined", resolution, e["loss"], e["seed"], e.get("reason", "")) for e in entries]
@@ -85,8 +83,6 @@ def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -
 
 
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
-    from hpc.jobs import evaluate_cell
-
     stage = sweep.evaluate
     assert stage is not None
     if sweep.train is None:
@@ -107,7 +103,7 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
                         "resolution": grid_name(cell.scene, cell.resolution),
                         "eval_path": str(eval_path(run_dir, cell.label)), "reason": reason})
     after = sorted({f"train.{c.task}" for c in trained})
-    cells_group = JobGroup("evaluate.cells", "evaluate", evaluate_cell, tasks, res, after=after,
+    cells_group = JobGroup("evaluate.cells", "evaluate", "hpc.jobs:evaluate_cell", tasks, res, after=after,
                            note=f"{len(tasks)} trained cells on held-out test sims",
                            progress={"unit": "cells evaluated"},
                            cells=[plan_cell(c) for c in trained] + [plan_cell(c, r) for c, r in skipped])

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from hpc.errors import UserError
-from hpc.jobs import TrainJob
 from hpc.plan import Cell, JobGroup, Task
 from hpc.spec import Sweep
 from fluidperc.datasets.names import grid_name
@@ -177,7 +176,7 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         name = f"train.{cell.task}"
         if name not in groups:
             res = sweep.resources.merged(stage.resources).merged(stage.task_resources.get(cell.task))
-            groups[name] = JobGroup(name, "train", TrainJob(), [], res, note="task x dataset x loss x seed cells",
+            groups[name] = JobGroup(name, "train", "hpc.jobs:TrainJob", [], res, note="task x dataset x loss x seed cells",
                                     progress={"unit": "cells trained"})
         return groups[name]
 

@@ -75,7 +75,6 @@ def usable_space(sweep: Sweep, dry_run: bool = False) -> dict:
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     from hpc.stages.train import data_dir, producers
     from hpc.tune.driver import base_cell
-    from hpc.tune.job import TuneJob
 
     stage = sweep.tune
     assert stage is not None
@@ -114,7 +113,7 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     per_node = max(1, per_node)
     note = (f"Ray on {res.nodes} node(s), {trial_count(stage.space, stage.num_samples)} trial(s) x <= {stage.epochs} epochs, "
             f"~{per_node} at once per node")
-    return [JobGroup("tune", "tune", TuneJob(), [Task("ray-tune", args, done=finished(run_dir))], res,
+    return [JobGroup("tune", "tune", "hpc.tune.job:TuneJob", [Task("ray-tune", args, done=finished(run_dir))], res,
                      after=sorted(after), note=note, progress={"unit": "tune", "run_dir": str(run_dir.resolve())})]
 
 
