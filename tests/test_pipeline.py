@@ -168,12 +168,14 @@ def test_analysis_of_results_with_a_missing_cell_reports_the_reason(local_run, t
     assert not any(name.endswith(".gif") for name in published) and ".gif" not in (tmp_path / "docs" / "report.md").read_text()
 
 
-def test_analysis_cli_has_help_and_a_clear_error_without_results(tmp_path):
+def test_analysis_cli_has_help_and_a_clear_error_without_results_that_creates_nothing(tmp_path):
     from conftest import run_module
 
     assert run_module("fluidperc.analysis", "--help").returncode == 0
-    res = run_module("fluidperc.analysis", str(tmp_path))
-    assert res.returncode == 2 and "results.zarr does not exist" in res.stderr and "Traceback" not in res.stderr
+    res = run_module("fluidperc.analysis", str(tmp_path), "--out", str(tmp_path / "docs"))
+    assert res.returncode == 2 and "holds neither results.zarr nor tune.zarr" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert list(tmp_path.iterdir()) == [], "a mistyped RUN_DIR leaves no empty report folder"
 
 
 @pytest.mark.parametrize("scene,ny,nx,width,height", [("plume", 32, 32, 200.0, 200.0), ("karman", 32, 16, 100.0, 200.0)])

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from fluidperc.analysis import load  # noqa: E402
+from fluidperc.errors import UserError  # noqa: E402
 from fluidperc.evaluation.collect import pseudo_names  # noqa: E402  (baselines, never "best")
 from fluidperc.analysis.animation import write_gif  # noqa: E402
 from fluidperc.analysis.cost import cost_lines, plot_error_against_time  # noqa: E402
@@ -185,12 +186,15 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, animations:
 
     run = Path(run_dir)
     has_results, has_tune = (run / "results.zarr").exists(), (run / "tune.zarr").exists()
+    if not (has_results or has_tune):  # before anything is created: a mistyped RUN_DIR leaves no empty folder
+        raise UserError(f"{run} holds neither results.zarr nor tune.zarr; expected the run directory of a sweep whose "
+                        "evaluate or tune stage has finished (python -m hpc.launch SWEEP --out RUN_DIR)")
     out = Path(out) if out is not None else run / "report"
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Results of {run.name}", ""]
     if has_tune:
         lines += report_lines(run, out)
-    if has_results or not has_tune:
+    if has_results:
         lines += _evaluation_lines(run, out, animations)
     (out / "report.md").write_text("\n".join(lines))
     return out / "report.md"
