@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.baseline_sol import legacy_forward
 from benchmarks.bench_losses import random_trunks
 from benchmarks.common import median_seconds, table, write
 from fluidperc.datasets import generate
@@ -65,7 +66,7 @@ def training_step(cell: CellConfig, store: WeightStore, phiflow_fields: bool = F
     data = TaskData(cell)
     model = build_model(cell, data)
     if phiflow_fields:
-        model.forward = model.forward_phiflow
+        model.forward = legacy_forward(model, {})
     loss_fn = get_loss(cell.loss_spec, channel_stats((data.high or data.low).stats, data.variable), store)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch = data.batch(data.train_index[: cell.settings.batch_size])
@@ -173,16 +174,25 @@ def sol_floor(root: Path, store: WeightStore, results: list[dict]) -> dict:
 
 def rollout_per_frame(root: Path, repeats: int, steps: int = 12) -> dict[str, float]:
     """Seconds per frame of SOL rollouts as the evaluation job runs them (no autograd, the test sims in one batch):
-    corrected (torch correction), corrected through PhiFlow fields (the baseline) and uncorrected."""
+    corrected (torch correction), corrected with the network in bfloat16 (evaluate.settings.precision),
+    corrected through PhiFlow fields (the baseline) and uncorrected; and the correction network alone on the same
+    frames, the part of a corrected frame that is arithmetic, not the solver."""
     cell = make_cell(root, "sol", "mse")
     torch.manual_seed(0)
     data = TaskData(cell)
     model = build_model(cell, data).eval()
+    torch.manual_seed(0)
+    bf16 = build_model(cell, data).eval().for_inference("bfloat16")
     s = torch.tensor(data.low.test_sims + data.low.train_sims)
     args = (data.low.velocity_x[s, 0], data.low.velocity_y[s, 0], data.low.marker[s, 0], data.low.reynolds[s].float())
+    legacy = legacy_forward(model, {})
+    frames = torch.randn(len(s), 2, *cell.resolution)
     runs = {"corrected": lambda: model(*args, steps),
-            "corrected, PhiFlow fields (baseline)": lambda: model.forward_phiflow(*args, steps),
-            "uncorrected": lambda: model(*args, steps, corrected=False)}
+            "corrected, bfloat16 network": lambda: bf16(*args, steps),
+            "corrected, PhiFlow fields (baseline)": lambda: legacy(*args, steps),
+            "uncorrected": lambda: model(*args, steps, corrected=False),
+            "the network alone (float32)": lambda: [model.correction(frames, args[3]) for _ in range(steps)],
+            "the network alone (bfloat16)": lambda: [bf16.correction(frames, args[3]) for _ in range(steps)]}
     with torch.no_grad():
         times = interleaved_seconds(runs, repeats)
     return {k: statistics.median(v) / (steps * len(s)) for k, v in times.items()}

@@ -106,3 +106,38 @@ def test_downsampled_faces_carry_the_flux_of_the_fine_faces_they_cover():
     low = downsample_frame({"velocity_x": u, "velocity_y": np.zeros((9, 8)), "marker": np.zeros((8, 8))}, 8, 8, 2)
     # low face j (interior, j = 0..2) sits at fine face 2j+1; it averages fine rows 2k, 2k+1
     np.testing.assert_allclose(low["velocity_x"][1, 2], u[2:4, 5].mean())
+
+
+@pytest.mark.parametrize("scene,ny,nx", [("karman", 32, 16), ("plume", 24, 24)])
+def test_the_step_on_value_tensors_equals_the_step_on_fields_bit_for_bit_and_its_gradients_to_rounding(scene, ny, nx):
+    """Simulation.step_tensors (compiled parts on value tensors, no field objects between steps) computes what the
+    field-level path that benchmarks/baseline_sol.py keeps as the baseline computes: the states bit for bit, the
+    gradients to float32 rounding (the backward graphs sum the same terms in another order)."""
+    import torch
+
+    from benchmarks.baseline_sol import FieldSteps, field_state, field_tensors
+
+    sim = Simulation(scene, ny, nx, [1e5, 3e5], 1)
+    state = sim.initial_state([0, 1])
+    for _ in range(3):
+        state = sim.step(state)
+    start = {k: torch.from_numpy(v) for k, v in components(state).items()}
+    reynolds = [2e5, 5e5]
+    fields = FieldSteps(sim)
+
+    def unroll(step):
+        vx = start["velocity_x"].clone().requires_grad_(True)
+        t = {"velocity_x": vx, "velocity_y": start["velocity_y"], "marker": start["marker"]}
+        for _ in range(4):  # past the eager first call, into the compiled traces
+            t = step(t)
+        loss = sum((v ** 2).sum() for v in t.values())
+        loss.backward()
+        return t, vx.grad
+
+    new, new_grad = unroll(lambda t: sim.step_tensors(t["velocity_x"], t["velocity_y"], t["marker"], reynolds))
+    old, old_grad = unroll(lambda t: field_tensors(fields.step(field_state(sim, t["velocity_x"], t["velocity_y"],
+                                                                            t["marker"]), reynolds)))
+    for k in new:
+        assert torch.equal(new[k], old[k]), k
+    assert new_grad.abs().sum() > 0
+    torch.testing.assert_close(new_grad, old_grad, rtol=1e-5, atol=1e-6 * float(old_grad.abs().max()))

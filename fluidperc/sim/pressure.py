@@ -96,9 +96,12 @@ class PoissonSolver:
             x = x - x.mean(axis=0, keepdims=True)
         return torch.from_numpy(x.T.copy()).to(rhs.dtype).to(rhs.device).reshape(rhs.shape)
 
+    def solve_values(self, rhs: math.Tensor) -> math.Tensor:
+        """The pressure values for divergence values with a batch dim 'sim'."""
+        native = rhs.native(["sim", "x", "y"])
+        solution = _LUSolve.apply(native, self)
+        return math.tensor(solution, math.batch(sim=native.shape[0]), math.spatial("x,y"))
+
     def solve(self, rhs: Field) -> Field:
         """The pressure field (template's boundary) for a divergence field with a batch dim 'sim'."""
-        values = rhs.values
-        native = values.native(["sim", "x", "y"])
-        solution = _LUSolve.apply(native, self)
-        return self.template.with_values(math.tensor(solution, math.batch(sim=native.shape[0]), math.spatial("x,y")))
+        return self.template.with_values(self.solve_values(rhs.values))

@@ -81,8 +81,12 @@ class Simulation:
         else:
             self.hard_bcs, self.active = None, None
         self.solver = PoissonSolver(template, self.vbc, self.hard_bcs, self.active, self.device)
-        self._pre = compile_step(self._before_projection) if compiled else self._before_projection
-        self._post = compile_step(self._after_projection) if compiled else self._after_projection
+        # Empty fields whose geometry every step's values are put into: building a StaggeredGrid from scratch
+        # constructs its face geometry (milliseconds of Python), with_values on a template does not.
+        self.velocity_template = StaggeredGrid(0, self.vbc, **grid)
+        self.marker_template = CenteredGrid(0, self.mbc, **grid)
+        self._pre = compile_step(self._pre_values) if compiled else self._pre_values
+        self._post = compile_step(self._post_values) if compiled else self._post_values
         self._warm = not compiled
 
     def _activate(self) -> None:
@@ -147,18 +151,42 @@ class Simulation:
             grad = grad * self.hard_bcs
         return (velocity - grad).with_extrapolation(self.vbc)
 
-    def step(self, state: State, reynolds: Sequence[float] | None = None) -> State:
-        """One step of every sim; ``reynolds`` overrides the constructor's (one per sim, e.g. a training batch).
-        Differentiable with respect to the state (compiled parts and the pressure solve both have gradients)."""
+    # The compiled parts take and return value tensors, not fields: phiml's jit rebuilds every field it returns,
+    # and a StaggeredGrid's construction (its face geometry) cost about half of each step's time.
+    def _pre_values(self, velocity: math.Tensor, marker: math.Tensor, nu: math.Tensor):
+        v, m, div = self._before_projection(self.velocity_template.with_values(velocity),
+                                            self.marker_template.with_values(marker), nu)
+        return v.values, m.values, div.values
+
+    def _post_values(self, velocity: math.Tensor, pressure: math.Tensor) -> math.Tensor:
+        return self._after_projection(self.velocity_template.with_values(velocity),
+                                      self.solver.template.with_values(pressure)).values
+
+    def step_values(self, velocity: math.Tensor, marker: math.Tensor,
+                    reynolds: Sequence[float] | None = None) -> tuple[math.Tensor, math.Tensor]:
+        """One step on the fields' value tensors (staggered velocity values, centred marker values)."""
         pre, post = self._pre, self._post
         if not self._warm:  # the first call runs eagerly so that the trace later sees real (non-constant) fields
-            pre, post = self._before_projection, self._after_projection
+            pre, post = self._pre_values, self._post_values
             self._warm = True
         self._activate()
         nu = self.nu if reynolds is None else self.viscosities(reynolds)
-        velocity, marker, div = pre(state.velocity, state.marker, nu)
-        pressure = self.solver.solve(div)
-        return State(post(velocity, pressure), marker)
+        velocity, marker, div = pre(velocity, marker, nu)
+        pressure = self.solver.solve_values(div)
+        return post(velocity, pressure), marker
+
+    def step(self, state: State, reynolds: Sequence[float] | None = None) -> State:
+        """One step of every sim; ``reynolds`` overrides the constructor's (one per sim, e.g. a training batch).
+        Differentiable with respect to the state (compiled parts and the pressure solve both have gradients)."""
+        velocity, marker = self.step_values(state.velocity.values, state.marker.values, reynolds)
+        return State(self.velocity_template.with_values(velocity), self.marker_template.with_values(marker))
+
+    def step_tensors(self, velocity_x: torch.Tensor, velocity_y: torch.Tensor, marker: torch.Tensor,
+                     reynolds: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
+        """One step on torch tensors laid out as the stores keep them ([sim, y, x_face], [sim, y_face, x],
+        [sim, y, x]), without field objects in between: what SOL's unroll and rollouts call m times."""
+        velocity, marker = self.step_values(_staggered_values(velocity_x, velocity_y), _wrap(marker), reynolds)
+        return _tensors(velocity, marker)
 
     # --- the plain PhiFlow baseline ---------------------------------------------------------------------------
     def _iterative_solve(self, x0):
@@ -185,23 +213,30 @@ def components(state: State) -> dict[str, np.ndarray]:
     }
 
 
+def _wrap(t: torch.Tensor) -> math.Tensor:
+    return math.tensor(t.transpose(1, 2), math.batch("sim"), math.spatial("x,y"))
+
+
+def _staggered_values(velocity_x: torch.Tensor, velocity_y: torch.Tensor) -> math.Tensor:
+    return math.stack([_wrap(velocity_x), _wrap(velocity_y)], math.dual(vector="x,y"))
+
+
+def _tensors(velocity: math.Tensor, marker: math.Tensor) -> dict[str, torch.Tensor]:
+    """Indexing the value tensor, not the field: ``field.vector['x']`` builds face geometry (~30 ms a call)."""
+    return {"velocity_x": velocity.vector.dual["x"].native("sim,y,x"),
+            "velocity_y": velocity.vector.dual["y"].native("sim,y,x"),
+            "marker": marker.native("sim,y,x")}
+
+
 def state_from_tensors(sim: Simulation, velocity_x, velocity_y, marker) -> State:
     """A State from torch tensors [sim, y, x_face], [sim, y_face, x], [sim, y, x] (gradients flow through)."""
-    def wrap(t):
-        return math.tensor(t.transpose(1, 2), math.batch("sim"), math.spatial("x,y"))
-
-    values = math.stack([wrap(velocity_x), wrap(velocity_y)], math.dual(vector="x,y"))
-    return State(StaggeredGrid(values, sim.vbc, **sim.grid), CenteredGrid(wrap(marker), sim.mbc, **sim.grid))
+    return State(sim.velocity_template.with_values(_staggered_values(velocity_x, velocity_y)),
+                 sim.marker_template.with_values(_wrap(marker)))
 
 
 def state_tensors(state: State) -> dict:
     """The torch tensors of a State, laid out as the stores keep them (differentiable counterpart of components)."""
-    v = state.velocity
-    return {
-        "velocity_x": v.vector["x"].values.native("sim,y,x"),
-        "velocity_y": v.vector["y"].values.native("sim,y,x"),
-        "marker": state.marker.values.native("sim,y,x"),
-    }
+    return _tensors(state.velocity.values, state.marker.values)
 
 
 def resampled_state(state: State, sim: Simulation) -> State:

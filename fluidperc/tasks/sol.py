@@ -39,14 +39,13 @@ class SolverInTheLoop(InferenceOptions, nn.Module):
 
     def forward(self, vx: torch.Tensor, vy: torch.Tensor, marker: torch.Tensor, reynolds: torch.Tensor, steps: int,
                 corrected: bool = True) -> list[dict[str, torch.Tensor]]:
-        from fluidperc.sim.simulation import state_from_tensors, state_tensors
         from fluidperc.sim.staggered import to_centres, to_faces
 
         ny, nx = self.sim.ny, self.sim.nx
         re_list = [float(r) for r in reynolds]
         out = []
         for _ in range(steps):
-            t = state_tensors(self.sim.step(state_from_tensors(self.sim, vx, vy, marker), re_list))
+            t = self.sim.step_tensors(vx, vy, marker, re_list)
             vx, vy, marker = t["velocity_x"], t["velocity_y"], t["marker"]
             if corrected:
                 cx, cy = to_faces(self.correction(to_centres(vx, vy, ny, nx), reynolds), vx.shape[-1], vy.shape[-2])
