@@ -85,7 +85,7 @@ def velocity_on(target) -> Callable[[Any, list[dict]], torch.Tensor]:
     from phi import field as phifield
     from phi.field import StaggeredGrid
 
-    from fluidperc.sim.simulation import state_from_tensors
+    from fluidperc.sim.simulation import State, state_from_tensors, state_tensors
     from fluidperc.sim.staggered import to_centres
 
     def compare(sim, frames) -> torch.Tensor:
@@ -95,8 +95,8 @@ def velocity_on(target) -> Callable[[Any, list[dict]], torch.Tensor]:
         for f in frames:
             state = state_from_tensors(sim, f["velocity_x"], f["velocity_y"], f["marker"])
             v = phifield.resample(state.velocity, to=faces)
-            vx, vy = v.vector["x"].values.native("sim,y,x"), v.vector["y"].values.native("sim,y,x")
-            out.append(to_centres(vx, vy, target.ny, target.nx))
+            t = state_tensors(State(v, state.marker))
+            out.append(to_centres(t["velocity_x"], t["velocity_y"], target.ny, target.nx))
         return torch.stack(out, dim=1).float()
     return compare
 

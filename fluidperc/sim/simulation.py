@@ -205,12 +205,7 @@ class Simulation:
 
 def components(state: State) -> dict[str, np.ndarray]:
     """Numpy arrays [sim, y, x...] of the stored variables: velocity_x (y, x_face), velocity_y (y_face, x), marker."""
-    v = state.velocity
-    return {
-        "velocity_x": v.vector["x"].values.numpy("sim,y,x"),
-        "velocity_y": v.vector["y"].values.numpy("sim,y,x"),
-        "marker": state.marker.values.numpy("sim,y,x"),
-    }
+    return {k: t.detach().cpu().numpy() for k, t in state_tensors(state).items()}
 
 
 def _wrap(t: torch.Tensor) -> math.Tensor:
