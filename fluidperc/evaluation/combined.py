@@ -27,6 +27,7 @@ from fluidperc.evaluation.evaluate import (
 from fluidperc.evaluation.ladder import default_rungs, marker_on, run_ladder, warm_up
 from fluidperc.evaluation.output import write_atomically
 from fluidperc.sim.scenes import scene_info
+from fluidperc.tasks.sol import WARM_UP_STEPS
 from fluidperc.train import CellConfig
 from fluidperc.train.data import load_frames
 from fluidperc.weights import WeightStore
@@ -72,7 +73,7 @@ def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, ou
     with torch.no_grad():
         for path, corrected in (("corrected", True), ("source", False)):
             args = tuple(t.to(device) for t in (low.velocity_x[s, 0], low.velocity_y[s, 0], low.marker[s, 0], re))
-            sol_model(*args, 1, corrected=corrected)  # warm-up: compiled solver parts trace on first use
+            sol_model(*args, WARM_UP_STEPS, corrected=corrected)  # the timed rollout meets no tracing
             states, t_sim = timed(lambda: sol_model(*args, n, corrected=corrected), device)
             marker = torch.stack([st["marker"] for st in states], dim=1).float()  # sims, steps, y, x
             up, t_sr = timed(lambda: sr_model(marker.reshape(-1, 1, *marker.shape[-2:])), device)

@@ -18,6 +18,9 @@ from fluidperc.tasks.base import Evaluation, InferenceOptions, Task
 from fluidperc.train.data import centred, channel_std
 
 
+WARM_UP_STEPS = 3  # the compiled solver parts run eagerly once, then trace: see fluidperc.evaluation.ladder.warm_up
+
+
 class SolverInTheLoop(InferenceOptions, nn.Module):
     """m steps of the low-resolution differentiable PhiFlow solver, each followed by the network's correction.
 
@@ -140,6 +143,8 @@ class SolverInTheLoopTask(Task):
                                             low.reynolds[s].float())) + (n_steps,)
         timing, preds = {}, {}
         for corrected in (True, False):
+            model(*args[:-1], WARM_UP_STEPS, corrected=corrected)  # the timed rollout meets no tracing
+            synchronize(device)
             t0 = time.perf_counter()
             preds[corrected] = rollout_centred(model, *args, ny, nx, corrected=corrected)
             synchronize(device)
