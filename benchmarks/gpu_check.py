@@ -8,6 +8,7 @@ Checks (each passes or fails on its own; the exit code is 1 if any failed):
 - a Solver-in-the-Loop rollout on the device equal to the CPU rollout within float32 tolerance;
 - a DDP training cell through NCCL (gloo on the CPU) with world size 1, via fluidperc.train.run;
 - the pressure solve: the device's dense inverse against the host LU, values and time per solve;
+- a probe: whether a SOL rollout can be captured as one CUDA graph, and its replay time against eager;
 Timings (medians, interleaved rounds):
 - the SOL training step per loss and its ratio to MSE, and the same MSE step on 2 CPU threads of this machine;
 - datagen frames per second on the device against the CPU in the same run.
@@ -206,6 +207,52 @@ def check_sol_rollout(root: Path, device: torch.device, quick: bool, report: Rep
             f"(step 1: {float(rel[0]):.1e}){extra}")
 
 
+def probe_sol_graph(root: Path, device: torch.device, quick: bool, report: Report, steps: int = 4) -> str:
+    """Can a SOL rollout (no autograd, m steps, the test and training sims in one batch) be captured as one CUDA
+    graph, and what does a replay cost against the eager rollout? PhiFlow's steps are launch-bound on a GPU
+    (BENCHMARKS.md); a graph replays their kernels without the Python that issues them. A probe: a capture that
+    fails is reported as the finding; a replay that disagrees with the eager rollout fails the check."""
+    if device.type != "cuda":
+        return "skipped: CUDA graphs need a GPU"
+    from fluidperc.tasks.base import TaskData, build_model
+
+    cell = make_cell(root, "sol", "mse", "cuda", quick)
+    data = TaskData(cell)
+    torch.manual_seed(0)
+    model = build_model(cell, data, device).eval()
+    s = torch.tensor(data.low.test_sims + data.low.train_sims)
+    args = [t.to(device) for t in (data.low.velocity_x[s, 0], data.low.velocity_y[s, 0], data.low.marker[s, 0],
+                                   data.low.reynolds[s].float())]
+    with torch.no_grad():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # eager first call, the trace, then warm calls, as capture requires
+            for _ in range(3):
+                model(*args, steps)
+        torch.cuda.current_stream().wait_stream(side)
+        eager = statistics.median(seconds(lambda: model(*args, steps), device) for _ in range(9))
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                captured = model(*args, steps)
+        except Exception as exc:  # the finding: what stops a capture
+            report.timings["sol_graph"] = {"captured": False, "error": f"{type(exc).__name__}: {exc}"[:500],
+                                           "eager_s": eager}
+            return f"not capturable ({type(exc).__name__}: {str(exc).splitlines()[0][:150]}); eager {eager * 1e3:.1f} ms"
+        graph.replay()
+        reference = model(*args, steps)
+        torch.cuda.synchronize()
+        diff = max(float((captured[-1][k] - reference[k]).norm() / reference[k].norm())
+                   for k in ("velocity_x", "velocity_y") for reference in [reference[-1]])
+        replay = statistics.median(seconds(graph.replay, device) for _ in range(9))
+    report.timings["sol_graph"] = {"captured": True, "steps": steps, "sims": len(s), "eager_s": eager,
+                                   "replay_s": replay, "max_rel_diff": diff}
+    if not diff < 1e-5:
+        raise AssertionError(f"the graph's replay differs from the eager rollout: relative L2 {diff:.2e}")
+    return (f"{steps} steps, {len(s)} sims: replay {replay * 1e3:.2f} ms against eager {eager * 1e3:.2f} ms "
+            f"({eager / replay:.1f}x), relative difference {diff:.1e}")
+
+
 def check_ddp(root: Path, device: torch.device, quick: bool, tmp: Path) -> str:
     """fluidperc.train.run inside a world-size-1 process group: DDP-wrapped, all-reduced, NCCL on CUDA."""
     import torch.distributed as dist
@@ -365,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                 report.check(f"train step {task} {cell.loss_spec.label}",
                              lambda cell=cell: check_training_step(cell, store, device))
         report.check("SOL rollout equals the CPU's", lambda: check_sol_rollout(root, device, args.quick, report))
+        report.check("SOL rollout as one CUDA graph (probe)", lambda: probe_sol_graph(root, device, args.quick, report))
         report.check("DDP cell, world size 1", lambda: check_ddp(root, device, args.quick, tmp))
         report.check("pressure solve", lambda: check_pressure(device, report, args.quick))
         report.check("SOL step times", lambda: rows.extend(sol_step_times(root, store, device, args.quick, repeats,

@@ -67,6 +67,7 @@ class Simulation:
         self.source = self.physics.marker_source(grid)
         self.mbc = extrapolation.ZERO
         self.pbc = _pressure_extrapolation(self.vbc)
+        self._viscosities: dict[tuple[float, ...], math.Tensor] = {}
         self.nu = self.viscosities(self.reynolds)
         template = CenteredGrid(0, self.pbc, **grid)
         if self.obstacles:
@@ -126,8 +127,13 @@ class Simulation:
 
     # --- the step -------------------------------------------------------------------------------------------
     def viscosities(self, reynolds: Sequence[float]) -> math.Tensor:
-        nu = torch.tensor([viscosity(self.info, float(r)) for r in reynolds], dtype=torch.float32, device=self.device)
-        return math.tensor(nu, math.batch("sim"))
+        """Per-sim viscosities, kept per Re tuple: a step then copies nothing from the host (which also lets a
+        CUDA graph capture it)."""
+        key = tuple(float(r) for r in reynolds)
+        if key not in self._viscosities:
+            nu = torch.tensor([viscosity(self.info, r) for r in key], dtype=torch.float32, device=self.device)
+            self._viscosities[key] = math.tensor(nu, math.batch("sim"))
+        return self._viscosities[key]
 
     def _advance(self, velocity: StaggeredGrid, marker: CenteredGrid, nu) -> tuple[StaggeredGrid, CenteredGrid]:
         dt = self.info.dt
