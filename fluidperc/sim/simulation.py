@@ -126,9 +126,13 @@ class Simulation:
         return self._after_projection(velocity, self.solver.solve(div))
 
     # --- the step -------------------------------------------------------------------------------------------
-    def viscosities(self, reynolds: Sequence[float]) -> math.Tensor:
-        """Per-sim viscosities, kept per Re tuple: a step then copies nothing from the host (which also lets a
-        CUDA graph capture it)."""
+    def viscosities(self, reynolds: Sequence[float] | torch.Tensor) -> math.Tensor:
+        """Per-sim viscosities. From a tensor of Re they are computed where it lives (in float64, as the Python
+        floats are), so that a step reads nothing back to the host; a CUDA graph can then capture it. From floats
+        they are kept per Re tuple."""
+        if isinstance(reynolds, torch.Tensor):
+            nu = viscosity(self.info, reynolds.to(self.device, torch.float64)).to(torch.float32)
+            return math.tensor(nu, math.batch("sim"))
         key = tuple(float(r) for r in reynolds)
         if key not in self._viscosities:
             nu = torch.tensor([viscosity(self.info, r) for r in key], dtype=torch.float32, device=self.device)
@@ -169,7 +173,7 @@ class Simulation:
                                       self.solver.template.with_values(pressure)).values
 
     def step_values(self, velocity: math.Tensor, marker: math.Tensor,
-                    reynolds: Sequence[float] | None = None) -> tuple[math.Tensor, math.Tensor]:
+                    reynolds: Sequence[float] | torch.Tensor | None = None) -> tuple[math.Tensor, math.Tensor]:
         """One step on the fields' value tensors (staggered velocity values, centred marker values)."""
         pre, post = self._pre, self._post
         if not self._warm:  # the first call runs eagerly so that the trace later sees real (non-constant) fields
@@ -188,7 +192,7 @@ class Simulation:
         return State(self.velocity_template.with_values(velocity), self.marker_template.with_values(marker))
 
     def step_tensors(self, velocity_x: torch.Tensor, velocity_y: torch.Tensor, marker: torch.Tensor,
-                     reynolds: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
+                     reynolds: Sequence[float] | torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One step on torch tensors laid out as the stores keep them ([sim, y, x_face], [sim, y_face, x],
         [sim, y, x]), without field objects in between: what SOL's unroll and rollouts call m times."""
         velocity, marker = self.step_values(_staggered_values(velocity_x, velocity_y), _wrap(marker), reynolds)

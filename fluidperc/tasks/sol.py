@@ -45,10 +45,9 @@ class SolverInTheLoop(InferenceOptions, nn.Module):
         from fluidperc.sim.staggered import to_centres, to_faces
 
         ny, nx = self.sim.ny, self.sim.nx
-        re_list = [float(r) for r in reynolds]
         out = []
         for _ in range(steps):
-            t = self.sim.step_tensors(vx, vy, marker, re_list)
+            t = self.sim.step_tensors(vx, vy, marker, reynolds)  # Re stays a tensor: no read back to the host
             vx, vy, marker = t["velocity_x"], t["velocity_y"], t["marker"]
             if corrected:
                 cx, cy = to_faces(self.correction(to_centres(vx, vy, ny, nx), reynolds), vx.shape[-1], vy.shape[-2])
