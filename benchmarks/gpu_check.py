@@ -8,7 +8,8 @@ Checks (each passes or fails on its own; the exit code is 1 if any failed):
 - a Solver-in-the-Loop rollout on the device equal to the CPU rollout within float32 tolerance;
 - a DDP training cell through NCCL (gloo on the CPU) with world size 1, via fluidperc.train.run;
 - the pressure solve: the device's dense inverse against the host LU, values and time per solve;
-- a probe: whether a SOL rollout can be captured as one CUDA graph, and its replay time against eager;
+- probes: whether a SOL rollout, and a whole SOL training step, can be captured as one CUDA graph, and the
+  replay's time against eager;
 Timings (medians, interleaved rounds):
 - the SOL training step per loss and its ratio to MSE, and the same MSE step on 2 CPU threads of this machine;
 - datagen frames per second on the device against the CPU in the same run.
@@ -252,6 +253,65 @@ def probe_sol_graph(root: Path, device: torch.device, quick: bool, report: Repor
             f"({eager / replay:.1f}x), relative difference {diff:.1e}")
 
 
+def probe_sol_train_graph(root: Path, device: torch.device, quick: bool, store: WeightStore, report: Report) -> str:
+    """Can a whole SOL training step (m = 4 unrolled solver steps with the correction, MSE, backward through the
+    solver, Adam) be captured as one CUDA graph? Replay time against the eager step, and one replayed step against
+    one eager step from the same weights and optimiser state (copied in place: a graph keeps its addresses)."""
+    if device.type != "cuda":
+        return "skipped: CUDA graphs need a GPU"
+    from fluidperc.losses import get_loss
+    from fluidperc.tasks.base import TaskData, build_model, sample_loss
+    from fluidperc.train.data import channel_stats
+
+    cell = make_cell(root, "sol", "mse", "cuda", quick)
+    data = TaskData(cell)
+    torch.manual_seed(0)
+    model = build_model(cell, data, device)
+    loss_fn = get_loss(cell.loss_spec, channel_stats(data.low.stats, data.variable), store).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, capturable=True)
+    batch = {k: v.to(device) for k, v in data.batch(data.train_index[: cell.settings.batch_size]).items()}
+
+    def step() -> torch.Tensor:
+        opt.zero_grad(set_to_none=False)
+        value = sample_loss(model, batch, loss_fn, cell)
+        value.backward()
+        opt.step()
+        return value.detach()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    eager = statistics.median(seconds(step, device) for _ in range(9))
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            step()
+    except Exception as exc:
+        report.timings["sol_train_graph"] = {"captured": False, "error": f"{type(exc).__name__}: {exc}"[:500],
+                                             "eager_s": eager}
+        return f"not capturable ({type(exc).__name__}: {str(exc).splitlines()[0][:150]}); eager {eager * 1e3:.1f} ms"
+    tensors = [p for p in model.parameters()] + [t for st in opt.state.values() for t in st.values()
+                                                 if isinstance(t, torch.Tensor)]
+    saved = [t.detach().clone() for t in tensors]
+    step()
+    after_eager = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for t, v in zip(tensors, saved):
+            t.copy_(v)
+    graph.replay()
+    torch.cuda.synchronize()
+    diff = max(float((p.detach() - e).norm() / e.norm().clamp_min(1e-30)) for p, e in zip(model.parameters(), after_eager))
+    replay = statistics.median(seconds(graph.replay, device) for _ in range(9))
+    report.timings["sol_train_graph"] = {"captured": True, "eager_s": eager, "replay_s": replay, "max_rel_diff": diff}
+    if not diff < 1e-4:
+        raise AssertionError(f"a replayed training step differs from an eager one: relative L2 {diff:.2e}")
+    return (f"m = 4, {cell.settings.batch_size} sims, MSE: replay {replay * 1e3:.2f} ms against eager "
+            f"{eager * 1e3:.2f} ms ({eager / replay:.1f}x); weights after one step differ by {diff:.1e}")
+
+
 def check_ddp(root: Path, device: torch.device, quick: bool, tmp: Path) -> str:
     """fluidperc.train.run inside a world-size-1 process group: DDP-wrapped, all-reduced, NCCL on CUDA."""
     import torch.distributed as dist
@@ -418,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         report.check("datagen rates", lambda: rows.extend(datagen_rates(device, args.quick, report)) or "timed")
         # last: a capture that fails can leave the device's random generator unusable for what would follow
         report.check("SOL rollout as one CUDA graph (probe)", lambda: probe_sol_graph(root, device, args.quick, report))
+        report.check("SOL training step as one CUDA graph (probe)",
+                     lambda: probe_sol_train_graph(root, device, args.quick, store, report))
     elapsed = time.perf_counter() - started
     payload = {"benchmark": "gpu_check", "machine": machine(), "device": str(device), "quick": args.quick,
                "repeats": repeats, "random_weights": random_ones, "seconds": elapsed, "checks": report.checks,
@@ -429,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(["check", "result", "s"], [[c["check"], "ok" if c["ok"] else "FAIL", f"{c['seconds']:.1f}"]
                                            for c in report.checks]))
     print()
-    print(table(["timing", "value", "ratio"], rows))
+    if rows:
+        print(table(["timing", "value", "ratio"], rows))
     print(f"\n{len(report.checks) - len(failed)} passed, {len(failed)} failed on {payload['machine']['gpu'] or 'CPU'} "
           f"in {elapsed:.0f} s; wrote {args.json}")
     return 1 if failed else 0
