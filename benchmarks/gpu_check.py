@@ -7,6 +7,7 @@ Checks (each passes or fails on its own; the exit code is 1 if any failed):
 - every task x loss training step on the device: finite loss, finite gradients that reach the network;
 - a Solver-in-the-Loop rollout on the device equal to the CPU rollout within float32 tolerance;
 - a DDP training cell through NCCL (gloo on the CPU) with world size 1, via fluidperc.train.run;
+- a SOL cell trained with ``cuda_graph: true`` against the same cell trained eagerly;
 - the pressure solve: the device's dense inverse against the host LU, values and time per solve;
 - probes: whether a SOL rollout, and a whole SOL training step, can be captured as one CUDA graph, and the
   replay's time against eager;
@@ -337,6 +338,36 @@ def check_ddp(root: Path, device: torch.device, quick: bool, tmp: Path) -> str:
     return f"backend {used}, 6 steps through DistributedDataParallel, final train_loss {result['train_loss']:.4g}"
 
 
+def check_graph_cell(root: Path, device: torch.device, quick: bool, tmp: Path, report: Report) -> str:
+    """A SOL cell trained through fluidperc.train.run with settings.cuda_graph against the same cell trained
+    eagerly: the same losses and weights to float32 rounding (capturable Adam keeps its step on the device), and
+    the wall time of each run. On the CPU the setting is ignored (eager, with a note), so both runs must agree
+    exactly there."""
+    from fluidperc.train import run
+
+    steps = 12
+    out = {}
+    for graphed in (False, True):
+        cell = make_cell(root, "sol", "mse", device.type, quick, steps=steps)
+        cell = cell.model_copy(update={"settings": cell.settings.model_copy(update={"cuda_graph": graphed})})
+        t0 = time.perf_counter()
+        result = run(cell, tmp / f"graph-{graphed}", progress=False)
+        wall = time.perf_counter() - t0
+        weights = torch.load(tmp / f"graph-{graphed}" / "model.pt", map_location="cpu", weights_only=True)["model"]
+        out[graphed] = (result, weights, wall)
+    (r0, w0, t0), (r1, w1, t1) = out[False], out[True]
+    diff = max(float((w1[k].float() - w0[k].float()).norm() / w0[k].float().norm().clamp_min(1e-30)) for k in w0)
+    loss_diff = abs(r1["train_loss"] - r0["train_loss"]) / abs(r0["train_loss"])
+    report.timings["graph_cell"] = {"steps": steps, "eager_wall_s": t0, "graph_wall_s": t1, "max_weight_rel_diff": diff,
+                                    "train_loss_rel_diff": loss_diff}
+    limit = 1e-3 if device.type == "cuda" else 0.0
+    if not (diff <= limit and loss_diff <= limit):
+        raise AssertionError(f"graphed and eager cells differ after {steps} steps: weights {diff:.2e}, final loss "
+                             f"{loss_diff:.2e} (allowed {limit:g})")
+    return (f"{steps} steps: weights differ by {diff:.1e}, final loss by {loss_diff:.1e}; wall {t1:.1f} s graphed "
+            f"against {t0:.1f} s eager (build and warm-up included)")
+
+
 def check_pressure(device: torch.device, report: Report, quick: bool) -> str:
     """Dense inverse on the device against the host LU: the same solution, and seconds per solve of 4 sims."""
     from fluidperc.sim.simulation import Simulation
@@ -472,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
                              lambda cell=cell: check_training_step(cell, store, device))
         report.check("SOL rollout equals the CPU's", lambda: check_sol_rollout(root, device, args.quick, report))
         report.check("DDP cell, world size 1", lambda: check_ddp(root, device, args.quick, tmp))
+        report.check("SOL cell with cuda_graph", lambda: check_graph_cell(root, device, args.quick, tmp, report))
         report.check("pressure solve", lambda: check_pressure(device, report, args.quick))
         report.check("SOL step times", lambda: rows.extend(sol_step_times(root, store, device, args.quick, repeats,
                                                                           report)) or "timed")

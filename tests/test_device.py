@@ -99,7 +99,7 @@ def test_gpu_check_runs_every_check_on_the_cpu(tmp_path):
     assert result["timings"]["sol_step"]["median_s"]["mse"] > 0
     probe = next(c for c in result["checks"] if c["check"] == "SOL rollout as one CUDA graph (probe)")
     assert probe["detail"] == "skipped: CUDA graphs need a GPU"  # the probe itself runs only on a GPU
-    assert proc.stdout.rstrip().splitlines()[-1].startswith("16 passed, 0 failed")
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("17 passed, 0 failed")
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -31,6 +31,8 @@ class TrainSettings(BaseModel):
                                     "(default: unroll). Fix it when unroll varies, so that runs compare")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when the job holds a GPU (each "
                                                    "rank its own), else the CPU")
+    cuda_graph: bool = Field(False, description="on CUDA with one process per cell, replay each training step as "
+                             "one CUDA graph (fluidperc/train/graphed.py); ignored elsewhere")
 
 
 class CellConfig(BaseModel):

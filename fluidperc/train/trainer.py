@@ -52,6 +52,8 @@ class Trainer:
         self.in_step = False
         self.model: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self.use_graph = False
+        self.graph_step = None  # a fluidperc.train.graphed.GraphedStep when settings.cuda_graph applies
         self.dist: distributed.Dist | None = None
         # Called on rank 0 after each validation, once that step's checkpoint is on disk (Ray Tune reports here).
         self.on_validate: Callable[[dict[str, Any], Path], None] | None = None
@@ -115,6 +117,10 @@ class Trainer:
         """Build (resuming from a checkpoint), then step until ``steps``, validating, logging and checkpointing."""
         data, loss_fn = self._build(cell, d)
         wrapped = DistributedDataParallel(self.model) if d.grouped else self.model
+        if self.use_graph:
+            from fluidperc.train.graphed import GraphedStep
+
+            self.graph_step = GraphedStep(self._graph_body(wrapped, loss_fn))
         batches = self._batches(data, cell, d)
         log = _Log(self.out, self.step) if d.is_main else None
         bar = tqdm(total=s.steps, initial=self.step, desc=cell.label, unit="step", file=sys.stderr,
@@ -152,7 +158,8 @@ class Trainer:
         self.model = build_model(cell, data, d.device)
         target_stats = (data.high or data.low).stats
         loss_fn = get_loss(cell.loss_spec, channel_stats(target_stats, data.variable)).to(d.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cell.settings.lr)
+        self.use_graph = self._graphed(cell, d)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cell.settings.lr, capturable=self.use_graph)
         state = ckpt.load(self.out / "checkpoint.pt")
         if state is not None:
             self.model.load_state_dict(state["model"])
@@ -183,22 +190,49 @@ class Trainer:
             index = [data.train_index[i] for i in order[j * s.batch_size:(j + 1) * s.batch_size]]
             yield {k: v.to(d.device) for k, v in data.batch(index).items()}
 
+    def _graphed(self, cell, d) -> bool:
+        """Whether this run replays its steps as a CUDA graph: asked for, on CUDA, one process (DDP's all-reduce
+        would have to be captured too)."""
+        if not cell.settings.cuda_graph:
+            return False
+        if d.device.type != "cuda" or d.grouped:
+            if d.is_main:
+                print(f"cell {cell.label}: cuda_graph needs a CUDA device and one process per cell; training "
+                      f"eagerly on {d.device} with {d.world_size} process(es)", file=sys.stderr, flush=True)
+            return False
+        return True
+
     def _train_step(self, wrapped: torch.nn.Module, batch: dict[str, torch.Tensor], loss_fn) -> torch.Tensor:
-        """One optimiser step; a non-finite loss stops the cell with a message instead of poisoning the weights."""
+        """One optimiser step; a non-finite loss stops the cell with a message instead of poisoning the weights
+        (under a CUDA graph the replay has already stepped: the last checkpoint on disk predates it)."""
         cell = self.cell
         self.in_step = True
-        self.optimizer.zero_grad(set_to_none=True)
-        value = sample_loss(wrapped, batch, loss_fn, cell)
+        if self.graph_step is not None:
+            value = self.graph_step(batch)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            value = sample_loss(wrapped, batch, loss_fn, cell)
         if not torch.isfinite(value):
             raise FloatingPointError(
                 f"cell {cell.label}: the {cell.loss_spec.label} loss is {float(value)} at step {self.step + 1}; "
                 "lower the learning rate or check the data"
             )
-        value.backward()
-        self.optimizer.step()
+        if self.graph_step is None:
+            value.backward()
+            self.optimizer.step()
         self.step += 1
         self.in_step = False
         return value
+
+    def _graph_body(self, wrapped: torch.nn.Module, loss_fn) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        """The whole step as GraphedStep captures it (gradients zeroed in place: a graph keeps its addresses)."""
+        def body(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=False)
+            value = sample_loss(wrapped, batch, loss_fn, self.cell)
+            value.backward()
+            self.optimizer.step()
+            return value
+        return body
 
     def _finish(self, cell, d, last: dict[str, Any]) -> dict[str, Any]:
         """Check that every rank ended with the same weights, then write model.pt and result.json (last: its
