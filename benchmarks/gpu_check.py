@@ -340,32 +340,46 @@ def check_ddp(root: Path, device: torch.device, quick: bool, tmp: Path) -> str:
 
 def check_graph_cell(root: Path, device: torch.device, quick: bool, tmp: Path, report: Report) -> str:
     """A SOL cell trained through fluidperc.train.run with settings.cuda_graph against the same cell trained
-    eagerly: the same losses and weights to float32 rounding (capturable Adam keeps its step on the device), and
-    the wall time of each run. On the CPU the setting is ignored (eager, with a note), so both runs must agree
-    exactly there."""
+    eagerly, twice. Judged: the first replayed step's loss (step 4, after three eager warm-up steps) and the next
+    one equal the eager run's to float32 rounding. Recorded: how far the runs drift by the last step, beside how
+    far two eager runs drift (scatter-adds in the solver's backward are not deterministic on CUDA, and Adam
+    magnifies the sign of tiny gradients), and the wall time of each run. On the CPU the setting is ignored
+    (eager, with a note), so the runs must agree exactly there."""
+    import json as _json
+
     from fluidperc.train import run
 
     steps = 12
     out = {}
-    for graphed in (False, True):
+    for name, graphed in (("eager", False), ("eager again", False), ("graphed", True)):
         cell = make_cell(root, "sol", "mse", device.type, quick, steps=steps)
         cell = cell.model_copy(update={"settings": cell.settings.model_copy(update={"cuda_graph": graphed})})
+        folder = tmp / f"graph-{name.replace(' ', '-')}"
         t0 = time.perf_counter()
-        result = run(cell, tmp / f"graph-{graphed}", progress=False)
+        run(cell, folder, progress=False)
         wall = time.perf_counter() - t0
-        weights = torch.load(tmp / f"graph-{graphed}" / "model.pt", map_location="cpu", weights_only=True)["model"]
-        out[graphed] = (result, weights, wall)
-    (r0, w0, t0), (r1, w1, t1) = out[False], out[True]
-    diff = max(float((w1[k].float() - w0[k].float()).norm() / w0[k].float().norm().clamp_min(1e-30)) for k in w0)
-    loss_diff = abs(r1["train_loss"] - r0["train_loss"]) / abs(r0["train_loss"])
-    report.timings["graph_cell"] = {"steps": steps, "eager_wall_s": t0, "graph_wall_s": t1, "max_weight_rel_diff": diff,
-                                    "train_loss_rel_diff": loss_diff}
-    limit = 1e-3 if device.type == "cuda" else 0.0
-    if not (diff <= limit and loss_diff <= limit):
-        raise AssertionError(f"graphed and eager cells differ after {steps} steps: weights {diff:.2e}, final loss "
-                             f"{loss_diff:.2e} (allowed {limit:g})")
-    return (f"{steps} steps: weights differ by {diff:.1e}, final loss by {loss_diff:.1e}; wall {t1:.1f} s graphed "
-            f"against {t0:.1f} s eager (build and warm-up included)")
+        losses = [_json.loads(line)["train_loss"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        weights = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)["model"]
+        out[name] = (losses, weights, wall)
+
+    def drift(a: str, b: str) -> tuple[float, list[float]]:
+        wa, wb = out[a][1], out[b][1]
+        w = max(float((wb[k].float() - wa[k].float()).norm() / wa[k].float().norm().clamp_min(1e-30)) for k in wa)
+        return w, [abs(x - y) / abs(x) for x, y in zip(out[a][0], out[b][0])]
+
+    w_graph, l_graph = drift("eager", "graphed")
+    w_eager, l_eager = drift("eager", "eager again")
+    report.timings["graph_cell"] = {"steps": steps, "wall_s": {k: v[2] for k, v in out.items()},
+                                    "weights_rel_diff": {"graphed": w_graph, "eager again": w_eager},
+                                    "loss_rel_diff_per_step": {"graphed": l_graph, "eager again": l_eager}}
+    first = max(l_graph[3:5])
+    limit = 1e-4 if device.type == "cuda" else 0.0
+    if not first <= limit or (device.type != "cuda" and w_graph > 0):
+        raise AssertionError(f"the first replayed steps' losses differ from the eager run's by {first:.2e} "
+                             f"(allowed {limit:g}); per step {[f'{x:.1e}' for x in l_graph]}")
+    return (f"steps 4-5 (first replays) agree to {first:.1e}; after {steps} steps weights differ by {w_graph:.1e} "
+            f"(two eager runs: {w_eager:.1e}); wall {out['graphed'][2]:.1f} s graphed against {out['eager'][2]:.1f} "
+            "s eager (build and warm-up included)")
 
 
 def check_pressure(device: torch.device, report: Report, quick: bool) -> str:
