@@ -340,11 +340,10 @@ def check_ddp(root: Path, device: torch.device, quick: bool, tmp: Path) -> str:
 
 def check_graph_cell(root: Path, device: torch.device, quick: bool, tmp: Path, report: Report) -> str:
     """A SOL cell trained through fluidperc.train.run with settings.cuda_graph against the same cell trained
-    eagerly, twice. Judged: the first replayed step's loss (step 4, after three eager warm-up steps) and the next
-    one equal the eager run's to float32 rounding. Recorded: how far the runs drift by the last step, beside how
-    far two eager runs drift (scatter-adds in the solver's backward are not deterministic on CUDA, and Adam
-    magnifies the sign of tiny gradients), and the wall time of each run. On the CPU the setting is ignored
-    (eager, with a note), so the runs must agree exactly there."""
+    eagerly, twice. Scatter-adds in the solver's backward are not deterministic on CUDA and Adam magnifies tiny
+    gradients, so two eager runs drift apart: the graphed run must stay within a few times that drift. Recorded:
+    the drift per step and the wall time of each run. On the CPU the setting is ignored (eager, with a note), so
+    the runs must agree exactly there."""
     import json as _json
 
     from fluidperc.train import run
@@ -372,14 +371,16 @@ def check_graph_cell(root: Path, device: torch.device, quick: bool, tmp: Path, r
     report.timings["graph_cell"] = {"steps": steps, "wall_s": {k: v[2] for k, v in out.items()},
                                     "weights_rel_diff": {"graphed": w_graph, "eager again": w_eager},
                                     "loss_rel_diff_per_step": {"graphed": l_graph, "eager again": l_eager}}
-    first = max(l_graph[3:5])
-    limit = 1e-4 if device.type == "cuda" else 0.0
-    if not first <= limit or (device.type != "cuda" and w_graph > 0):
-        raise AssertionError(f"the first replayed steps' losses differ from the eager run's by {first:.2e} "
-                             f"(allowed {limit:g}); per step {[f'{x:.1e}' for x in l_graph]}")
-    return (f"steps 4-5 (first replays) agree to {first:.1e}; after {steps} steps weights differ by {w_graph:.1e} "
-            f"(two eager runs: {w_eager:.1e}); wall {out['graphed'][2]:.1f} s graphed against {out['eager'][2]:.1f} "
-            "s eager (build and warm-up included)")
+    # On CUDA, two eager runs already drift apart (H200: 7.4e-4 in the weights after 12 steps, the graphed run
+    # 7.1e-4): the graphed run must stay within a few times that spread. On the CPU everything is exact.
+    allowed = 3 * w_eager + 1e-6 if device.type == "cuda" else 0.0
+    if not w_graph <= allowed:
+        raise AssertionError(f"after {steps} steps the graphed run's weights differ from the eager run's by "
+                             f"{w_graph:.2e}, more than 3x what two eager runs differ by ({w_eager:.2e}); losses per "
+                             f"step differ by {[f'{x:.1e}' for x in l_graph]}")
+    return (f"after {steps} steps weights differ by {w_graph:.1e} from eager (two eager runs: {w_eager:.1e}), losses "
+            f"by at most {max(l_graph):.1e} (eager: {max(l_eager):.1e}); wall {out['graphed'][2]:.1f} s graphed "
+            f"against {out['eager'][2]:.1f} s eager (build and warm-up included)")
 
 
 def check_pressure(device: torch.device, report: Report, quick: bool) -> str:
