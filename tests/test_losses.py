@@ -218,7 +218,7 @@ def test_a_target_size_below_the_minimum_is_refused_when_the_loss_is_built(store
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("l2", "unknown loss 'l2'; valid losses are mse, mae, lsim, vgg, lpips"),
+        ("l2", "unknown loss 'l2'; expected one of mse, mae, lsim, vgg, lpips"),
         ({"name": "vgg", "layer": "relu5_3"}, "invalid options for loss 'vgg'"),
         ({"name": "lpips", "net": "resnet"}, "valid options: value_range, pad_to"),
         ({"name": "mse", "pad_to": [64, 64]}, "invalid options for loss 'mse'"),

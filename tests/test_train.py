@@ -164,7 +164,7 @@ def train_sweep(tmp_path: Path, data: Path, task="ae", loss="mse", steps=10, nta
     "edit, message",
     [
         (("tasks: [ae]", "tasks: [vae]"), "key 'train.tasks.0' has value 'vae'"),
-        (("losses: [mse]", "losses: [ssim]"), "unknown loss 'ssim'; valid losses are mse, mae, lsim, vgg, lpips"),
+        (("losses: [mse]", "losses: [ssim]"), "unknown loss 'ssim'; expected one of mse, mae, lsim, vgg, lpips"),
         (("resolution: [32, 16]", "resolution: [48, 24]"), "karman_48x24.zarr, which does not exist, and no datagen"),
     ],
     ids=["unknown-task", "unknown-loss", "missing-dataset"],

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
+from fluidperc.datasets.grids import Resolution, check_downsampling
 from fluidperc.datasets.names import store_name
 
 Variable = Literal["velocity_x", "velocity_y", "marker"]
@@ -33,7 +34,7 @@ class ImportSpec(BaseModel):
         "velocity_y: v} (velocity at cell centres)")
     dims: dict[Dim, str] = Field(default_factory=dict, description="our dim -> the source's (sim, frame, y, x); "
                                  "unnamed dims are called as ours")
-    resolution: tuple[int, int] = Field(description="the source's grid [ny, nx] (checked against the data)")
+    resolution: Resolution = Field(description="the source's grid [ny, nx] (checked against the data)")
     factor: int = Field(2, ge=2, le=16, description="the low-resolution store is resolution // factor, by cell averages")
     test_sims: list[int] = Field(min_length=1, description="indices along sim of the held-out test sims")
     domain: tuple[PositiveFloat, PositiveFloat] | None = Field(
@@ -57,13 +58,6 @@ class ImportSpec(BaseModel):
 
         return v if v is None else check_source(v)
 
-    @field_validator("resolution")
-    @classmethod
-    def _resolution(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if min(v) < 4:
-            raise ValueError("both sides of the resolution must be at least 4 cells")
-        return v
-
     @field_validator("test_sims")
     @classmethod
     def _test_sims(cls, v: list[int]) -> list[int]:
@@ -78,11 +72,7 @@ class ImportSpec(BaseModel):
         theirs = [self.dims.get(d, d) for d in DIMS]
         if len(set(theirs)) != len(theirs):
             raise ValueError(f"dims: two of our dims map to the same source dim ({dict(zip(DIMS, theirs))})")
-        ny, nx = self.resolution
-        if ny % self.factor or nx % self.factor:
-            raise ValueError(f"resolution {ny}x{nx} is not divisible by the factor {self.factor}")
-        if min(ny, nx) // self.factor < 4:
-            raise ValueError(f"the low resolution {ny // self.factor}x{nx // self.factor} is below 4 cells per side")
+        check_downsampling(self.resolution, self.factor)
         return self
 
     @property

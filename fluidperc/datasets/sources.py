@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from fluidperc.errors import UserError
+from fluidperc.registry import Registry
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -33,38 +34,19 @@ class SourceEntry:
         return fn(path)
 
 
-_SOURCES: dict[str, SourceEntry] = {}
-_ENTRY_POINTS_LOADED = False
-
-
-def register_source(entry: SourceEntry) -> SourceEntry:
-    _builtin()
-    known = _SOURCES.get(entry.name)
-    if known is not None and known != entry:
-        raise UserError(f"dataset source '{entry.name}' is registered twice ({known.reader}, {entry.reader}); rename one")
-    _SOURCES[entry.name] = entry
-    return entry
-
-
 def _builtin() -> None:
-    if "xarray" in _SOURCES:
-        return
-    _SOURCES["xarray"] = SourceEntry("xarray", "fluidperc.datasets.sources:open_xarray",
-                                     "a Zarr store or a NetCDF file, opened lazily by xarray")
-    _SOURCES["npz"] = SourceEntry("npz", "fluidperc.datasets.sources:open_npz_folder",
-                                  "a folder of .npz frames: one subfolder per sim, one file per frame (name order)")
+    register_source(SourceEntry("xarray", "fluidperc.datasets.sources:open_xarray",
+                                "a Zarr store or a NetCDF file, opened lazily by xarray"))
+    register_source(SourceEntry("npz", "fluidperc.datasets.sources:open_npz_folder",
+                                "a folder of .npz frames: one subfolder per sim, one file per frame (name order)"))
 
 
-def sources() -> dict[str, SourceEntry]:
-    global _ENTRY_POINTS_LOADED
-    _builtin()
-    if not _ENTRY_POINTS_LOADED:
-        _ENTRY_POINTS_LOADED = True
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            ep.load()
-    return _SOURCES
+SOURCES: Registry[SourceEntry] = Registry("dataset source", ENTRY_POINT_GROUP, key=lambda e: e.name,
+                                         describe=lambda e: e.reader, builtin=_builtin)
+register_source = SOURCES.register
+sources = SOURCES.table
+source_entry = SOURCES.entry
+check_source = SOURCES.check
 
 
 def default_source(path: Path) -> str:
@@ -72,22 +54,6 @@ def default_source(path: Path) -> str:
     if path.is_dir() and (any(path.glob("*.npz")) or any(path.glob("*/*.npz"))):
         return "npz"
     return "xarray"
-
-
-def source_entry(name: str) -> SourceEntry:
-    table = sources()
-    if name not in table:
-        raise UserError(f"unknown dataset source '{name}'; expected one of {', '.join(table)}")
-    return table[name]
-
-
-def check_source(name: str) -> str:
-    """A pydantic validator's body."""
-    try:
-        source_entry(name)
-    except UserError as err:
-        raise ValueError(str(err)) from None
-    return name
 
 
 def open_xarray(path: Path) -> "xr.Dataset":

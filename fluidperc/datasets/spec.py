@@ -6,8 +6,9 @@ import itertools
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
+from fluidperc.datasets.grids import Resolution, check_downsampling
 from fluidperc.datasets.names import store_name
 from fluidperc.sim.scenes import check_scene, scene_info
 
@@ -18,7 +19,7 @@ class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     scene: Annotated[str, AfterValidator(check_scene)] = Field(description="a registered scene (karman, plume, ...)")
-    resolution: tuple[int, int] = Field(description="high resolution [ny, nx]")
+    resolution: Resolution = Field(description="high resolution [ny, nx]")
     factor: int = Field(2, ge=1, le=16, description="low resolution = high // factor")
     train_reynolds: list[PositiveFloat] = Field(min_length=1)
     train_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
@@ -29,20 +30,9 @@ class DatasetSpec(BaseModel):
     sims_per_task: int = Field(2, ge=1, description="sims that share one batched simulation (one array task)")
     frames_per_chunk: int = Field(50, ge=1)
 
-    @field_validator("resolution")
-    @classmethod
-    def _positive(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if min(v) < 4:
-            raise ValueError("both sides of the resolution must be at least 4 cells")
-        return v
-
     @model_validator(mode="after")
     def _consistent(self) -> "DatasetSpec":
-        ny, nx = self.resolution
-        if ny % self.factor or nx % self.factor:
-            raise ValueError(f"resolution {ny}x{nx} is not divisible by the downsampling factor {self.factor}")
-        if min(ny, nx) // self.factor < 4:
-            raise ValueError(f"the low resolution {ny // self.factor}x{nx // self.factor} is below 4 cells per side")
+        check_downsampling(self.resolution, self.factor)
         if self.keep_from >= self.n_steps:
             raise ValueError(f"keep_from ({self.keep_from}) must be below steps ({self.n_steps})")
         sims = self.sims()

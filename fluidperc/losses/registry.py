@@ -19,6 +19,7 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from fluidperc.errors import UserError
+from fluidperc.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -48,22 +49,15 @@ class LossEntry:
         return obj
 
 
-_LOSSES: dict[str, LossEntry] = {}
-_ENTRY_POINTS_LOADED = False
 ENTRY_POINT_GROUP = "fluidperc.losses"
 
 
 def register_loss(entry: LossEntry) -> LossEntry:
     """Add a loss to the table (a second registration of the same name must be the same entry)."""
-    if entry.name != "mse":
-        _builtin()  # the study's losses first, so that listings start with them
-    known = _LOSSES.get(entry.name)
-    if known is not None and known != entry:
-        raise UserError(f"loss '{entry.name}' is registered twice ({known.build} and {entry.build}); rename one")
     fields = getattr(entry.spec, "model_fields", {})
     if "name" not in fields:
         raise UserError(f"loss '{entry.name}': its spec model {entry.spec.__name__} has no 'name' field")
-    _LOSSES[entry.name] = entry
+    LOSSES.register(entry)
     if entry.weight_files:
         from fluidperc.weights import register_weight_file
 
@@ -72,33 +66,13 @@ def register_loss(entry: LossEntry) -> LossEntry:
     return entry
 
 
-def _load_entry_points() -> None:
-    global _ENTRY_POINTS_LOADED
-    if _ENTRY_POINTS_LOADED:
-        return
-    _ENTRY_POINTS_LOADED = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()  # the module registers its losses when it is imported
-        except Exception as err:  # a broken plugin names itself instead of failing somewhere later
-            raise UserError(f"the installed plugin '{ep.name}' ({ep.value}, entry point group {ENTRY_POINT_GROUP}) "
-                            f"fails to load: {type(err).__name__}: {err}") from None
-
-
 def losses() -> dict[str, LossEntry]:
     """Every registered loss: the built-in ones, installed plugins', and those of imported plugin modules."""
-    _builtin()
-    _load_entry_points()
-    return _LOSSES
+    return LOSSES.table()
 
 
 def get_entry(name: str, where: str = "loss") -> LossEntry:
-    table = losses()
-    if name not in table:
-        raise UserError(f"{where}: unknown loss {name!r}; valid losses are {', '.join(table)}")
-    return table[name]
+    return LOSSES.entry(name, where)
 
 
 def metric_specs() -> dict[str, dict[str, Any]]:
@@ -116,8 +90,6 @@ def _sum_weights(spec: Any) -> list[str]:
 
 
 def _builtin() -> None:
-    if "mse" in _LOSSES:
-        return
     from fluidperc.losses import spec as s
 
     pad = {"pad_to": [64, 64]}
@@ -135,3 +107,7 @@ def _builtin() -> None:
                   description="a weighted sum of other losses (mse + 0.1 * lsim)"),
     ):
         register_loss(entry)
+
+
+LOSSES: Registry[LossEntry] = Registry("loss", ENTRY_POINT_GROUP, key=lambda e: e.name, describe=lambda e: str(e.build),
+                                       builtin=_builtin)

@@ -161,7 +161,7 @@ def parse_loss_spec(spec: Any, where: str = "loss") -> Any:
     data = {"name": spec} if isinstance(spec, str) else spec
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         name = data.get("name") if isinstance(data, dict) else data
-        raise UserError(f"{where}: unknown loss {name!r}; valid losses are {', '.join(losses())}")
+        raise UserError(f"{where}: unknown loss {name!r}; expected one of {', '.join(losses())}")
     model = get_entry(data["name"], where).spec
     try:
         return model.model_validate(data)

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from fluidperc.registry import Registry
+
 
 @dataclass(frozen=True)
 class SceneInfo:
@@ -51,57 +53,20 @@ class SceneEntry:
     default_resolutions: tuple[tuple[int, int], ...] = ()
 
 
-_SCENES: dict[str, SceneEntry] = {}
-_ENTRY_POINTS_LOADED = False
+def _builtin() -> None:
+    from fluidperc.sim import scene_karman, scene_plume  # noqa: F401  (they register themselves)
 
 
-def register_scene(entry: SceneEntry) -> SceneEntry:
-    from fluidperc.errors import UserError
-
-    known = _SCENES.get(entry.info.name)
-    if known is not None and known != entry:
-        raise UserError(f"scene '{entry.info.name}' is registered twice ({known.physics}, {entry.physics}); rename one")
-    _SCENES[entry.info.name] = entry
-    return entry
-
-
-def scenes() -> dict[str, SceneEntry]:
-    """Every registered scene: the study's, installed plugins' (entry point group fluidperc.scenes) and those of
-    imported plugin modules."""
-    global _ENTRY_POINTS_LOADED
-    if "karman" not in _SCENES:
-        from fluidperc.sim import scene_karman, scene_plume  # noqa: F401  (they register themselves)
-    if not _ENTRY_POINTS_LOADED:
-        _ENTRY_POINTS_LOADED = True
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group="fluidperc.scenes"):
-            ep.load()
-    return _SCENES
-
-
-def scene_entry(name: str) -> SceneEntry:
-    from fluidperc.errors import UserError
-
-    table = scenes()
-    if name not in table:
-        raise UserError(f"unknown scene '{name}'; expected one of {', '.join(table)}")
-    return table[name]
+SCENES: Registry[SceneEntry] = Registry("scene", "fluidperc.scenes", key=lambda e: e.info.name,
+                                        describe=lambda e: e.physics, builtin=_builtin)
+register_scene = SCENES.register
+scenes = SCENES.table
+scene_entry = SCENES.entry
+check_scene = SCENES.check
 
 
 def scene_info(name: str) -> SceneInfo:
     return scene_entry(name).info
-
-
-def check_scene(name: str) -> str:
-    """A pydantic validator's body: the name, or a ValueError listing the registered scenes."""
-    from fluidperc.errors import UserError
-
-    try:
-        scene_entry(name)
-    except UserError as err:
-        raise ValueError(str(err)) from None
-    return name
 
 
 def viscosity(info: SceneInfo, reynolds: float) -> float:

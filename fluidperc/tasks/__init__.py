@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from fluidperc.errors import UserError
+from fluidperc.registry import Registry
 
 ENTRY_POINT_GROUP = "fluidperc.tasks"
 
@@ -38,25 +38,7 @@ class TaskEntry:
         return getattr(importlib.import_module(module), attr)()
 
 
-_TASKS: dict[str, TaskEntry] = {}
-_ENTRY_POINTS_LOADED = False
-
-
-def register_task(entry: TaskEntry) -> TaskEntry:
-    """Add a task to the table (a second registration of the same name must be the same entry)."""
-    if entry.name != "ae":
-        _builtin()
-    known = _TASKS.get(entry.name)
-    if known is not None and known != entry:
-        raise UserError(f"task '{entry.name}' is registered twice ({known.implementation}, {entry.implementation}); "
-                        "rename one")
-    _TASKS[entry.name] = entry
-    return entry
-
-
 def _builtin() -> None:
-    if "ae" in _TASKS:
-        return
     register_task(TaskEntry("ae", "fluidperc.tasks.ae:Autoencoder", "autoencoder: a frame through a bottleneck"))
     register_task(TaskEntry("sr", "fluidperc.tasks.sr:SuperResolution", "super-resolution (Johnson et al.): a low-res "
                             "frame to the high-res one", high_resolution=True))
@@ -65,34 +47,12 @@ def _builtin() -> None:
                             baselines=(("source", "_source"),)))
 
 
-def tasks() -> dict[str, TaskEntry]:
-    """Every registered task: the study's, installed plugins' (entry point group fluidperc.tasks) and those of
-    imported plugin modules."""
-    global _ENTRY_POINTS_LOADED
-    _builtin()
-    if not _ENTRY_POINTS_LOADED:
-        _ENTRY_POINTS_LOADED = True
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            ep.load()
-    return _TASKS
-
-
-def task_entry(name: str) -> TaskEntry:
-    table = tasks()
-    if name not in table:
-        raise UserError(f"unknown task '{name}'; expected one of {', '.join(table)}")
-    return table[name]
-
-
-def check_task(name: str) -> str:
-    """A pydantic validator's body: the name, or a ValueError listing the registered tasks."""
-    try:
-        task_entry(name)
-    except UserError as err:
-        raise ValueError(str(err)) from None
-    return name
+TASKS: Registry[TaskEntry] = Registry("task", ENTRY_POINT_GROUP, key=lambda e: e.name,
+                                      describe=lambda e: e.implementation, builtin=_builtin)
+register_task = TASKS.register
+tasks = TASKS.table
+task_entry = TASKS.entry
+check_task = TASKS.check
 
 
 _LOADED: dict[str, Any] = {}
