@@ -25,9 +25,7 @@ def data_dir(sweep: Sweep, stage=None) -> Path:
 def producers(sweep: Sweep) -> dict[Path, str]:
     """Store path -> the datagen statistics group that finishes it (training needs the statistics)."""
     from hpc.stages.datagen import data_dir as datagen_dir
-    from hpc.stages.datagen import group_name
-
-    from hpc.stages.datagen import import_group_name
+    from hpc.stages.datagen import group_name, import_group_name
 
     if sweep.datagen is None:
         return {}
@@ -40,6 +38,20 @@ def producers(sweep: Sweep) -> dict[Path, str]:
         for path in imp.store_paths(root):
             out[path] = import_group_name(imp)
     return out
+
+
+def store_dependencies(cell: CellConfig, made: dict[Path, str], who: str, stage_key: str) -> set[str]:
+    """The datagen groups a cell's stores wait for; a store that neither exists nor is made here is refused
+    (``who``: which cell or stage, ``stage_key``: where its data_dir is set)."""
+    after = set()
+    for name in filter(None, (cell.low_store, cell.high_store)):
+        path = Path(cell.data_dir) / name
+        if path in made:
+            after.add(made[path])
+        elif not path.exists():
+            raise UserError(f"{who} needs {path}, which does not exist, and no datagen dataset in this sweep produces "
+                            f"it; add one under datagen.datasets or point {stage_key}.data_dir at existing stores")
+    return after
 
 
 def check_imported(sweep: Sweep, ds, task: str, settings: TrainSettings, where: str) -> None:
@@ -181,16 +193,7 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         return groups[name]
 
     for cell in ready:
-        after = set()
-        for name in filter(None, (cell.low_store, cell.high_store)):
-            path = Path(cell.data_dir) / name
-            if path in made:
-                after.add(made[path])
-            elif not path.exists():
-                raise UserError(
-                    f"train: cell {cell.label} needs {path}, which does not exist, and no datagen dataset in this sweep "
-                    "produces it; add one under datagen.datasets or point train.data_dir at existing stores"
-                )
+        after = store_dependencies(cell, made, f"train: cell {cell.label}", "train")
         group = group_of(cell)
         group.after = sorted(set(group.after) | after)
         out = cell_dir(run_dir, cell)

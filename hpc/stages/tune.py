@@ -73,30 +73,20 @@ def usable_space(sweep: Sweep, dry_run: bool = False) -> dict:
 
 
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
-    from hpc.stages.train import data_dir, producers
+    from fluidperc.tasks import task_entry
+    from hpc.stages.train import check_imported, data_dir, producers, store_dependencies
     from hpc.tune.driver import base_cell
 
     stage = sweep.tune
     assert stage is not None
-    from fluidperc.tasks import task_entry
-
     if task_entry(stage.task).high_resolution and stage.dataset.high_resolution is None:
         raise UserError(f"tune.dataset: task '{stage.task}' needs high_resolution (the target grid)")
     if stage.dataset.imported is not None:
-        from hpc.stages.train import check_imported
-
         check_imported(sweep, stage.dataset, stage.task, stage.settings, "tune.dataset")
     stage = stage.model_copy(update={"space": usable_space(sweep, dry_run)})
     cell = base_cell(stage, data_dir(sweep, stage), tuple(sweep.plugins))
     made = producers(sweep)
-    after = set()
-    for name in filter(None, (cell.low_store, cell.high_store)):
-        path = Path(cell.data_dir) / name
-        if path in made:
-            after.add(made[path])
-        elif not path.exists():
-            raise UserError(f"tune: needs {path}, which does not exist, and no datagen dataset in this sweep produces "
-                            "it; add one under datagen.datasets or point tune.data_dir at existing stores")
+    after = store_dependencies(cell, made, "tune", "tune")
     res = sweep.resources.merged(stage.resources).model_copy(update={"tasks_per_node": 1})
     if stage.trial_resources.cpus > res.cpus_per_task or stage.trial_resources.gpus > res.gpus_per_node:
         raise UserError(
