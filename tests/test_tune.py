@@ -232,6 +232,11 @@ def test_train_settings_from_a_tune_run_take_each_losss_best_trial_and_hand_over
     weights = [json.loads(s)["terms"][1]["weight"] for s in ds.loss_spec.values]
     assert len(set(weights)) == 3 and all(0.01 <= w <= 1.0 for w in weights), "Ray sampled the weight in the list"
     best = int(np.nanargmin(ds.final_val_rel_l2.values))
+    report = (run_dir / "report" / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| trial | loss |"))
+    assert header.startswith("| trial | loss | lr | status | val_rel_l2 @ ") and header.endswith("@ 4 steps |"), header
+    rows = [line for line in report.splitlines() if line.startswith("| trial-")]
+    assert len(rows) == 3 and rows[0].startswith(f"| {ds.trial.values[best]} |"), "every trial, the best first"
 
     train = {"name": "tr", "train": {
         "data_dir": tune_env["DATA_DIR"], "tasks": ["ae", "sr"],

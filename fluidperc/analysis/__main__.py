@@ -1,4 +1,4 @@
-"""python -m fluidperc.analysis RUN_DIR: write RUN_DIR/report/ from RUN_DIR/results.zarr."""
+"""python -m fluidperc.analysis RUN_DIR: write RUN_DIR/report/ from RUN_DIR/results.zarr and/or tune.zarr."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ def main() -> int:
     p = argparse.ArgumentParser(
         prog="python -m fluidperc.analysis",
         description="Write RUN_DIR/report/report.md (tables: mean ± std over seeds per loss and metric, best marked, "
-        "SOL improvement over the source sim) and PNG figures from RUN_DIR/results.zarr.",
+        "ratios to MSE with paired intervals, SOL improvement over the source sim) and PNG figures from "
+        "RUN_DIR/results.zarr, and the tuning section from RUN_DIR/tune.zarr, whichever the run holds.",
     )
     p.add_argument("run_dir")
     p.add_argument("--out", help="write the report and its figures here instead of RUN_DIR/report (e.g. a docs "
@@ -22,7 +23,9 @@ def main() -> int:
 
     path = write_report(args.run_dir, args.out, animations=not args.no_animations)
     print(f"report: {path}")
-    print(main_table(args.run_dir))
+    table = main_table(args.run_dir)
+    if table:
+        print(table)
     return 0
 
 

@@ -257,7 +257,10 @@ def settings_lines(run: Path) -> list[str]:
 
 
 def main_table(run_dir: str | Path) -> str:
-    """The first table of the report (SOL when present), for the demo's closing output."""
+    """The first table of the report (SOL when present), for the demo's closing output; "" for a run without
+    results.zarr (a tune run)."""
+    if not (Path(run_dir) / "results.zarr").exists():
+        return ""
     ds = load(run_dir)
     task = next((str(t) for t in ds.task.values if t != "combined" and is_rollout(str(t))), str(ds.task.values[0]))
     for res in ds.resolution.values:

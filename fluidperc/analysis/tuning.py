@@ -1,5 +1,5 @@
-"""RUN_DIR/tune.zarr in the report: the best configuration for each loss, and every trial's validation metric
-over training time (ASHA's early stops show as short curves)."""
+"""RUN_DIR/tune.zarr in the report: the best configuration for each loss, every trial's metric at ASHA's rungs,
+and every trial's validation metric over training time (ASHA's early stops show as short curves)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,30 @@ def best_table(ds: xr.Dataset) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+MAX_TRIAL_ROWS = 40
+MAX_RUNG_COLUMNS = 6
+
+
+def trials_table(ds: xr.Dataset) -> tuple[list[str], list[list[str]]]:
+    """Every trial, best first, with its metric where trials stopped (ASHA's rungs: the epochs some trial ran to),
+    so that a search over values inside one loss (mse + lambda * lsim) shows each value, not just the winner."""
+    metric = ds.attrs["metric"]
+    searched = [k for k in json.loads(ds.attrs.get("searched", "[]")) if k != "loss" and k in ds.coords]
+    steps = int(ds.attrs.get("epoch_steps", 0))
+    rungs = sorted({int(e) for e in ds.epochs_run.values if int(e) > 0})[-MAX_RUNG_COLUMNS:]
+    at = [f"{metric} @ {e * steps if steps else e} {'steps' if steps else 'epochs'}" for e in rungs]
+    headers = ["trial", "loss", *searched, "status", *at]
+    final = ds[f"final_{metric}"].values
+    order = sorted(range(ds.sizes["trial"]), key=lambda i: final[i] if np.isfinite(final[i]) else np.inf)
+    rows = []
+    for i in order[:MAX_TRIAL_ROWS]:
+        trial = ds.isel(trial=i)
+        values = [trial[metric].sel(epoch=e).values.item() for e in rungs]
+        rows.append([str(trial.trial.values), str(trial.loss.values), *[_fmt(trial[k].values) for k in searched],
+                     str(trial.status.values), *[f"{v:.4g}" if np.isfinite(v) else "-" for v in values]])
+    return headers, rows
+
+
 def _fmt(value) -> str:
     value = value.item() if hasattr(value, "item") else value
     return f"{value:.3g}" if isinstance(value, float) else str(value)
@@ -95,6 +119,10 @@ def report_lines(run_dir: Path, out: Path) -> list[str]:
              f"`{ds.attrs.get('experiment')}`; per-trial histories: `tune.zarr`.", ""]
     headers, rows = best_table(ds)
     lines += [markdown_table(headers, rows), ""]
+    headers, rows = trials_table(ds)
+    more = ds.sizes["trial"] - len(rows)
+    lines += ["Every trial, best first" + (f" (the best {len(rows)}; {more} more in tune.zarr)" if more else "") + ":",
+              "", markdown_table(headers, rows), ""]
     if plot_history(ds, out / "tune_history.png"):
         lines += ["![validation metric over training time for every trial](tune_history.png)", ""]
     return lines
