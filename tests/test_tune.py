@@ -237,6 +237,8 @@ def test_train_settings_from_a_tune_run_take_each_losss_best_trial_and_hand_over
     assert header.startswith("| trial | loss | lr | status | val_rel_l2 @ ") and header.endswith("@ 4 steps |"), header
     rows = [line for line in report.splitlines() if line.startswith("| trial-")]
     assert len(rows) == 3 and rows[0].startswith(f"| {ds.trial.values[best]} |"), "every trial, the best first"
+    published = cli("fluidperc.analysis", str(run_dir), "--out", str(tmp_path / "published"), env=tune_env)
+    assert published.returncode == 0 and (tmp_path / "published" / "report.md").read_text() == report, published.stderr
 
     train = {"name": "tr", "train": {
         "data_dir": tune_env["DATA_DIR"], "tasks": ["ae", "sr"],
