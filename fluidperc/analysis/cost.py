@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from fluidperc.evaluation.ladder import equal_accuracy_speedup  # noqa: E402
+from fluidperc.analysis.figures import save_png  # noqa: E402
 
 FLOOR = 1e-7  # an error of 0 on log axes
 
@@ -63,8 +64,7 @@ def plot_cost(ladder: list, paths: list, top: tuple, resolution: str, path: Path
            ylabel=f"{metric} {what}".strip(), title=f"accuracy against cost, {resolution}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def cost_lines(ds: xr.Dataset, task: str, resolution: str, out: Path) -> list[str]:
@@ -118,6 +118,5 @@ def plot_error_against_time(ds: xr.Dataset, task: str, resolution: str, path: Pa
            ylabel=f"{metric}, mean over test sims, steps, seeds", title=f"{task.upper()} {resolution}: error against cost")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
     return True

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+from fluidperc.analysis.figures import save_png  # noqa: E402
 
 TAIL = 0.2  # the share of training whose trend the table reports
 LEVEL = 0.10  # levelled off: the last 20% of training brought at most this share of the whole improvement
@@ -95,8 +96,7 @@ def plot_validation(ds: xr.Dataset, task: str, resolution: str, path: Path, metr
     ax.set(xlabel="training step", ylabel=metric, yscale="log", title=f"{task.upper()} {resolution}: validation")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
     return True
 
 

@@ -23,6 +23,7 @@ from fluidperc.analysis.fields import sample_field  # noqa: E402
 from fluidperc.analysis.tables import markdown_table  # noqa: E402
 from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_to_mse  # noqa: E402
 from fluidperc.train.config import CellConfig  # noqa: E402
+from fluidperc.analysis.figures import save_png  # noqa: E402
 
 COMBINED_NOTE = ("The combined pipeline compares, for the marker density against the high-resolution reference, "
                  "the low-resolution sim corrected by each loss's SOL network and upscaled by the same loss's SR "
@@ -54,9 +55,11 @@ def is_rollout(task: str) -> bool:
 def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str], list[list[str]]]:
     sub = ds.sel(task=task, resolution=resolution)
     metrics = [m for m in _metrics(ds) if bool(np.isfinite(sub[m]).any())]
+    if not metrics:  # a task this grid's dataset does not train (SOL on the plume)
+        return [], []
     per_seed = sub[metrics].mean(["test_sim", "step"])  # loss, seed
     mean, std = per_seed.mean("seed"), per_seed.std("seed")
-    losses = [str(loss) for loss in sub.loss.values if bool(np.isfinite(per_seed[metrics[0]].sel(loss=loss)).any())] if metrics else []
+    losses = [str(loss) for loss in sub.loss.values if bool(np.isfinite(per_seed[metrics[0]].sel(loss=loss)).any())]
     pseudo = pseudo_names()
     trained = [loss for loss in losses if loss not in pseudo]
     best = {m: min(trained, key=lambda loss: float(mean[m].sel(loss=loss))) for m in metrics} if trained else {}
@@ -113,8 +116,7 @@ def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str 
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
     return True
 
 
@@ -158,8 +160,7 @@ def plot_samples(ds: xr.Dataset, task: str, resolution: str, path: Path) -> bool
     what = "marker density" if scalar else "vorticity"
     fig.colorbar(im, ax=axes, shrink=0.6, label=what)
     fig.suptitle(f"{task} {resolution}: {what}, shared colour scale")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
     return True
 
 
@@ -174,8 +175,7 @@ def plot_time_cost(ds: xr.Dataset, path: Path) -> bool:
     ax.barh([b[0] for b in bars], [b[1] * 1e3 for b in bars])
     ax.set(xlabel="wall time per frame [ms] (same evaluation job)", title="time cost per frame")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
     return True
 
 

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from fluidperc.errors import UserError  # noqa: E402
+from fluidperc.analysis.figures import save_png  # noqa: E402
 
 
 def load_tune(run_dir: str | Path) -> xr.Dataset:
@@ -103,8 +104,7 @@ def plot_history(ds: xr.Dataset, path: Path) -> bool:
     ax_e.legend(fontsize=8)
     fig.suptitle(f"Tune: {ds.sizes['trial']} trials of {ds.attrs.get('task', '')} on {ds.attrs.get('dataset', '')}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
     return True
 
 
