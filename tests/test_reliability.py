@@ -303,6 +303,7 @@ def test_a_relaunch_with_more_steps_continues_each_cell_from_its_checkpoint_and_
     assert dry.returncode == 0, dry.stderr
     groups = {line.split()[1]: line for line in dry.stdout.splitlines() if line.startswith(("train ", "evaluate "))}
     assert " 1/1 " in groups["train.ae"] and " 1/1 " in groups["evaluate.cells"], dry.stdout
+    assert " 1/1 " in groups["evaluate.report"], "results.zarr and the report follow the cell's new evaluation"
     res = subprocess.run(launch_cmd(sweep, run, "train.settings.steps=8"), capture_output=True, text=True, cwd=ROOT,
                          timeout=500)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -311,6 +312,7 @@ def test_a_relaunch_with_more_steps_continues_each_cell_from_its_checkpoint_and_
     rows = [json.loads(line) for line in (cell / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 9)), "the first 4 steps are kept, not trained again"
     assert evaluation.stat().st_mtime > evaluated_at
+    assert (run / "results.zarr").stat().st_mtime >= evaluation.stat().st_mtime, "results.zarr holds the new evaluation"
     longer = tmp_path / "longer"
     res = subprocess.run(launch_cmd(sweep, longer, "train.settings.steps=8"), capture_output=True, text=True,
                          cwd=ROOT, timeout=500)

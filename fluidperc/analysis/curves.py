@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+
 from fluidperc.analysis.figures import save_png  # noqa: E402
 
 TAIL = 0.2  # the share of training whose trend the table reports

@@ -117,6 +117,7 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     report = run_dir / "report" / "report.md"
     newest_eval = max([_mtime(Path(e["eval_path"])) for e in entries] or [0.0])
     finished = results.exists() and report.exists() and _mtime(results) >= newest_eval and _mtime(report) >= _mtime(results)
+    finished = finished and all(t.done for g in groups for t in g.tasks)  # a cell evaluated again: results.zarr too
     groups.append(JobGroup("evaluate.report", "evaluate", finish,
                            [Task("results+report", (str(run_dir.resolve()), entries), done=finished,
                                  output=str(report.resolve()))],
