@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Carries the CPU study's training across machines: runs/ is not kept between sessions, and a study longer than one
+# session only resumes if what its cells produced is committed. `save` copies each cell's progress from the run
+# directory into study/ (the finished weights, or the last checkpoint of an unfinished cell, each with its sha256,
+# and the metrics that the validation figures read); `restore` copies it back without overwriting newer local files,
+# so that `python -m hpc.launch` then finishes only the missing steps. TensorBoard events and evaluation stores stay
+# out (they are rebuilt).
+#
+#   bash study/sync.sh restore [RUN_DIR [STUDY_DIR]]   # before a relaunch (defaults: runs/study_cpu study/study_cpu)
+#   bash study/sync.sh save    [RUN_DIR [STUDY_DIR]]   # after it, or after stopping it; then commit STUDY_DIR
+set -euo pipefail
+verb=${1:-}
+run=${2:-runs/study_cpu}
+study=${3:-study/study_cpu}
+case "$verb" in
+  save|restore) ;;
+  *) echo "usage: bash study/sync.sh save|restore [RUN_DIR [STUDY_DIR]]" >&2; exit 2 ;;
+esac
+if [ "$verb" = save ]; then src=$run/train; dst=$study/train; else src=$study/train; dst=$run/train; fi
+if [ ! -d "$src" ]; then
+  echo "study/sync.sh $verb: $src does not exist; expected the train/ folder of a run directory" >&2
+  exit 2
+fi
+n=0
+for cell in "$src"/*/; do
+  name=$(basename "$cell")
+  [ -f "$cell/config.json" ] || continue
+  files=(config.json metrics.jsonl)
+  if [ -f "$cell/result.json" ] && [ -f "$cell/model.pt" ]; then
+    files+=(result.json model.pt model.pt.sha256)   # finished: the weights evaluation reads
+  elif [ -f "$cell/checkpoint.pt" ]; then
+    files+=(checkpoint.pt checkpoint.pt.sha256)     # unfinished: what the trainer resumes from
+  else
+    continue                                        # nothing trained yet (the study's cells from earlier runs)
+  fi
+  mkdir -p "$dst/$name"
+  for f in "${files[@]}"; do
+    [ -f "$cell/$f" ] || continue
+    if [ "$verb" = save ]; then
+      cp -p "$cell/$f" "$dst/$name/$f"
+    else
+      cp -pn "$cell/$f" "$dst/$name/$f"  # files already in the run directory win
+    fi
+  done
+  if [ "$verb" = save ] && [ -f "$dst/$name/result.json" ] && [ ! -f "$cell/result.json" ]; then
+    rm -f "$dst/$name/result.json" "$dst/$name/model.pt" "$dst/$name/model.pt.sha256"  # trained on: not done now
+  fi
+  if [ "$verb" = save ] && [ -f "$cell/result.json" ]; then
+    rm -f "$dst/$name/checkpoint.pt" "$dst/$name/checkpoint.pt.sha256"  # finished: model.pt replaces it
+  fi
+  n=$((n + 1))
+done
+echo "study/sync.sh $verb: $n cell(s) from $src to $dst"

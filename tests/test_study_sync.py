@@ -1,0 +1,65 @@
+"""study/sync.sh carries a study's training across machines: what `save` commits and `restore` brings back lets
+a fresh machine finish a cell where the last one stopped, as if it had never stopped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+from conftest import ROOT
+from fluidperc.train import CellConfig, run
+from fluidperc.train.outputs import is_done
+
+SYNC = ROOT / "study" / "sync.sh"
+
+
+def _cell(data_dir, steps: int, seed: int = 0) -> CellConfig:
+    return CellConfig(task="sr", loss="mse", scene="karman", data_dir=str(data_dir), resolution=(32, 16),
+                      high_resolution=(64, 32), seed=seed,
+                      settings={"steps": steps, "batch_size": 3, "lr": 1e-3, "checkpoint_every": 5, "validate_every": 5})
+
+
+def _sync(verb: str, run_dir, study_dir) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SYNC), verb, str(run_dir), str(study_dir)], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_saved_progress_restored_on_a_fresh_run_dir_finishes_as_an_uninterrupted_run(data_dir, tmp_path):
+    whole = run(_cell(data_dir, 20), tmp_path / "whole", progress=False)
+    unfinished, finished = _cell(data_dir, 10), _cell(data_dir, 10, seed=1)
+    first = tmp_path / "machine1" / "train"
+    run(unfinished, first / unfinished.label, progress=False)  # stands for a cell stopped at step 10 of 20
+    run(finished, first / finished.label, progress=False)
+    (first / unfinished.label / "result.json").unlink()
+    (first / unfinished.label / "model.pt").unlink()
+    study = tmp_path / "study"
+    res = _sync("save", first.parent, study)
+    assert res.returncode == 0 and "2 cell(s)" in res.stdout, res.stderr
+    assert sorted(p.name for p in (study / "train" / unfinished.label).iterdir()) == [
+        "checkpoint.pt", "checkpoint.pt.sha256", "config.json", "metrics.jsonl"]
+    assert sorted(p.name for p in (study / "train" / finished.label).iterdir()) == [
+        "config.json", "metrics.jsonl", "model.pt", "model.pt.sha256", "result.json"]
+    shutil.rmtree(first.parent)  # the machine is gone; only what was saved remains
+
+    second = tmp_path / "machine2"
+    res = _sync("restore", second, study)
+    assert res.returncode == 0 and "2 cell(s)" in res.stdout, res.stderr
+    assert is_done(second / "train" / finished.label, 10) and not is_done(second / "train" / unfinished.label)
+    resumed = run(_cell(data_dir, 20), second / "train" / unfinished.label, progress=False)
+    assert resumed["resumed_from_step"] == 10
+    assert resumed["weights_sha256"] == whole["weights_sha256"]
+    assert (second / "train" / unfinished.label / "metrics.jsonl").read_text() == \
+        (tmp_path / "whole" / "metrics.jsonl").read_text()
+
+    res = _sync("save", second, study)  # now finished: the weights replace the checkpoint
+    assert res.returncode == 0, res.stderr
+    saved = study / "train" / unfinished.label
+    assert json.loads((saved / "result.json").read_text())["steps"] == 20 and not (saved / "checkpoint.pt").exists()
+
+
+def test_sync_names_the_missing_folder_and_the_usage(tmp_path):
+    res = _sync("save", tmp_path / "no-run", tmp_path / "study")
+    assert res.returncode == 2 and f"{tmp_path / 'no-run' / 'train'} does not exist" in res.stderr
+    res = subprocess.run(["bash", str(SYNC), "push"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "usage: bash study/sync.sh save|restore" in res.stderr
