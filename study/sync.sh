@@ -2,7 +2,8 @@
 # Carries the CPU study's training across machines: runs/ is not kept between sessions, and a study longer than one
 # session only resumes if what its cells produced is committed. `save` copies each cell's progress from the run
 # directory into study/ (the finished weights, or the last checkpoint of an unfinished cell, each with its sha256,
-# and the metrics that the validation figures read); `restore` copies it back without overwriting newer local files,
+# and the metrics that the validation figures read, but not config.json: study/'s is the published run's record and
+# the trainer writes its own); `restore` copies it back without overwriting newer local files,
 # so that `python -m hpc.launch` then finishes only the missing steps. TensorBoard events and evaluation stores stay
 # out (they are rebuilt).
 #
@@ -24,8 +25,7 @@ fi
 n=0
 for cell in "$src"/*/; do
   name=$(basename "$cell")
-  [ -f "$cell/config.json" ] || continue
-  files=(config.json metrics.jsonl)
+  files=(metrics.jsonl)  # never config.json: study/'s are the published run's record, which the report reads
   if [ -f "$cell/result.json" ] && [ -f "$cell/model.pt" ]; then
     files+=(result.json model.pt model.pt.sha256)   # finished: the weights evaluation reads
   elif [ -f "$cell/checkpoint.pt" ]; then

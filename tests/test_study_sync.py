@@ -34,12 +34,16 @@ def test_saved_progress_restored_on_a_fresh_run_dir_finishes_as_an_uninterrupted
     (first / unfinished.label / "result.json").unlink()
     (first / unfinished.label / "model.pt").unlink()
     study = tmp_path / "study"
+    published = study / "train" / finished.label / "config.json"  # the record a report reads
+    published.parent.mkdir(parents=True)
+    published.write_text("{}")
     res = _sync("save", first.parent, study)
     assert res.returncode == 0 and "2 cell(s)" in res.stdout, res.stderr
     assert sorted(p.name for p in (study / "train" / unfinished.label).iterdir()) == [
-        "checkpoint.pt", "checkpoint.pt.sha256", "config.json", "metrics.jsonl"]
+        "checkpoint.pt", "checkpoint.pt.sha256", "metrics.jsonl"]
     assert sorted(p.name for p in (study / "train" / finished.label).iterdir()) == [
         "config.json", "metrics.jsonl", "model.pt", "model.pt.sha256", "result.json"]
+    assert published.read_text() == "{}", "progress never rewrites the published run's config"
     shutil.rmtree(first.parent)  # the machine is gone; only what was saved remains
 
     second = tmp_path / "machine2"
