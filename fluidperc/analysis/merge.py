@@ -18,6 +18,10 @@ CELL_ATTRS = ("missing_cells", "skipped_metrics", "cells")
 ORDERED = ("task", "loss", "resolution")
 
 
+def _task_of(label: str) -> str:
+    return label.split("-", 1)[0]
+
+
 def _open(path: Path):
     import xarray as xr
 
@@ -49,8 +53,8 @@ def replace_tasks(base, new, tasks: list[str]):
     for key in CELL_ATTRS:
         old = json.loads(base.attrs.get(key, "{}"))
         fresh = json.loads(new.attrs.get(key, "{}"))
-        entries = {k: v for k, v in old.items() if k.split("-", 1)[0] not in tasks}
-        entries.update({k: v for k, v in fresh.items() if k.split("-", 1)[0] in tasks})
+        entries = {k: v for k, v in old.items() if _task_of(k) not in tasks}
+        entries.update({k: v for k, v in fresh.items() if _task_of(k) in tasks})
         merged.attrs[key] = json.dumps(entries)
     return merged
 
@@ -71,8 +75,8 @@ def main() -> int:
     base, new = _open(Path(args.base)), _open(Path(args.new))
     merged = replace_tasks(base, new, tasks)
     before, after = json.loads(base.attrs.get("cells", "{}")), json.loads(merged.attrs["cells"])
-    taken = sorted(k for k in after if k.split("-", 1)[0] in tasks)
-    dropped = sorted(k for k in before if k.split("-", 1)[0] in tasks and k not in after)
+    taken = sorted(k for k in after if _task_of(k) in tasks)
+    dropped = sorted(k for k in before if _task_of(k) in tasks and k not in after)
     print(f"{len(taken)} cell(s) of {', '.join(tasks)} from {args.new}; {len(after) - len(taken)} other cell(s) "
           f"kept from {args.base}" + (f"; no longer held: {', '.join(dropped)}" if dropped else ""))
     if args.dry_run:
