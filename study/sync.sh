@@ -9,7 +9,13 @@
 #
 #   bash study/sync.sh restore [RUN_DIR [STUDY_DIR]]   # before a relaunch (defaults: runs/study_cpu study/study_cpu)
 #   bash study/sync.sh save    [RUN_DIR [STUDY_DIR]]   # after it, or after stopping it; then commit STUDY_DIR
+#
+# `save` also appends to each cell's pieces.txt one line per training job that worked on it, read from the job's
+# log (RUN_DIR/logs/train*/*_log.err): when it ended, the host, the code (HEAD at save time, "+uncommitted" when
+# fluidperc/ or hpc/ differ from it), the steps it went from and to, and the time its progress bar showed. That is
+# the only record of what each piece cost once the machine is gone.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 verb=${1:-}
 run=${2:-runs/study_cpu}
 study=${3:-study/study_cpu}
@@ -50,4 +56,25 @@ for cell in "$src"/*/; do
   fi
   n=$((n + 1))
 done
-echo "study/sync.sh $verb: $n cell(s) from $src to $dst"
+pieces=0
+if [ "$verb" = save ] && [ -d "$run/logs" ]; then
+  code=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git -C "$here" diff --quiet HEAD -- "$here/../fluidperc" "$here/../hpc" 2>/dev/null || code="$code+uncommitted"
+  for log in "$run"/logs/train*/*_log.err; do
+    [ -f "$log" ] || continue
+    bars=$(tr '\r' '\n' < "$log" | grep -E '^[^ :]+: +[0-9]+%\|' || true)  # tqdm's redraws, one per line
+    [ -n "$bars" ] || continue
+    name=${bars%%:*}
+    [ -d "$dst/$name" ] || continue
+    from=$(head -n1 <<<"$bars" | grep -oE ' [0-9]+/[0-9]+ ' | head -n1 | tr -d ' ' | cut -d/ -f1)
+    last=$(tail -n1 <<<"$bars" | grep -oE ' [0-9]+/[0-9]+ \[[0-9:]+' | head -n1)
+    [ -n "$from" ] && [ -n "$last" ] || continue
+    to=$(tr -d ' ' <<<"${last%% \[*}" | cut -d/ -f1)
+    line="$(date -u -r "$log" +%FT%TZ) host=$(hostname) code=$code steps=$from-$to elapsed=${last##*\[} log=$(basename "$log")"
+    touch "$dst/$name/pieces.txt"
+    grep -qxF "$line" "$dst/$name/pieces.txt" || { echo "$line" >> "$dst/$name/pieces.txt"; pieces=$((pieces + 1)); }
+  done
+fi
+msg="study/sync.sh $verb: $n cell(s) from $src to $dst"
+if [ "$verb" = save ]; then msg="$msg; $pieces new job record(s) in pieces.txt"; fi
+echo "$msg"

@@ -4,8 +4,10 @@ a fresh machine finish a cell where the last one stopped, as if it had never sto
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import sys
 
 from conftest import ROOT
 from fluidperc.train import CellConfig, run
@@ -67,3 +69,28 @@ def test_sync_names_the_missing_folder_and_the_usage(tmp_path):
     assert res.returncode == 2 and f"{tmp_path / 'no-run' / 'train'} does not exist" in res.stderr
     res = subprocess.run(["bash", str(SYNC), "push"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "usage: bash study/sync.sh save|restore" in res.stderr
+
+
+def test_save_records_each_training_job_of_a_cell_from_its_log(data_dir, tmp_path):
+    """pieces.txt keeps, per job, the steps it trained and its progress bar's time: what a piece cost outlives
+    the machine. Jobs are real `python -m fluidperc.train` processes writing their progress where a job log goes."""
+    run_dir, study = tmp_path / "run", tmp_path / "study"
+    out = run_dir / "train" / _cell(data_dir, 10).label
+    for job, steps in (("101", 10), ("102", 20)):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(_cell(data_dir, steps).model_dump_json())
+        if steps == 20:  # the first job stands for one stopped at step 10: the second resumes its checkpoint
+            (out / "result.json").unlink()
+            (out / "model.pt").unlink()
+        log = run_dir / "logs" / "train.sr" / f"{job}_0_log.err"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as err:
+            subprocess.run([sys.executable, "-m", "fluidperc.train", str(out / "config.json"), str(out)],
+                           stdout=subprocess.DEVNULL, stderr=err, check=True, timeout=300)
+        res = _sync("save", run_dir, study)
+        assert res.returncode == 0 and "1 new job record(s)" in res.stdout, res.stdout + res.stderr
+    assert "0 new job record(s)" in _sync("save", run_dir, study).stdout, "a second save adds nothing"
+    lines = (study / "train" / out.name / "pieces.txt").read_text().splitlines()
+    fields = [dict(f.split("=", 1) for f in line.split()[1:]) for line in lines]
+    assert [(f["steps"], f["log"]) for f in fields] == [("0-10", "101_0_log.err"), ("10-20", "102_0_log.err")]
+    assert all(re.fullmatch(r"\d\d:\d\d", f["elapsed"]) and f["code"] != "unknown" for f in fields), lines
