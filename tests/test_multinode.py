@@ -166,9 +166,9 @@ def test_datagen_array_over_three_nodes_writes_one_store_and_a_relaunch_redoes_o
     tasks = groups[0]["tasks"]
     # The statistics job waits on the array (afterok, kill_on_invalid_dep). A relaunch that comes while it is still
     # queued must withdraw it and submit it again behind the new array, or its --wait returns with no statistics
-    # written. Slurm cancels it at its next scheduling pass after the array fails, even held (that raced the
-    # relaunch and failed a CI run under load), so it is held and its dependency dropped: it stays queued, as it
-    # would when the relaunch comes first.
+    # written. Held alone, it was once no longer pending when a relaunch under load came (Slurm cancels a job whose
+    # afterok failed, kill_on_invalid_dep), and a CI run failed. So it is held and its dependency dropped: it stays
+    # queued, as when the relaunch comes first.
     stats_job = groups[1]["tasks"][0]["job_id"]
     assert multinode_cluster.run("scontrol", "hold", stats_job).returncode == 0
     assert multinode_cluster.run("scontrol", "update", f"JobId={stats_job}", "Dependency=").returncode == 0
