@@ -74,14 +74,35 @@ def test_validation_trend_and_the_share_of_the_gain_come_from_a_line_through_the
     flat = np.full(len(steps), 0.5)
     assert tail_stats(steps, flat)[0] == pytest.approx(0.0) and np.isnan(tail_stats(steps, flat)[1])
     assert all(np.isnan(tail_stats(steps[:2], falling[:2]))), "two points are no trend"
-    curves = np.stack([flat, falling, saturating])[:, None, None, None, :]  # loss x (task, res, seed)
+    rising = np.where(steps < 80, 1 - 0.005 * steps, 0.6 + 0.002 * (steps - 80))  # improved, then got worse
+    curves = np.stack([flat, falling, saturating, rising])[:, None, None, None, :]  # loss x (task, res, seed)
     ds = xr.Dataset({"val_rel_l2": (("loss", "task", "resolution", "seed", "val_step"), curves)},
-                    coords={"loss": ["flat", "falling", "saturating"], "task": ["sol"], "resolution": ["k"],
-                            "seed": [0], "val_step": steps})
+                    coords={"loss": ["flat", "falling", "saturating", "rising"], "task": ["sol"],
+                            "resolution": ["k"], "seed": [0], "val_step": steps})
     rows = {row[0]: row[1:] for row in trend_rows(ds, "sol", "k")}
     assert rows["flat"] == ["0.5", "+0.0%", "-", "-"], "no gain at all: no share, no verdict"
     assert rows["falling"] == ["0.9", "-2.2%", "20.0%", "no"]
     assert rows["saturating"][2:] == ["0.0%", "yes"]
+    assert rows["rising"] == ["0.64", "+6.5%", "-11.1%", "yes, rising"], "worse at the end: say so"
+
+
+def test_validation_section_adds_the_val_mse_criterion_only_when_the_store_has_it(tmp_path):
+    from fluidperc.analysis.curves import validation_lines
+
+    steps = np.arange(0, 101, 10)
+    dims = ("loss", "task", "resolution", "seed", "val_step")
+    rel = (1 - 0.001 * steps)[None, None, None, None, :]
+    coords = {"loss": ["mse"], "task": ["sr"], "resolution": ["p"], "seed": [0], "val_step": steps}
+    only_rel = "\n".join(validation_lines(xr.Dataset({"val_rel_l2": (dims, rel)}, coords=coords), "sr", "p",
+                                           tmp_path)).splitlines()
+    assert sum(line.startswith("| loss | last val_rel_l2") for line in only_rel) == 1
+    assert not any("val_mse" in line for line in only_rel)
+    mse = (0.1 + np.exp(-steps / 10.0))[None, None, None, None, :]
+    both = "\n".join(validation_lines(xr.Dataset({"val_rel_l2": (dims, rel), "val_mse": (dims, mse)},
+                                                 coords=coords), "sr", "p", tmp_path)).splitlines()
+    mse_table = both[both.index(next(line for line in both if line.startswith("| loss | last val_mse"))):]
+    assert mse_table[2].startswith("| mse | 0.1 |") and mse_table[2].endswith("| yes |"), mse_table[:3]
+    assert (tmp_path / "validation_sr_p.png").stat().st_size > 1000
 
 
 def test_error_against_time_plots_each_loss_with_a_time_and_needs_two_of_them(tmp_path):
