@@ -94,3 +94,26 @@ def test_save_records_each_training_job_of_a_cell_from_its_log(data_dir, tmp_pat
     fields = [dict(f.split("=", 1) for f in line.split()[1:]) for line in lines]
     assert [(f["steps"], f["log"]) for f in fields] == [("0-10", "101_0_log.err"), ("10-20", "102_0_log.err")]
     assert all(re.fullmatch(r"\d\d:\d\d", f["elapsed"]) and f["code"] != "unknown" for f in fields), lines
+    summary = subprocess.run([sys.executable, str(ROOT / "study" / "pieces.py"), str(study), "--steps", "20"],
+                             capture_output=True, text=True, timeout=60)
+    minutes = sum(int(f["elapsed"][:2]) + int(f["elapsed"][3:]) / 60 for f in fields)
+    assert summary.returncode == 0, summary.stderr
+    assert f"| sr | karman_32x16 | mse | 1 | {minutes:.1f} | {minutes:.1f} |" in summary.stdout, summary.stdout
+    short = subprocess.run([sys.executable, str(ROOT / "study" / "pieces.py"), str(study), "--steps", "30"],
+                           capture_output=True, text=True, timeout=60)
+    assert "0 cell(s) with a complete record" in short.stdout
+    assert f"{out.name} (record covers steps 0-10, 10-20 of 0-30)" in short.stdout, short.stdout
+
+
+def test_pieces_summary_names_a_malformed_record_and_a_missing_folder(tmp_path):
+    cell = tmp_path / "train" / "sr-karman_32x16-mse-s0"
+    cell.mkdir(parents=True)
+    (cell / "pieces.txt").write_text("2026-12-03T11:38:41Z host=vm code=abc steps=0-20 elapsed=00:07 log=1.err\n"
+                                     "half a line\n")
+    res = subprocess.run([sys.executable, str(ROOT / "study" / "pieces.py"), str(tmp_path)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2 and "pieces.txt, line 2: 'half a line' is not a pieces.txt record" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = subprocess.run([sys.executable, str(ROOT / "study" / "pieces.py"), str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and f"{tmp_path / 'none' / 'train'} does not exist" in res.stderr
