@@ -11,9 +11,10 @@
 #   bash study/sync.sh save    [RUN_DIR [STUDY_DIR]]   # after it, or after stopping it; then commit STUDY_DIR
 #
 # `save` also appends to each cell's pieces.txt one line per training job that worked on it, read from the job's
-# log (RUN_DIR/logs/train*/*_log.err): when it ended, the host, the code (HEAD at save time, "+uncommitted" when
-# fluidperc/ or hpc/ differ from it), the steps it went from and to, and the time its progress bar showed. That is
-# the only record of what each piece cost once the machine is gone.
+# log (RUN_DIR/logs/train*/*_log.err): when it ended, the host, the code (HEAD at the first save that saw the job,
+# "+uncommitted" when fluidperc/ or hpc/ differed from it), the steps it went from and to, and the time its progress
+# bar showed. A later save of the same job (same log, same first step) updates its line rather than adding one. That
+# is the only record of what each piece cost once the machine is gone.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 verb=${1:-}
@@ -56,7 +57,7 @@ for cell in "$src"/*/; do
   fi
   n=$((n + 1))
 done
-pieces=0
+pieces=0 updated=0
 if [ "$verb" = save ] && [ -d "$run/logs" ]; then
   code=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
   git -C "$here" diff --quiet HEAD -- "$here/../fluidperc" "$here/../hpc" 2>/dev/null || code="$code+uncommitted"
@@ -70,11 +71,26 @@ if [ "$verb" = save ] && [ -d "$run/logs" ]; then
     last=$(tail -n1 <<<"$bars" | grep -oE ' [0-9]+/[0-9]+ \[[0-9:]+' | head -n1)
     [ -n "$from" ] && [ -n "$last" ] || continue
     to=$(tr -d ' ' <<<"${last%% \[*}" | cut -d/ -f1)
-    line="$(date -u -r "$log" +%FT%TZ) host=$(hostname) code=$code steps=$from-$to elapsed=${last##*\[} log=$(basename "$log")"
-    touch "$dst/$name/pieces.txt"
-    grep -qxF "$line" "$dst/$name/pieces.txt" || { echo "$line" >> "$dst/$name/pieces.txt"; pieces=$((pieces + 1)); }
+    file=$dst/$name/pieces.txt
+    touch "$file"
+    # A job is its log's name and the step it started from: a later save (at another HEAD, or after the job went
+    # on) updates its record and keeps the code of the first, which is the nearer to what the job ran
+    key_steps="steps=$from-" key_log="log=$(basename "$log")"
+    old=$(awk -v s="$key_steps" -v l="$key_log" 'index($4, s) == 1 && $6 == l' "$file" | head -n1)
+    job_code=$code
+    [ -z "$old" ] || job_code=$(awk '{ sub(/^code=/, "", $3); print $3 }' <<<"$old")
+    line="$(date -u -r "$log" +%FT%TZ) host=$(hostname) code=$job_code steps=$from-$to elapsed=${last##*\[} $key_log"
+    if [ -z "$old" ]; then
+      echo "$line" >> "$file"
+      pieces=$((pieces + 1))
+    elif [ "$old" != "$line" ]; then
+      awk -v s="$key_steps" -v l="$key_log" -v new="$line" \
+        '{ if (index($4, s) == 1 && $6 == l) { if (!done) print new; done = 1 } else print }' "$file" > "$file.tmp"
+      mv "$file.tmp" "$file"
+      updated=$((updated + 1))
+    fi
   done
 fi
 msg="study/sync.sh $verb: $n cell(s) from $src to $dst"
-if [ "$verb" = save ]; then msg="$msg; $pieces new job record(s) in pieces.txt"; fi
+if [ "$verb" = save ]; then msg="$msg; $pieces new job record(s) in pieces.txt, $updated updated"; fi
 echo "$msg"

@@ -87,10 +87,27 @@ def test_save_records_each_training_job_of_a_cell_from_its_log(data_dir, tmp_pat
         with log.open("w") as err:
             subprocess.run([sys.executable, "-m", "fluidperc.train", str(out / "config.json"), str(out)],
                            stdout=subprocess.DEVNULL, stderr=err, check=True, timeout=300)
-        res = _sync("save", run_dir, study)
-        assert res.returncode == 0 and "1 new job record(s)" in res.stdout, res.stdout + res.stderr
-    assert "0 new job record(s)" in _sync("save", run_dir, study).stdout, "a second save adds nothing"
-    lines = (study / "train" / out.name / "pieces.txt").read_text().splitlines()
+        if job == "102":  # first saved while it ran: its log then ended before the bar's first 20/20
+            whole_log = log.read_bytes()
+            log.write_bytes(whole_log[: whole_log.rindex(b"\r", 0, whole_log.index(b" 20/20 "))])
+            res = _sync("save", run_dir, study)
+            assert "1 new job record(s)" in res.stdout and "steps=10-" in pieces.read_text(), res.stdout
+            assert "steps=10-20 " not in pieces.read_text(), "the half log stops short of the end"
+            log.write_bytes(whole_log)
+            res = _sync("save", run_dir, study)
+            assert res.returncode == 0 and "0 new job record(s) in pieces.txt, 1 updated" in res.stdout, res.stdout
+        else:
+            res = _sync("save", run_dir, study)
+            assert res.returncode == 0 and "1 new job record(s)" in res.stdout, res.stdout + res.stderr
+        pieces = study / "train" / out.name / "pieces.txt"
+    assert "0 new job record(s) in pieces.txt, 0 updated" in _sync("save", run_dir, study).stdout, \
+        "a second save adds nothing"
+    first = pieces.read_text().splitlines()[0]
+    pieces.write_text(pieces.read_text().replace(first.split()[2], "code=0123abc", 1))  # saved at another HEAD
+    res = _sync("save", run_dir, study)
+    assert "0 new job record(s) in pieces.txt, 0 updated" in res.stdout, "a job is its log and first step"
+    assert pieces.read_text().splitlines()[0].split()[2] == "code=0123abc", "the first save's code stays"
+    lines = pieces.read_text().splitlines()
     fields = [dict(f.split("=", 1) for f in line.split()[1:]) for line in lines]
     assert [(f["steps"], f["log"]) for f in fields] == [("0-10", "101_0_log.err"), ("10-20", "102_0_log.err")]
     assert all(re.fullmatch(r"\d\d:\d\d", f["elapsed"]) and f["code"] != "unknown" for f in fields), lines
