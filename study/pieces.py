@@ -93,10 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"study/pieces.py: {err}", file=sys.stderr)
         return 2
-    print("| task | grid | loss | cells | median job-minutes per cell | job-minutes |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    from fluidperc.analysis.tables import markdown_table
+
+    print(markdown_table(["task", "grid", "loss", "cells", "median job-minutes per cell", "job-minutes"], rows))
     total = sum(float(row[5]) for row in rows)
     print(f"\n{sum(int(row[3]) for row in rows)} cell(s) with a complete record, {total:.1f} job-minutes in all.")
     if incomplete:
