@@ -49,6 +49,9 @@ def replace_tasks(base, new, tasks: list[str]):
     order = {dim: list(dict.fromkeys([*map(str, base[dim].values), *map(str, new[dim].values)]))
              for dim in ORDERED if dim in merged.dims}
     merged = merged.reindex(order)
+    # The stores' encodings describe the stores they were read from, not the merged one: a task coordinate read from
+    # an SR-only run is encoded as 2-character strings, and writing 'sol' with it stored 'so'.
+    merged = merged.drop_encoding()
     merged.attrs = dict(base.attrs)
     for key in CELL_ATTRS:
         old = json.loads(base.attrs.get(key, "{}"))
