@@ -168,6 +168,32 @@ def test_analysis_of_results_with_a_missing_cell_reports_the_reason(local_run, t
     assert not any(name.endswith(".gif") for name in published) and ".gif" not in (tmp_path / "docs" / "report.md").read_text()
 
 
+def test_report_of_a_results_store_whose_evaluation_stores_are_gone_says_why_it_has_no_sample_frames(local_run, tmp_path):
+    """A committed results.zarr travels without the per-cell stores its sample frames are drawn from."""
+    import shutil
+
+    from fluidperc.analysis import load
+    from fluidperc.analysis.report import write_report
+    from fluidperc.evaluation.collect import collect
+
+    run_dir, _ = local_run
+    cells = []
+    for label, path in load(run_dir).attrs["cells"].items():
+        moved = tmp_path / "eval" / Path(path).name
+        shutil.copytree(path, moved)
+        cells.append({"label": label, "task": "sol", "loss": label.split("-")[2], "seed": 0,
+                      "resolution": "karman_32x16", "eval_path": str(moved)})
+    copy = tmp_path / "run"
+    copy.mkdir()
+    collect(str(copy), cells)
+    shutil.rmtree(tmp_path / "eval")
+    text = write_report(copy).read_text()
+    assert "Sample frames: not drawn, because the evaluation stores they come from are not on this machine" in text
+    assert str(tmp_path / "eval") in text and "samples_sol_karman_32x16.png" not in text
+    assert not (copy / "report" / "samples_sol_karman_32x16.png").exists()
+    assert "| loss | rel_l2 |" in text, "the metrics still come from results.zarr"
+
+
 def test_analysis_cli_has_help_and_a_clear_error_without_results_that_creates_nothing(tmp_path):
     from conftest import run_module
 

@@ -120,6 +120,13 @@ def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str 
     return True
 
 
+def absent_eval_stores(ds: xr.Dataset, task: str, resolution: str) -> list[str]:
+    """The evaluation stores of a task and grid that results.zarr names but that are gone (a committed results.zarr
+    travels without them), so that the report says why it has no sample frames instead of silently omitting them."""
+    paths = [p for label, p in ds.attrs.get("cells", {}).items() if label.startswith(f"{task}-{resolution}-")]
+    return [p for p in paths if not Path(p).exists()] if paths and not any(Path(p).exists() for p in paths) else []
+
+
 def plot_samples(ds: xr.Dataset, task: str, resolution: str, path: Path) -> bool:
     """Vorticity (the marker, for the combined pipeline) of reference, baselines and each loss's result, seed 0,
     first test sim, shared colour scale."""
@@ -227,6 +234,9 @@ def _evaluation_lines(run: Path, out: Path, animations: bool = True) -> list[str
                 lines += [f"![error over rollout steps]({name})", ""]
             if plot_samples(ds, str(task), str(res), out / f"samples_{task}_{res}.png"):
                 lines += [f"![sample frames](samples_{task}_{res}.png)", ""]
+            elif gone := absent_eval_stores(ds, str(task), str(res)):
+                lines += [f"Sample frames: not drawn, because the evaluation stores they come from are not on this "
+                          f"machine (e.g. `{gone[0]}`); results.zarr holds only their metrics.", ""]
             lines += validation_lines(ds, str(task), str(res), out)
             ladder = cost_lines(ds, str(task), str(res), out)
             lines += ladder
