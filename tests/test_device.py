@@ -102,6 +102,26 @@ def test_gpu_check_runs_every_check_on_the_cpu(tmp_path):
     assert proc.stdout.rstrip().splitlines()[-1].startswith("17 passed, 0 failed")
 
 
+@pytest.mark.slow
+def test_gpu_cell_benchmark_trains_the_sweeps_own_sol_cell_on_the_cpu(tmp_path):
+    """benchmarks/bench_gpu_cell.py --device cpu: it plans its cell from sweeps/sol_all_losses.yaml, trains every
+    variant through fluidperc.train.run for the steps asked, and projects the sweep's full cell from the timings."""
+    out = tmp_path / "bench_gpu_cell.json"
+    proc = run_module("benchmarks.bench_gpu_cell", "--device", "cpu", "--quick", "--json", str(out), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["sweep"] == "sweeps/sol_all_losses.yaml" and result["full_steps"] == 20000
+    assert result["cell"] == "sol-karman_16x8-mse-s0"  # the sweep's first cell, on the quick grid
+    variants = result["variants"]
+    assert set(variants) == {"eager", "graphed", "eager, 2 CPU threads"}
+    assert [variants[k]["steps"] for k in ("eager", "graphed", "eager, 2 CPU threads")] == [8, 8, 4]
+    for r in variants.values():
+        assert 0 < r["median_step_s"] and 0 < r["amortised_step_s"] < r["wall_s"]
+        assert r["projected_full_cell_min"] > 20000 * r["amortised_step_s"] / 60 * 0.99
+    assert "cuda_graph needs a CUDA device" in proc.stderr  # on the CPU the graphed variant trains eagerly
+    assert "20000-step cell, min" in proc.stdout
+
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
