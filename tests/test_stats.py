@@ -97,12 +97,25 @@ def test_validation_section_adds_the_val_mse_criterion_only_when_the_store_has_i
                                            tmp_path)).splitlines()
     assert sum(line.startswith("| loss | last val_rel_l2") for line in only_rel) == 1
     assert not any("val_mse" in line for line in only_rel)
+    one_panel = png_size(tmp_path / "validation_sr_p.png")
     mse = (0.1 + np.exp(-steps / 10.0))[None, None, None, None, :]
     both = "\n".join(validation_lines(xr.Dataset({"val_rel_l2": (dims, rel), "val_mse": (dims, mse)},
                                                  coords=coords), "sr", "p", tmp_path)).splitlines()
     mse_table = both[both.index(next(line for line in both if line.startswith("| loss | last val_mse"))):]
     assert mse_table[2].startswith("| mse | 0.1 |") and mse_table[2].endswith("| yes |"), mse_table[:3]
     assert (tmp_path / "validation_sr_p.png").stat().st_size > 1000
+    two_panels = png_size(tmp_path / "validation_sr_p.png")
+    # the figure shows the val_mse curves beside the val_rel_l2 ones: a second panel, as tall and twice as wide
+    assert two_panels[1] == one_panel[1] and two_panels[0] > 1.8 * one_panel[0], (one_panel, two_panels)
+
+
+def png_size(path):
+    """(width, height) from a PNG's IHDR chunk."""
+    import struct
+
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", head[16:24])
 
 
 def test_error_against_time_plots_each_loss_with_a_time_and_needs_two_of_them(tmp_path):

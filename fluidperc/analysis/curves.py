@@ -75,28 +75,30 @@ def trend_rows(ds: xr.Dataset, task: str, resolution: str, metric: str = "val_re
     return rows
 
 
-def plot_validation(ds: xr.Dataset, task: str, resolution: str, path: Path, metric: str = "val_rel_l2") -> bool:
+def plot_validation(ds: xr.Dataset, task: str, resolution: str, path: Path,
+                    metrics: tuple[str, ...] = ("val_rel_l2", "val_mse")) -> bool:
     """Each loss's validation curve (mean over seeds, band from the lowest to the highest seed), the last 20%
-    shaded."""
-    if metric not in ds or task not in ds.task.values:
+    shaded: one panel per metric the store has, so that both levelled-off criteria can be seen, not only read."""
+    if task not in ds.task.values:
         return False
-    losses = _trained(ds, metric, task, resolution)
-    if not losses:
+    panels = [(m, _trained(ds, m, task, resolution)) for m in metrics if m in ds]
+    panels = [(m, losses) for m, losses in panels if losses]
+    if not panels:
         return False
-    sub = ds[metric].sel(task=task, resolution=resolution)
-    steps = sub.val_step.values
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for loss in losses:
-        per_seed = sub.sel(loss=loss)
-        keep = np.isfinite(per_seed).any("seed").values
-        mean = per_seed.mean("seed").values[keep]
-        line, = ax.plot(steps[keep], mean, label=loss)
-        ax.fill_between(steps[keep], per_seed.min("seed").values[keep], per_seed.max("seed").values[keep],
-                        color=line.get_color(), alpha=0.2, lw=0)
-    end = float(np.nanmax(np.where(np.isfinite(sub).any(["loss", "seed"]).values, steps, np.nan)))
-    ax.axvspan(end * (1 - TAIL), end, color="0.9", zorder=0, label=f"last {TAIL:.0%}")
-    ax.set(xlabel="training step", ylabel=metric, yscale="log", title=f"{task.upper()} {resolution}: validation")
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (metric, losses) in zip(axes[0], panels):
+        sub = ds[metric].sel(task=task, resolution=resolution)
+        steps = sub.val_step.values
+        for loss in losses:
+            per_seed = sub.sel(loss=loss)
+            keep = np.isfinite(per_seed).any("seed").values
+            line, = ax.plot(steps[keep], per_seed.mean("seed").values[keep], label=loss)
+            ax.fill_between(steps[keep], per_seed.min("seed").values[keep], per_seed.max("seed").values[keep],
+                            color=line.get_color(), alpha=0.2, lw=0)
+        end = float(np.nanmax(np.where(np.isfinite(sub).any(["loss", "seed"]).values, steps, np.nan)))
+        ax.axvspan(end * (1 - TAIL), end, color="0.9", zorder=0, label=f"last {TAIL:.0%}")
+        ax.set(xlabel="training step", ylabel=metric, yscale="log", title=f"{task.upper()} {resolution}: {metric}")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     save_png(fig, path, dpi=110)
     return True
@@ -116,7 +118,8 @@ def validation_lines(ds: xr.Dataset, task: str, resolution: str, out: Path) -> l
         return ["loss", f"last {metric}", f"change over the last {TAIL:.0%} (mean of seeds)",
                 f"share of the gain in the last {TAIL:.0%} (worst seed)", f"levelled off (share <= {LEVEL:.0%})"]
 
-    lines = ["Validation during training (rel_l2 on the validation samples). A line is fitted per seed through "
+    lines = ["Validation during training (rel_l2 and, where recorded, mse on the validation samples; the figure "
+             "shows both). A line is fitted per seed through "
              "the last 20% of training: the change is its rise over that window relative to its level, the share "
              "is its drop as a share of the whole improvement since the first validation.", "",
              markdown_table(headers("val_rel_l2"), rows), "", f"![validation curves]({name})", ""]
