@@ -1,6 +1,6 @@
 """What one study-scale Solver-in-the-Loop cell costs on a GPU, measured rather than estimated.
 
-    python -m benchmarks.bench_gpu_cell                        # on one GPU (about 3 min on an H200)
+    python -m benchmarks.bench_gpu_cell                        # on one GPU (about 4.5 min on an H200)
     python -m benchmarks.bench_gpu_cell --device cpu --quick   # the same code on the CPU (make test runs it)
 
 The cell is the first one that hpc plans from sweeps/sol_all_losses.yaml (SOL, Karman 64x32, MSE, seed 0, the
@@ -78,6 +78,24 @@ def train(cell, out: Path, device: torch.device) -> dict[str, Any]:
             "amortised_step_s": amortised, "fixed_s": wall - amortised * len(steps)}
 
 
+def _ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.3g} ms"
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    """The result as the Markdown table RESULTS.md quotes (tests/test_results.py regenerates it from the JSON)."""
+    from fluidperc.analysis.tables import markdown_table
+
+    names = {"eager": "eager (the sweep as committed)", "graphed": "`train.settings.cuda_graph: true`",
+             "eager, 2 CPU threads": "eager, 2 CPU threads of the same host"}
+    rows = [[names.get(name, name), _ms(r["median_step_s"]), _ms(r["amortised_step_s"]),
+             f"{r['validate_every']} steps", f"{r['projected_full_cell_min']:.3g} min"]
+            for name, r in payload["variants"].items()]
+    return markdown_table([f"{payload['cell']} on {payload['machine']['gpu'] or payload['machine']['cpu']}",
+                           "median step", "per step, with validation and checkpoints", "validating every",
+                           f"a {payload['full_steps']}-step cell, projected"], rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
@@ -143,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(["variant", "steps", "median ms/step", "amortised ms/step", "wall s",
                  f"{full_steps}-step cell, min", "vs 2 CPU threads"], rows))
+    print()
+    print(markdown(payload))
     print(f"\n{cell.label} from {payload['sweep']} on {payload['machine']['gpu'] or payload['machine']['cpu']}; "
           f"wrote {args.json}")
     return 0
