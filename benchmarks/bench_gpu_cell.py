@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import RESULTS, machine, table
+from benchmarks.common import RESULTS, benchmark_device, machine, table
 from fluidperc.devices import synchronize
 
 SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "sol_all_losses.yaml"
@@ -106,11 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=None, help="stored frames per sim (default 200, quick 12)")
     p.add_argument("--json", type=Path, default=RESULTS / "bench_gpu_cell.json")
     args = p.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("bench_gpu_cell: --device cuda but torch sees no CUDA GPU; run it on a GPU node, or use --device cpu",
-              file=sys.stderr)
+    device = benchmark_device(args.device, "bench_gpu_cell")
+    if device is None:
         return 2
-    device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
     frames = args.frames or (12 if args.quick else 200)
     cpu_steps = args.cpu_steps or (4 if args.quick else 30)
     from fluidperc.datasets import generate

@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,3 +71,14 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
     return "\n".join(lines)
+
+
+def benchmark_device(choice: str, prog: str):
+    """The torch device a GPU benchmark's --device names, or None after saying why it cannot run here."""
+    import torch
+
+    if choice == "cuda" and not torch.cuda.is_available():
+        print(f"{prog}: --device cuda but torch sees no CUDA GPU; run it on a GPU node, or use --device cpu",
+              file=sys.stderr)
+        return None
+    return torch.device("cuda", 0) if choice == "cuda" else torch.device("cpu")

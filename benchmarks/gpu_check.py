@@ -37,7 +37,7 @@ from typing import Any, Callable
 import torch
 
 from benchmarks.bench_losses import SHARED_LSIM, random_trunks
-from benchmarks.common import RESULTS, machine, table
+from benchmarks.common import RESULTS, benchmark_device, machine, table
 from fluidperc.devices import synchronize, timed
 from fluidperc.weights import CATALOG, WeightStore, default_dirs
 
@@ -496,11 +496,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", default=None, metavar="WORD",
                    help="run only the checks whose names contain one of these words (a partial rerun)")
     args = p.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("gpu_check: --device cuda but torch sees no CUDA GPU; run it on a GPU node, or use --device cpu",
-              file=sys.stderr)
+    device = benchmark_device(args.device, "gpu_check")
+    if device is None:
         return 2
-    device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
     repeats = args.repeats or (1 if args.quick else 9)
     started = time.perf_counter()
     report = Report(args.only)
