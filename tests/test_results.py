@@ -41,11 +41,12 @@ def test_every_table_row_of_results_md_regenerates_from_the_committed_run(tmp_pa
         assert res.returncode == 0, res.stderr
     regenerated = set(_table_rows((tmp_path / "study" / "report.md").read_text()))
     regenerated |= set(_table_rows((tmp_path / "tune" / "report.md").read_text()))
-    # the SR run's cost table comes from each cell's pieces.txt (study/pieces.py), not from results.zarr
-    pieces = subprocess.run([sys.executable, str(ROOT / "study" / "pieces.py"), str(RUN), "--prefix", "sr-",
-                             "--steps", "2000"], capture_output=True, text=True, timeout=120)
-    assert pieces.returncode == 0, pieces.stderr
-    regenerated |= set(_table_rows(pieces.stdout))
+    # the SR and AE reruns' cost tables come from each cell's pieces.txt (study/pieces.py), not from results.zarr
+    for prefix, steps in (("sr-", "2000"), ("ae-", "4000")):
+        pieces = subprocess.run([sys.executable, str(ROOT / "study" / "pieces.py"), str(RUN), "--prefix", prefix,
+                                 "--steps", steps], capture_output=True, text=True, timeout=120)
+        assert pieces.returncode == 0, pieces.stderr
+        regenerated |= set(_table_rows(pieces.stdout))
     # the GPU cell's timings come from the committed benchmark result (benchmarks/bench_gpu_cell.py)
     from benchmarks.bench_gpu_cell import markdown
 
