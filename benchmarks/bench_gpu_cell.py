@@ -5,8 +5,9 @@
 
 The cell is the first one that hpc plans from sweeps/sol_all_losses.yaml (SOL, Karman 64x32, MSE, seed 0, the
 sweep's settings: batch 3, m = 4, validation and checkpoints every 500 steps), trained by fluidperc.train.run as a
-job would train it. Only its length is cut (--steps), and its data is the sweep's Karman dataset with fewer stored
-frames (--frames): a step costs the same whatever the store holds.
+job would train it. Only its length is cut (--steps), with its validation interval where the shorter run would
+otherwise validate fewer than three times, and its data is the sweep's Karman dataset with fewer stored frames
+(--frames): a step costs the same whatever the store holds.
 
 Variants, each a fresh cell: eager, graphed (``cuda_graph: true``), and, as the baseline in the same run, eager on
 2 CPU threads of the same host for a few steps. Per variant: the median training step (timed around the trainer's
@@ -17,6 +18,7 @@ logging included), the run's wall time, and from these the projected wall time o
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -153,8 +155,6 @@ def main(argv: list[str] | None = None) -> int:
                "sweep": str(SWEEP.relative_to(SWEEP.parents[1])), "cell": cell.label, "full_steps": full_steps,
                "frames_per_sim": frames, "datagen_s": datagen_s, "variants": results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    import json
-
     args.json.write_text(json.dumps(payload, indent=1))
     print()
     print(table(["variant", "steps", "median ms/step", "amortised ms/step", "wall s",
