@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # LSiM's weights for the study: the staged copy beside the checkout when there is one (FLUIDPERC_WEIGHTS wins)
 STUDY_ENV := $(if $(FLUIDPERC_WEIGHTS),,$(if $(wildcard ../shared/weights/LSiM.pth),FLUIDPERC_WEIGHTS=$(abspath ../shared/weights),))
 
-.PHONY: install demo study-cpu study-sr study-ae test test-fast cluster-up cluster-down multinode-up multinode-down bench clean
+.PHONY: install demo study-cpu study-sr study-ae test test-fast fuzz cluster-up cluster-down multinode-up multinode-down bench clean
 
 # Reinstall only when the dependency files change (a second `make` is quick).
 $(STAMP): pyproject.toml constraints.txt
@@ -58,6 +58,11 @@ test: install
 # The suite without the Slurm cluster (Slurm tests skip).
 test-fast: install
 	$(PY) -m pytest -ra -m "not slurm and not slow" $(PYTEST_ARGS)
+
+# Hunting for new sweep-file failures: the random fuzz profile, 5000 examples (make test runs a fixed 500).
+# Add what it finds to tests/test_sweep_fuzz.py as an @example.
+fuzz: install
+	FLUIDPERC_FUZZ=hunt $(PY) -m pytest -ra tests/test_sweep_fuzz.py $(PYTEST_ARGS)
 
 cluster-up:
 	FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-up.sh

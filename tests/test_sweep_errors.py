@@ -154,3 +154,26 @@ def test_status_imports_no_runtime(tmp_path, launch_cli):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout
+
+
+def test_user_error_escapes_controls_bidi_and_newlines_so_the_message_stays_one_printable_paragraph():
+    from fluidperc.errors import UserError
+
+    err = UserError("unknown scene '\n\n'; also '\u202eevil\u200b' and '\x1b[31mred\x00'")
+    assert str(err) == "unknown scene '\\n\\n'; also '\\u202eevil\\u200b' and '\\x1b[31mred\\x00'"
+    assert str(err).isprintable()
+
+
+def test_user_error_cuts_long_quoted_values_and_runs_with_an_ellipsis_and_reads_the_same_when_wrapped_again():
+    from fluidperc.errors import MAX_MESSAGE, MAX_QUOTED, MAX_RUN, UserError, one_paragraph
+
+    quoted = UserError("name 'a " + "b " * 400 + "z' is too long; the sweep's key, don't")
+    value = str(quoted).split("'")[1]
+    assert len(value) == MAX_QUOTED and "…" in value and value.startswith("a b") and value.endswith("z")
+    assert str(quoted).endswith("is too long; the sweep's key, don't")  # apostrophes are not quotes
+    run = str(UserError("path /" + "p" * 5000 + " is missing"))
+    assert max(len(word) for word in run.split()) == MAX_RUN and run.endswith(" is missing")
+    assert len(str(UserError("x " * 10000))) == MAX_MESSAGE
+    for text in (str(quoted), run):
+        assert one_paragraph(text) == text
+        assert str(UserError(f"wrapped: {text}")) == f"wrapped: {text}"
