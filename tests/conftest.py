@@ -1,4 +1,5 @@
-"""Shared fixtures: the real local Slurm cluster (skipped with the reason when absent), CLI runners, ../shared."""
+"""Shared fixtures: the real local Slurm cluster (skipped with the reason when absent), CLI runners, ../shared,
+and the listener guard (tests/listeners.py) around every test."""
 
 from __future__ import annotations
 
@@ -9,9 +10,43 @@ from pathlib import Path
 
 import pytest
 
+from listeners import ListenerGuard, failure
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 LSIM_WEIGHTS = SHARED / "weights" / "LSiM.pth"
+
+
+_GUARD = ListenerGuard()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def listener_guard() -> ListenerGuard:
+    """Session-wide: samples this namespace's listeners around and during every test (tests/listeners.py); a test
+    during which one appeared off loopback fails, naming the process, address and port."""
+    if not _GUARD.available:
+        pytest.fail("the listener guard needs `ss` (Debian's iproute2) to see what the tests listen on")
+    _GUARD.start()
+    yield _GUARD
+    _GUARD.stop()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_setup(item):
+    _GUARD.begin()  # before the test's fixtures: what they start counts as the test's
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when != "teardown":
+        return
+    found = _GUARD.end()
+    report = outcome.get_result()
+    if found and report.passed:
+        report.outcome = "failed"
+        report.longrepr = failure(found)
 
 
 @pytest.fixture(scope="session")

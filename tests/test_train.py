@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -129,16 +130,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_process_gloo_ddp_keeps_parameters_identical_across_ranks(data_dir, tmp_path):
+def test_two_process_gloo_ddp_meets_through_a_file_and_keeps_parameters_identical_across_ranks(data_dir, tmp_path):
+    """Two ranks on one node, started with the environment Slurm's submitit gives them (torchrun's own agent would
+    listen on *:MASTER_PORT itself): they meet through a FileStore in the cell's directory, and no rank listens."""
     cfg = tmp_path / "cell.json"
     cfg.write_text(cell(data_dir, "ae", steps=12).model_dump_json())
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "fluidperc.train", str(cfg), str(tmp_path / "ddp"), "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    env = {**os.environ, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "fluidperc.train", str(cfg), str(tmp_path / "ddp"), "--no-progress"]
+    ranks = [subprocess.Popen(cmd, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outs = [p.communicate(timeout=300) for p in ranks]
+    assert [p.returncode for p in ranks] == [0, 0], [err[-2000:] for _, err in outs]
     result = json.loads((tmp_path / "ddp" / "result.json").read_text())
     assert result["world_size"] == 2
     assert len(result["rank_digests"]) == 2 and len(set(result["rank_digests"])) == 1
+    assert not list((tmp_path / "ddp").glob(".rendezvous-*")), "the store's file outlived the group"
 
 
 TRAIN_SWEEP = """

@@ -107,7 +107,7 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         cell, s = self.cell, self.cell.settings
-        self.dist = d = distributed.setup(self.cell.settings.device)
+        self.dist = d = distributed.setup(self.cell.settings.device, rendezvous_dir=self.out)
         try:
             return self._fit(cell, s, d)
         finally:
