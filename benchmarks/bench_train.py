@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -135,13 +134,17 @@ def ddp_seconds_per_step(root: Path, nproc: int, env: dict) -> float:
         with tempfile.TemporaryDirectory() as out:
             cfg = Path(out) / "cell.json"
             cfg.write_text(make_cell(root, "sr", "mse", steps).model_dump_json())
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
-                   f"--master_port={port}", "-m", "fluidperc.train", str(cfg), str(Path(out) / "run"), "--no-progress"]
+            # the ranks are started as Slurm starts them (environment only): torchrun's agent would listen on *
+            cmd = [sys.executable, "-m", "fluidperc.train", str(cfg), str(Path(out) / "run"), "--no-progress"]
+            dist_env = {**env, "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "0"}
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, env=env)
+            ranks = [subprocess.Popen(cmd, env={**dist_env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for r in range(nproc)]
+            for rank in ranks:
+                _, err = rank.communicate()
+                if rank.returncode:
+                    raise RuntimeError(f"a DDP rank failed: {err.decode()[-2000:]}")
             times.append(time.perf_counter() - t0)
     return (times[1] - times[0]) / 20
 

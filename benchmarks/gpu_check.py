@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -320,10 +319,9 @@ def check_ddp(root: Path, device: torch.device, quick: bool, tmp: Path) -> str:
     from fluidperc.train import run
 
     backend = "nccl" if device.type == "cuda" else "gloo"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
+    # a file, not tcp://: torch's TCPStore would listen on every interface whatever address it is given
+    store = dist.FileStore(str(tmp / "ddp-store"), 1)
+    dist.init_process_group(backend, store=store, rank=0, world_size=1,
                             device_id=device if device.type == "cuda" else None)
     try:
         cell = make_cell(root, "sr", "mse", device.type, quick, steps=6)

@@ -5,9 +5,11 @@ The backend owns every scheduler parameter; stages only say what resources one j
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -34,6 +36,71 @@ def slurm_reachable(timeout_s: float = 10.0) -> tuple[bool, str]:
     return True, "sinfo answers"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a scheduler lets one launch queue. Slurm's MaxArraySize N allows array indices 0..N-1, so N tasks
+    per array; MaxJobCount bounds the jobs the controller holds, MaxSubmitJobs (an association's) one user's queued
+    and running jobs, each array task counting as one job."""
+
+    max_array_tasks: int | None = None
+    max_job_count: int | None = None
+    max_submit_jobs: int | None = None
+
+    def array_sizes(self, n: int) -> list[int]:
+        """How ``n`` tasks of one group are split into arrays (one array when the cluster allows it)."""
+        size = self.max_array_tasks or n
+        return [min(size, n - start) for start in range(0, n, size)] if n else []
+
+    def describe(self) -> str:
+        parts = [f"MaxArraySize={self.max_array_tasks}" if self.max_array_tasks else "",
+                 f"MaxJobCount={self.max_job_count}" if self.max_job_count else "",
+                 f"MaxSubmitJobs={self.max_submit_jobs}" if self.max_submit_jobs else ""]
+        return ", ".join(p for p in parts if p) or "no limits known"
+
+
+def _read_config_int(text: str, key: str) -> int | None:
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == key:
+            value = value.strip().split()[0] if value.strip() else ""
+            return int(value) if value.isdigit() and int(value) > 0 else None
+    return None
+
+
+def slurm_limits(timeout_s: float = 30.0) -> Limits:
+    """MaxArraySize and MaxJobCount from ``scontrol show config``, and this user's MaxSubmitJobs from the
+    accounting association when sacctmgr answers (many clusters set none)."""
+    try:
+        config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise UserError(f"scontrol show config failed ({err}); the launcher reads the cluster's array and job "
+                        "limits from it. Nothing was submitted.") from None
+    if config.returncode != 0:
+        raise UserError("scontrol show config failed (" + " ".join(config.stderr.split())[:200] + "); the launcher "
+                        "reads the cluster's array and job limits from it. Nothing was submitted.")
+    submit = None
+    try:
+        assoc = subprocess.run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={getpass.getuser()}",
+                                "format=MaxSubmitJobs"], capture_output=True, text=True, timeout=timeout_s)
+        values = [int(v) for v in assoc.stdout.split() if v.isdigit()] if assoc.returncode == 0 else []
+        submit = min(values) if values else None
+    except (OSError, subprocess.SubprocessError):
+        pass  # no accounting: no per-user limit to know of
+    max_array = _read_config_int(config.stdout, "MaxArraySize")
+    return Limits(max_array_tasks=max_array, max_job_count=_read_config_int(config.stdout, "MaxJobCount"),
+                  max_submit_jobs=submit)
+
+
+def queued_jobs(user_only: bool, timeout_s: float = 30.0) -> int:
+    """Jobs (array tasks one each) the controller holds now: this user's, or everyone's."""
+    cmd = ["squeue", "-h", "-r", "-o", "%i"] + (["-u", getpass.getuser()] if user_only else [])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return len(out.stdout.split()) if out.returncode == 0 else 0
+
+
 class Backend:
     """Where jobs run, as a plugin (submitit's executors are the model). ``scheduler``: jobs are queued with
     their dependencies and the launcher returns (Slurm); otherwise the launcher runs the groups in dependency
@@ -45,6 +112,10 @@ class Backend:
 
     def reachable(self) -> tuple[bool, str]:
         return True, "always"
+
+    def limits(self) -> Limits:
+        """The scheduler's limits on what one launch may queue (none when the launcher runs the jobs itself)."""
+        return Limits()
 
     def executor(self, folder: Path, job_name: str, res: Resources, dependency: str | None = None) -> submitit.Executor:
         raise NotImplementedError
@@ -72,10 +143,13 @@ class SlurmBackend(Backend):
     def reachable(self) -> tuple[bool, str]:
         return slurm_reachable()
 
+    def limits(self) -> Limits:
+        return slurm_limits()
+
     def executor(self, folder, job_name, res, dependency=None):
         import submitit
 
-        ex = submitit.SlurmExecutor(folder=folder)
+        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=res.max_requeues)
         extra = {k.replace("-", "_"): v for k, v in res.extra_sbatch.items()}
         ex.update_parameters(
             job_name=job_name,
@@ -84,6 +158,7 @@ class SlurmBackend(Backend):
             ntasks_per_node=res.tasks_per_node,
             cpus_per_task=res.cpus_per_task,
             array_parallelism=res.array_parallelism,
+            signal_delay_s=res.signal_delay_s,  # USR2 this long before the limit: checkpoint, then requeue
             stderr_to_stdout=False,
             **({"gpus_per_node": res.gpus_per_node} if res.gpus_per_node else {}),
             **({"mem": f"{int(res.mem_gb * 1024)}M"} if res.mem_gb else {}),

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+import signal
+from typing import Any, Callable
 
 import submitit
+from submitit.slurm.slurm import SlurmJobEnvironment
 
 
 class TrainJob(submitit.helpers.Checkpointable):
-    """Trains one cell. On Slurm's pre-timeout signal (or scancel --signal=USR2) submitit calls checkpoint():
-    the trainer saves unless it is mid-step, and the job is requeued to resume from its checkpoint."""
+    """Trains one cell. On Slurm's pre-timeout signal (or scancel --signal=USR2) submitit calls checkpoint() and
+    requeues the job, which resumes from the checkpoint. While the training loop runs, the signal is held until
+    the step in flight has finished and been logged, so the checkpoint holds exactly the steps done: the cell
+    resumes where it stopped, not at its last periodic checkpoint."""
 
     def __init__(self) -> None:
         self.trainer: Any = None
@@ -26,7 +30,21 @@ class TrainJob(submitit.helpers.Checkpointable):
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        usr = getattr(signal, "SIG" + SlurmJobEnvironment.USR_SIG)
+        handler = signal.getsignal(usr)
+        if callable(handler):  # submitit's checkpoint-and-requeue handler, installed before this call
+            signal.signal(usr, self._at_step_end(handler))
         return run(cell_json, out_dir, trainer_hook=self._keep)
+
+    def _at_step_end(self, handler: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
+        def deferred(signum: int, frame: Any) -> None:
+            trainer = self.trainer
+            if trainer is not None and trainer.in_loop:
+                print(f"checkpoint signal during step {trainer.step + 1}: saving once it is done", flush=True)
+                trainer.at_step_end = lambda: handler(signum, None)
+            else:
+                handler(signum, frame)
+        return deferred
 
     def _keep(self, trainer: Any) -> None:
         self.trainer = trainer

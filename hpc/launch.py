@@ -1,7 +1,8 @@
 """python -m hpc.launch SWEEP.yaml: validate a sweep, plan it, and submit it to Slurm or run it locally.
 
-On Slurm every job group goes in as ONE array, chained to the groups it needs with afterok. Locally (and in the
-debug backend) groups run in dependency order and the launcher waits. Tasks whose output already exists are
+On Slurm every job group goes in as one array (several when it has more tasks than the cluster's MaxArraySize
+allows), chained to the groups it needs with afterok. Locally (and in the debug backend) groups run in dependency
+order and the launcher waits. Tasks whose output already exists are
 not submitted again, so an interrupted sweep is finished by relaunching the same command.
 """
 
@@ -24,7 +25,8 @@ from tqdm import tqdm
 
 from fluidperc.atomic import write_text
 from hpc import manifest as mf
-from hpc.backends import BACKENDS, SLURM_ACTIVE, array_id, get_backend, make_executor, resolve_backend
+from hpc.backends import (BACKENDS, SLURM_ACTIVE, Limits, array_id, get_backend, make_executor, queued_jobs,
+                          resolve_backend)
 from hpc.errors import UserError, run_cli
 from hpc.watchdog import LAUNCHER_PID, local_job
 from hpc.lock import LaunchLocks
@@ -123,6 +125,11 @@ class Launch:
         backend = get_backend(self.backend)
         old_ids = [v["job_id"] for (g, _), v in self.previous.items() if v["backend"] == self.backend]
         states = (backend.states(old_ids) or {}) if old_ids else {}
+        limits = backend.limits()  # read once per launch
+        active = {v["job_id"] for v in self.previous.values() if states.get(v["job_id"], {}).get("state") in SLURM_ACTIVE}
+        check_job_limits(limits, sum(1 for g in groups for t in g.pending
+                                     if (self.previous.get((g.name, t.label)) or {}).get("job_id") not in active))
+        self.entry["limits"] = limits.describe()
         submitted: dict[str, list[str]] = {}
         jobs_by_group: dict[str, list[Any]] = {}
         for group in groups:
@@ -164,18 +171,25 @@ class Launch:
                 res,
                 dependency=("afterok:" + ":".join(deps)) if deps else None,
             )
-            with ex.batch():
-                target = group.target()
-                jobs = [ex.submit(target, *task.args) for task in todo]
+            target = group.target()
+            jobs: list[Any] = []
+            for size in limits.array_sizes(len(todo)):  # one array, or several within MaxArraySize
+                with ex.batch():
+                    jobs += [ex.submit(target, *task.args) for task in todo[len(jobs):len(jobs) + size]]
             submitted[group.name] += [j.job_id for j in jobs]
             jobs_by_group[group.name] = list(zip(todo, jobs))
+            arrays = list(dict.fromkeys(array_id(j.job_id) for j in jobs))
             self.record(
                 group,
                 len(group.tasks) - len(group.pending),
                 [{"label": t.label, "job_id": j.job_id, "state": "SUBMITTED"} for t, j in zip(todo, jobs)],
-                note=f"afterok:{':'.join(deps)}" if deps else "",
+                note=(f"afterok:{':'.join(deps)}" if deps else "")
+                + (f" {len(arrays)} arrays ({limits.describe()})" if len(arrays) > 1 else ""),
             )
-            kind = f"array {array_id(jobs[0].job_id)} of {len(jobs)}" if len(jobs) > 1 else f"job {jobs[0].job_id}"
+            if len(arrays) > 1:
+                kind = f"{len(jobs)} tasks as {len(arrays)} arrays {', '.join(arrays)} (MaxArraySize {limits.max_array_tasks})"
+            else:
+                kind = f"array {arrays[0]} of {len(jobs)}" if len(jobs) > 1 else f"job {jobs[0].job_id}"
             print(f"submitted {group.name}: {kind}" + (f" (afterok {', '.join(deps)})" if deps else ""))
         return jobs_by_group
 
@@ -253,6 +267,39 @@ class Launch:
             return "CANCELLED" if "cancel" in str(exc).lower() else "FAILED"
 
 
+def check_job_limits(limits: Limits, n_jobs: int) -> None:
+    """Refuse, before anything is submitted, a launch that the scheduler would refuse part-way: more jobs than
+    this user may queue (MaxSubmitJobs) or the controller may hold (MaxJobCount), counting what is queued now."""
+    for limit, user_only, name in ((limits.max_submit_jobs, True, "MaxSubmitJobs, per user"),
+                                   (limits.max_job_count, False, "MaxJobCount, the whole cluster")):
+        if limit is None:
+            continue
+        queued = queued_jobs(user_only)
+        if n_jobs + queued > limit:
+            raise UserError(
+                f"this launch would queue {n_jobs} job(s) (each array task counts as one) beside the {queued} "
+                f"already queued, but the cluster allows {limit} ({name}). Launch part of the sweep first "
+                "(KEY=VALUE overrides, e.g. fewer seeds or more sims_per_task) and relaunch the rest later; a "
+                "relaunch submits only what is missing. Nothing was submitted."
+            )
+
+
+def dry_run_limits(groups: list[JobGroup], backend: str) -> str:
+    """What the dry run says of the cluster's limits: which groups go in as several arrays. Only Slurm has them;
+    a dry run on a machine without it says nothing."""
+    name = resolve_backend(backend) if backend in ("auto", "slurm") else backend
+    if not get_backend(name).scheduler:
+        return ""
+    limits = get_backend(name).limits()
+    lines = [f"cluster limits: {limits.describe()}"]
+    for group in groups:
+        sizes = limits.array_sizes(len(group.pending))
+        if len(sizes) > 1:
+            lines.append(f"  {group.name}: {len(group.pending)} tasks go in as {len(sizes)} arrays of "
+                         f"{', '.join(map(str, sizes))} tasks, followed and relaunched as one group")
+    return "\n".join(lines)
+
+
 def lock_dirs(sweep, run_dir: Path) -> dict[Path, str]:
     """The directories a launch writes and must not share with a concurrent launch: the run directory, and the
     data directory when the sweep generates data into it."""
@@ -300,6 +347,9 @@ def _launch(sweep, sweep_path, run_dir: Path, backend: str, dry_run: bool, wait:
         print(f"sweep {sweep.name} ({sweep_path}" + "".join(f" {o}" for o in overrides)
               + f") -> {run_dir}  [dry run: nothing is submitted]")
         print(format_plan(groups, cells=True))
+        limits = dry_run_limits(groups, backend)
+        if limits:
+            print(limits)
         return 0
     backend = resolve_backend(backend)
     # A first, read-only plan finds bad input before anything is created (a refused launch leaves no run

@@ -53,8 +53,27 @@ class Resources(Strict):
     gpus_per_node: int = Field(0, ge=0)
     mem_gb: float | None = Field(None, gt=0)
     array_parallelism: int = Field(64, ge=1, description="array tasks running at once")
+    signal_s: int | None = Field(None, ge=5, le=3600, description="seconds before the time limit at which Slurm "
+                                 "asks a training job to checkpoint and requeue itself (default: 90, or a third of a "
+                                 "limit under 4.5 minutes)")
+    max_requeues: int = Field(20, ge=0, le=1000, description="how often a training job that reaches its time limit "
+                              "is checkpointed and requeued before it counts as failed")
     setup: list[str] = Field(default_factory=list, description="shell lines run before the job (module load ...)")
     extra_sbatch: dict[str, str | int | bool] = Field(default_factory=dict, description="any other sbatch option")
+
+    @model_validator(mode="after")
+    def _signal_inside_limit(self) -> "Resources":
+        if self.signal_s is not None and self.signal_s >= self.time_min * 60:
+            raise ValueError(f"signal_s {self.signal_s} must be shorter than the time limit ({self.time_min} min = "
+                             f"{self.time_min * 60} s), or the job is asked to stop as soon as it starts")
+        return self
+
+    @property
+    def signal_delay_s(self) -> int:
+        """When Slurm signals before the limit: submitit's 90 s, or a third of a short limit (Slurm may signal up
+        to a minute early, so a short job needs the signal late enough to make progress first)."""
+        wanted = self.signal_s if self.signal_s is not None else 90
+        return min(wanted, self.time_min * 60 // 3) if self.signal_s is None else min(wanted, self.time_min * 60 - 1)
 
     def merged(self, override: "Resources | None") -> "Resources":
         """These defaults with the fields that ``override`` sets explicitly."""

@@ -63,8 +63,11 @@ stop_cluster_daemons() {
 
 # slurm_conf_common: the slurm.conf lines both local clusters share (process tracking, scheduling, accounting).
 # batch_sched_delay=0: the default delays each array task by 3 s; KillWait=5: submitit ignores SIGTERM.
+# cred_expire=15: a requeued job (a training job past its time limit) waits this long before it may start again;
+# Slurm's default 120 s would make the time-limit test wait minutes per requeue.
 slurm_conf_common() {
     cat <<'EOF'
+AuthInfo=cred_expire=15
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none

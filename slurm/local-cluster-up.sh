@@ -57,6 +57,8 @@ SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 AuthType=auth/munge
 CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
+# A small array limit, as real clusters have one (default 1001): larger job groups go in as several arrays.
+MaxArraySize=${FLUIDPERC_SLURM_MAX_ARRAY:-8}
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/spool
 SlurmctldPidFile=$STATE/run/slurmctld.pid

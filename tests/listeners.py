@@ -130,3 +130,39 @@ def failure(found: list[Listener]) -> str:
     return ("listener guard: during this test, something listened off loopback in this machine's network "
             "namespace, where another machine could reach it: " + "; ".join(item.describe() for item in found)
             + ". Bind it to 127.0.0.1, or run it inside a network namespace the test made.")
+
+
+class NamespaceSampler:
+    """Listeners inside other network namespaces (the multi-node cluster's nodes), sampled in the background for
+    the duration of a ``with`` block: what a job there listened on, to check it bound to its node's address."""
+
+    def __init__(self, namespaces: tuple[str, ...], interval_s: float = 0.3) -> None:
+        self.namespaces = namespaces
+        self.interval_s = interval_s
+        self.seen: dict[str, set[tuple[str, str, str]]] = {ns: set() for ns in namespaces}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="namespace-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for ns in self.namespaces:
+                try:
+                    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-H", "-ltnup"], capture_output=True,
+                                         text=True, timeout=10).stdout
+                except (OSError, subprocess.SubprocessError):
+                    continue
+                self.seen[ns] |= {(item.address, item.port, item.process) for item in parse_ss(out)}
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> "NamespaceSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def wildcard(self) -> list[str]:
+        """Every listener seen on a wildcard address (0.0.0.0, *, [::]), as "node address:port process"."""
+        return sorted(f"{ns} {a}:{p} {proc}" for ns, items in self.seen.items() for a, p, proc in items
+                      if a.strip("[]") in ("*", "0.0.0.0", "::"))

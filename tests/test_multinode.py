@@ -18,6 +18,7 @@ import xarray as xr
 import zarr
 
 from conftest import MN_NODES
+from listeners import NamespaceSampler
 from fluidperc.train import CellConfig, run
 from test_tune import VGG_LAYERS, check_tidy, tune_env, tune_sweep  # noqa: F401  (tune_env: a fixture)
 
@@ -102,16 +103,25 @@ def test_ddp_over_two_nodes_equals_one_process_and_resumes_after_cancel(multinod
     while multinode_cluster.run("squeue", "-h", "-j", job).stdout.strip():
         time.sleep(0.5)
     assert not (cancelled / "train" / LABEL / "result.json").exists(), "the cancelled job must not have finished"
-    for path, run_dir in ((sweep, short), (long_sweep, whole), (long_sweep, cancelled)):
-        # --wait: the short and whole runs' jobs are still queued or running from their launch
-        res = multinode_cluster.launch(str(path), "--out", str(run_dir), "--wait", timeout=500)
-        assert res.returncode == 0, res.stderr
+    with NamespaceSampler(MN_NODES) as listening:  # what the ranks listen on inside the nodes, while they train
+        for path, run_dir in ((sweep, short), (long_sweep, whole), (long_sweep, cancelled)):
+            # --wait: the short and whole runs' jobs are still queued or running from their launch
+            res = multinode_cluster.launch(str(path), "--out", str(run_dir), "--wait", timeout=500)
+            assert res.returncode == 0, res.stderr
     results = {p.name: json.loads((p / "train" / LABEL / "result.json").read_text()) for p in (short, whole, cancelled)}
+    addresses = {"fpn1": "10.213.0.11", "fpn2": "10.213.0.12", "fpn3": "10.213.0.13"}
     for r in results.values():
         assert r["world_size"] == 2 and len(set(r["rank_digests"])) == 1
         # rank, world size and MASTER_ADDR came from Slurm (submitit's environment), one rank per node
         assert len(set(r["rank_hosts"])) == 2 and set(r["rank_hosts"]) <= set(MN_NODES)
         assert r["master_addr"] == r["rank_hosts"][0]
+        # the store listened on the first node's cluster address, not on every interface
+        assert r["rendezvous"].startswith(f"tcp {addresses[r['rank_hosts'][0]]}:"), r["rendezvous"]
+    stores = {f"{host} {addresses[host]}:{r['rendezvous'].rsplit(':', 1)[1]}" for r in results.values()
+              for host in r["rank_hosts"][:1]}
+    seen = {f"{ns} {a}:{p}" for ns, items in listening.seen.items() for a, p, _ in items}
+    assert stores & seen, f"no rank-0 store was seen listening ({stores}) among {sorted(seen)}"
+    assert not listening.wildcard(), f"listeners on every interface inside the nodes: {listening.wildcard()}"
     logs = "".join(p.read_text() for p in (cancelled / "logs").rglob("*_log.err"))
     assert f"cell {LABEL}: resuming from step" in logs, logs[-2000:]
     assert results["cancelled"]["resumed_from_step"] >= 10 and results["whole"]["resumed_from_step"] is None

@@ -65,6 +65,7 @@ def assert_stores_whole(data: Path) -> None:
     res = run_module("fluidperc.datasets", "verify", str(data))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "PROBLEMS" not in res.stdout and res.stdout.count("4 complete sim(s), 0 incomplete") == 2, res.stdout
+    assert res.stdout.count("checksums match for 4 sim(s)") == 2, res.stdout
 
 
 @pytest.mark.slow
@@ -232,6 +233,23 @@ def test_verify_reports_complete_incomplete_and_non_finite_sims_per_store(tmp_pa
     assert "4 complete sim(s), 0 incomplete, all complete sims finite" in lines["karman_16x8.zarr"]
     missing = run_module("fluidperc.datasets", "verify", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "no such store or data directory" in missing.stderr
+
+
+@pytest.mark.slow
+def test_verify_finds_one_flipped_byte_in_one_chunk_and_names_its_sim_and_variable(tmp_path):
+    _, high = _generate(tmp_path)
+    low = high.with_name("karman_16x8.zarr")
+    assert_stores_whole(tmp_path / "data")
+    chunk = low / "velocity_x" / "c" / "1" / "0" / "0" / "0"  # sim 1, its first frames
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    res = run_module("fluidperc.datasets", "verify", str(tmp_path / "data"))
+    assert res.returncode == 1, res.stdout
+    lines = {Path(line.split(":")[0]).name: line for line in res.stdout.splitlines() if ".zarr:" in line}
+    assert "CHECKSUM MISMATCH in sim 1 velocity_x: " in lines["karman_16x8.zarr"], res.stdout
+    assert lines["karman_16x8.zarr"].count("sim ") == 1, "only the flipped sim is named"
+    assert "checksums match for 4 sim(s)" in lines["karman_32x16.zarr"]
 
 
 def test_dry_run_names_every_cell_with_its_seeds_and_the_reason_it_is_skipped(tmp_path):

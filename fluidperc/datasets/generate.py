@@ -54,13 +54,19 @@ def simulate_group(spec_json: str, data_dir: str, sims: list[int], device: str =
             written += len(buffer)
             buffer = []
     # Read every frame back before vouching for it: unwritten chunks read as NaN (the fill value), so a write
-    # lost to a full disk or a killed neighbour is caught here as surely as a simulation that blew up.
+    # lost to a full disk or a killed neighbour is caught here as surely as a simulation that blew up. What was
+    # read back is what the checksums vouch for.
+    sums: dict[Path, dict[int, dict[str, str]]] = {high_path: {}, low_path: {}}
     for s in todo:
         for group, name in ((high, high_path), (low, low_path)):
-            bad = [v for v in store.VARIABLES if not np.isfinite(group[v][s]).all()]
+            frames = {v: group[v][s] for v in store.VARIABLES}
+            bad = [v for v, a in frames.items() if not np.isfinite(a).all()]
             if bad:
                 raise FloatingPointError(f"{label}: sim {s} has non-finite or unwritten values in {', '.join(bad)} of "
                                          f"{name}; it was not marked complete (relaunch to simulate it again)")
+            sums[name][s] = {v: store.frames_sha256(a) for v, a in frames.items()}
+    for name, per_sim in sums.items():
+        store.record_checksums(name, per_sim)
     for s in todo:
         store.mark_complete(high, s)
         store.mark_complete(low, s)

@@ -4,11 +4,19 @@ Variables: velocity_x (sim, frame, y, x_face), velocity_y (sim, frame, y_face, x
 complete (sim). Coordinates: sim, frame, time(frame), y, x, y_face, x_face in domain units, and per sim reynolds,
 seed, viscosity, reynolds_ud (U*D/nu), is_test. No chunk spans two sims, so array tasks write disjoint chunks;
 the launcher creates the store (arrays, coordinates, attrs) before any task runs.
+
+Each complete sim's frames carry a content checksum (sha256 of each variable's decoded frames, in the ``complete``
+array's ``frames_sha256`` attribute), taken from what was read back after writing, so ``python -m
+fluidperc.datasets verify`` can prove a store against itself. Not against another machine: regenerating the plume
+on another CPU may change it by rounding.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import warnings
@@ -209,6 +217,38 @@ def write_frames(group: "zarr.Group", sim: int, start: int, frames: dict[str, np
 
 def mark_complete(group: "zarr.Group", sim: int) -> None:
     group["complete"][sim] = True
+
+
+CHECKSUM_ATTR = "frames_sha256"  # on the complete array: {sim: {variable: sha256 of its decoded float32 frames}}
+
+
+def frames_sha256(frames: np.ndarray) -> str:
+    """One variable of one sim, as decoded from the store (dtype and shape included in what is hashed)."""
+    a = np.ascontiguousarray(frames)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def record_checksums(path: Path, sums: dict[int, dict[str, str]]) -> None:
+    """Merge ``sums`` into the store's checksum attribute. Array tasks of one store finish concurrently, and an
+    attribute write replaces the whole metadata document, so the read-merge-write holds a lock on the store."""
+    import zarr
+
+    folder = Path(path) / "complete"
+    fd = os.open(folder, os.O_RDONLY)  # the array's directory is the lock: no file of ours inside the store
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        done = zarr.open_array(str(folder), mode="r+")
+        recorded = dict(done.attrs.get(CHECKSUM_ATTR, {}))
+        recorded.update({str(sim): dict(per_var) for sim, per_var in sums.items()})
+        done.attrs[CHECKSUM_ATTR] = recorded
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def recorded_checksums(group: "zarr.Group") -> dict[int, dict[str, str]]:
+    return {int(k): v for k, v in dict(group["complete"].attrs).get(CHECKSUM_ATTR, {}).items()}
 
 
 def compute_statistics(path: Path) -> dict[str, dict[str, float]]:

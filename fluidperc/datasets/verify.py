@@ -1,5 +1,6 @@
 """What a dataset store holds and whether it is whole: arrays, shapes, coordinates, spec, complete sims, and
-(when asked to read the data) non-finite values in sims marked complete.
+(when asked to read the data) non-finite values, unreadable chunks and checksum mismatches in sims marked
+complete (each against the checksum recorded when it was written).
 
 The launcher inspects the structure of every store a sweep writes before it submits anything (cheap: metadata
 and the ``complete`` flags); ``python -m fluidperc.datasets verify`` also reads every complete sim's frames.
@@ -26,16 +27,23 @@ class StoreReport:
     complete: list[int] = field(default_factory=list)
     incomplete: list[int] = field(default_factory=list)
     nonfinite: list[int] = field(default_factory=list)  # complete sims with NaN or inf (only when scanned)
+    mismatched: list[str] = field(default_factory=list)  # "sim 3 velocity_x: ..." (only when scanned)
+    unchecked: list[int] = field(default_factory=list)  # complete sims without a recorded checksum (older stores)
     scanned: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.foreign and not self.nonfinite
+        return not self.problems and not self.foreign and not self.nonfinite and not self.mismatched
 
     def summary(self) -> str:
         parts = [f"{len(self.complete)} complete sim(s)", f"{len(self.incomplete)} incomplete"]
         if self.scanned:
             parts.append(f"non-finite values in sims {self.nonfinite}" if self.nonfinite else "all complete sims finite")
+            checked = len(self.complete) - len(self.unchecked)
+            parts.append(f"CHECKSUM MISMATCH in {'; '.join(self.mismatched)}" if self.mismatched
+                         else f"checksums match for {checked} sim(s)")
+            if self.unchecked:
+                parts.append(f"no checksum recorded for sims {self.unchecked} (written before checksums existed)")
         head = f"{self.path}: " + ", ".join(parts)
         return head + ("" if not self.problems else "; PROBLEMS: " + "; ".join(self.problems))
 
@@ -97,11 +105,33 @@ def inspect_store(path: Path, spec: DatasetSpec | None = None, which: Literal["h
     report.complete = [int(i) for i in np.flatnonzero(done)]
     report.incomplete = [int(i) for i in np.flatnonzero(~done)]
     if scan and not report.problems:
-        report.scanned = True
-        for sim in report.complete:
-            if not all(np.isfinite(group[var][sim]).all() for var in VARIABLES):
-                report.nonfinite.append(sim)
+        _scan(group, report)
     return report
+
+
+def _scan(group, report: StoreReport) -> None:
+    """Read every complete sim's frames: non-finite values, chunks that cannot be decoded, and the checksum of
+    each variable against the one recorded when the sim was written."""
+    from fluidperc.datasets.store import VARIABLES, frames_sha256, recorded_checksums
+
+    report.scanned = True
+    sums = recorded_checksums(group)
+    for sim in report.complete:
+        want = sums.get(sim)
+        if want is None:
+            report.unchecked.append(sim)
+        finite = True
+        for var in VARIABLES:
+            try:
+                frames = group[var][sim]
+            except Exception as err:  # a chunk whose compressed bytes no longer decode
+                report.mismatched.append(f"sim {sim} {var}: a chunk cannot be read ({type(err).__name__})")
+                continue
+            finite = finite and bool(np.isfinite(frames).all())
+            if want is not None and var in want and frames_sha256(frames) != want[var]:
+                report.mismatched.append(f"sim {sim} {var}: its frames differ from what was written")
+        if not finite:
+            report.nonfinite.append(sim)
 
 
 def find_stores(path: Path) -> list[Path]:

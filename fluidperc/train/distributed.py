@@ -30,6 +30,7 @@ class Dist:
     device: torch.device
     grouped: bool = False  # a process group exists (also with one rank, when the caller made it): DDP is used
     owns_group: bool = False  # setup made it, so teardown destroys it
+    rendezvous: str = ""  # how the ranks met: "file" (one node) or "tcp ADDRESS:PORT" (rank 0's bound store)
 
     @property
     def is_main(self) -> bool:
@@ -59,19 +60,23 @@ def _bound_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_store(rank: int, world: int, local_world: int, rendezvous_dir: Path | None) -> tuple[dist.Store, object]:
-    """The rendezvous store, and what must live as long as it (rank 0's listening socket)."""
+def make_store(rank: int, world: int, local_world: int, rendezvous_dir: Path | None
+               ) -> tuple[dist.Store, object, str]:
+    """The rendezvous store, what must live as long as it (rank 0's socket, or the store's file), and how the
+    ranks met (recorded in result.json)."""
     if local_world >= world and rendezvous_dir is not None:
         for var in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
             os.environ.setdefault(var, "lo")  # the ranks' own connections: loopback is enough on one node
         rendezvous_dir.mkdir(parents=True, exist_ok=True)
         path = rendezvous_dir / f".rendezvous-{_attempt_tag()}"
-        return dist.FileStore(str(path), world), path
+        return dist.FileStore(str(path), world), path, "file"
     host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
     if rank == 0:
         sock = _bound_listener(host, port)
-        return dist.TCPStore(host, port, world, True, STORE_TIMEOUT, master_listen_fd=sock.fileno()), sock
-    return dist.TCPStore(host, port, world, False, STORE_TIMEOUT), None
+        bound = sock.getsockname()[0]
+        store = dist.TCPStore(host, port, world, True, STORE_TIMEOUT, master_listen_fd=sock.fileno())
+        return store, sock, f"tcp {bound}:{port}"
+    return dist.TCPStore(host, port, world, False, STORE_TIMEOUT), None, f"tcp {host}:{port}"
 
 
 def setup(device: str = "auto", rendezvous_dir: Path | None = None) -> Dist:
@@ -91,11 +96,11 @@ def setup(device: str = "auto", rendezvous_dir: Path | None = None) -> Dist:
         return Dist(dist.get_rank(), dist.get_world_size(), local, dev, grouped=True)
     if world > 1:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        store, keep = make_store(rank, world, local_world, rendezvous_dir)
+        store, keep, how = make_store(rank, world, local_world, rendezvous_dir)
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", store=store, rank=rank, world_size=world,
                                 device_id=dev if dev.type == "cuda" else None)
         _KEEP[:] = [store, keep]
-        return Dist(rank, world, local, dev, grouped=True, owns_group=True)
+        return Dist(rank, world, local, dev, grouped=True, owns_group=True, rendezvous=how)
     return Dist(rank, world, local, dev)
 
 

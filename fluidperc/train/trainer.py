@@ -57,6 +57,10 @@ class Trainer:
         self.dist: distributed.Dist | None = None
         # Called on rank 0 after each validation, once that step's checkpoint is on disk (Ray Tune reports here).
         self.on_validate: Callable[[dict[str, Any], Path], None] | None = None
+        # Set by a scheduler's signal handler while the loop runs: called once at the end of the current step (its
+        # metrics written), where a checkpoint holds exactly the steps done (hpc.jobs.TrainJob).
+        self.in_loop = False
+        self.at_step_end: Callable[[], None] | None = None
 
     # --- checkpoints ------------------------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
@@ -126,6 +130,7 @@ class Trainer:
         bar = tqdm(total=s.steps, initial=self.step, desc=cell.label, unit="step", file=sys.stderr,
                    disable=not (self.progress and d.is_main), mininterval=10)
         last: dict[str, Any] = {}
+        self.in_loop = True
         try:
             while self.step < s.steps:
                 value = self._train_step(wrapped, next(batches), loss_fn)
@@ -142,7 +147,11 @@ class Trainer:
                 if d.is_main and self.on_validate is not None and "val_loss" in row:
                     self.on_validate(row, self.out / "checkpoint.pt")
                 bar.update(1)
+                if self.at_step_end is not None:
+                    hook, self.at_step_end = self.at_step_end, None
+                    hook()
         finally:
+            self.in_loop = False
             bar.close()
             if log is not None:
                 log.close()
@@ -248,6 +257,7 @@ class Trainer:
         # where the ranks ran and how they met, so a multi-node run can be checked after the fact
         result = {"cell": cell.label, "steps": self.step, "weights_sha256": digest, "rank_digests": digests,
                   "world_size": d.world_size, "rank_hosts": [r[1] for r in ranks],
+                  "rendezvous": d.rendezvous,  # rank 0's: the store it made (file, or tcp bound to its address)
                   "master_addr": os.environ.get("MASTER_ADDR") if d.grouped else None,
                   "resumed_from_step": self.resumed_from,
                   **{k: v for k, v in last.items() if k != "step"}}

@@ -1,0 +1,158 @@
+"""The limits every real cluster has, on the single-node test cluster: an array size limit (MaxArraySize=8 there,
+slurm/local-cluster-up.sh) and a time limit that a training job crosses by checkpoint and requeue."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import zarr
+
+from conftest import ROOT, run_module
+
+pytestmark = pytest.mark.slurm
+
+DATAGEN_20 = """
+name: arr
+datagen:
+  data_dir: {data}
+  resources: {{cpus_per_task: 1, time_min: 20}}
+  datasets:
+    - scene: karman
+      resolution: [32, 16]
+      factor: 2
+      train_reynolds: [1.0e5, 1.5e5, 2.0e5, 2.5e5, 3.0e5, 3.5e5, 4.0e5, 4.5e5, 5.0e5, 5.5e5,
+                       6.0e5, 6.5e5, 7.0e5, 7.5e5, 8.0e5, 8.5e5]
+      test_reynolds: [1.25e5, 3.25e5, 5.25e5, 7.25e5]
+      steps: 40
+      keep_from: 0
+      sims_per_task: 1
+      frames_per_chunk: 10
+"""
+
+
+def _slurm(*args: str) -> str:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+def _config_value(key: str) -> str:
+    for line in _slurm("scontrol", "show", "config").splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == key:
+            return value.strip()
+    return ""
+
+
+@pytest.mark.timeout(600)
+def test_a_20_task_datagen_group_goes_in_as_three_arrays_completes_as_one_group_and_a_relaunch_redoes_a_killed_task(
+        slurm_cluster, tmp_path, launch_cli, status_cli):
+    if _config_value("MaxArraySize") != "8":
+        pytest.skip("the test cluster runs with MaxArraySize=8 (slurm/local-cluster-up.sh); this one does not")
+    sweep = tmp_path / "arr.yaml"
+    sweep.write_text(DATAGEN_20.format(data=tmp_path / "data"))
+    run_dir = tmp_path / "run"
+    dry = launch_cli(str(sweep), "--backend", "slurm", "--out", str(run_dir), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "MaxArraySize=8" in dry.stdout and "20 tasks go in as 3 arrays of 8, 8, 4 tasks" in dry.stdout, dry.stdout
+
+    res = launch_cli(str(sweep), "--backend", "slurm", "--out", str(run_dir))
+    assert res.returncode == 0, res.stderr
+    assert "20 tasks as 3 arrays" in res.stdout, res.stdout
+    groups = json.loads((run_dir / "manifest.json").read_text())["launches"][0]["groups"]
+    tasks = groups[0]["tasks"]
+    arrays = list(dict.fromkeys(t["job_id"].split("_")[0] for t in tasks))
+    assert len(tasks) == 20 and len(arrays) == 3, tasks
+    # the statistics job waits for all three arrays
+    assert groups[1]["note"] == "afterok:" + ":".join(sorted(arrays)), groups[1]
+
+    victim = next(t["job_id"] for t in tasks if t["label"] == "sims-17-17")  # in the third array
+    deadline = time.time() + 300
+    while _slurm("squeue", "-h", "-j", victim, "-o", "%T").strip() != "RUNNING":
+        assert time.time() < deadline, f"{victim} never started"
+        time.sleep(0.1)
+    subprocess.run(["scancel", "--signal=KILL", "--full", victim], check=True, timeout=60)
+    while _slurm("squeue", "-h", "-j", ",".join(arrays)).strip():
+        assert time.time() < deadline + 300, "the arrays never left the queue"
+        time.sleep(0.5)
+    high = tmp_path / "data" / "karman_32x16.zarr"
+    done = zarr.open_group(str(high), mode="r", use_consolidated=False)["complete"][:]
+    assert done.tolist() == [True] * 17 + [False] + [True] * 2, done
+
+    again = launch_cli(str(sweep), "--backend", "slurm", "--out", str(run_dir), "--wait")
+    assert again.returncode == 0, again.stderr
+    relaunch = json.loads((run_dir / "manifest.json").read_text())["launches"][1]["groups"]
+    assert [t["label"] for t in relaunch[0]["tasks"]] == ["sims-17-17"] and relaunch[0]["already_done"] == 19
+    group = zarr.open_group(str(high), mode="r")
+    assert group["complete"][:].all() and "statistics" in group.attrs
+    verify = run_module("fluidperc.datasets", "verify", str(tmp_path / "data"))
+    assert verify.returncode == 0 and verify.stdout.count("checksums match for 20 sim(s)") == 2, verify.stdout
+    status = status_cli(str(run_dir))
+    assert status.returncode == 0, status.stderr
+    assert "karman_32x16: 20/20 sims" in status.stdout, status.stdout
+    rows = [line for line in status.stdout.splitlines() if line.split()[:1] == ["datagen"]]  # stage, group, ...
+    assert len(rows) == 1, f"the three arrays should read as one group: {rows}"
+
+
+TIME_LIMITED = """
+name: tl
+train:
+  data_dir: {data}
+  tasks: [ae]
+  datasets: [{{scene: karman, resolution: [32, 16], high_resolution: [64, 32]}}]
+  losses: [mse]
+  seeds: [0]
+  settings: {{steps: {steps}, batch_size: 3, checkpoint_every: 5000, validate_every: 5000}}
+  resources: {{time_min: 1, cpus_per_task: 1}}
+"""
+STEPS = 20000  # about 2 minutes of training on one core here: at least two 1-minute limits to cross
+
+
+@pytest.mark.timeout(900)
+def test_a_cell_longer_than_its_time_limit_finishes_across_requeues_with_the_weights_of_an_uninterrupted_run(
+        slurm_cluster, data_dir, tmp_path, launch_cli):
+    sweep = tmp_path / "tl.yaml"
+    sweep.write_text(TIME_LIMITED.format(data=data_dir, steps=STEPS))
+    run_dir = tmp_path / "run"
+    cell_dir = run_dir / "train" / "ae-karman_32x16-mse-s0"
+    launched = subprocess.Popen([sys.executable, "-m", "hpc.launch", str(sweep), "--backend", "slurm", "--out",
+                                 str(run_dir), "--wait"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    # the same cell, uninterrupted, beside it on the other core (the job's config, once the job has written it)
+    deadline = time.time() + 300
+    while not (cell_dir / "config.json").exists():
+        assert time.time() < deadline and launched.poll() is None, "the job never started training"
+        time.sleep(0.5)
+    alone = tmp_path / "alone"
+    reference = subprocess.run([sys.executable, "-m", "fluidperc.train", str(cell_dir / "config.json"), str(alone),
+                                "--no-progress"], capture_output=True, text=True, timeout=800, cwd=ROOT,
+                               env={**_env(), "OMP_NUM_THREADS": "1"})
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    out, err = launched.communicate(timeout=800)
+    assert launched.returncode == 0, err[-3000:]
+
+    job = json.loads((run_dir / "manifest.json").read_text())["launches"][0]["groups"][0]["tasks"][0]["job_id"]
+    states = _slurm("sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", job).split()
+    assert states.count("REQUEUED") >= 2 and states[-1] == "COMPLETED", states
+    logs = "".join(p.read_text() for p in sorted((run_dir / "logs" / "train.ae").glob("*_log.*")))
+    saved = [int(line.split()[4].rstrip(":")) for line in logs.splitlines()
+             if line.startswith("checkpoint signal at step") and line.endswith("saved")]
+    assert len(saved) >= 2, logs[-3000:]
+    for step in saved:  # each piece went on from exactly where the signal stopped the one before
+        assert f"resuming from step {step} " in logs, logs[-3000:]
+    result = json.loads((cell_dir / "result.json").read_text())
+    assert result["steps"] == STEPS and result["resumed_from_step"] == saved[-1]
+    got = torch.load(cell_dir / "model.pt", weights_only=True)["model"]
+    want = torch.load(alone / "model.pt", weights_only=True)["model"]
+    gap = max(float((got[k] - want[k]).abs().max()) for k in want)
+    assert gap <= 1e-5, f"the requeued cell ends {gap:.2e} from the uninterrupted one (DDP's tolerance is 1e-5)"
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_JOB")}
