@@ -101,6 +101,7 @@ class Launch:
         self.manifest["launches"].append(self.entry)
         self.failures: list[str] = []
         self.in_flight: list[tuple[str, Task, str]] = []  # (group, task, job id) still queued from an earlier launch
+        self.limits: Limits | None = None
         self.save()
 
     def save(self) -> None:
@@ -121,15 +122,28 @@ class Launch:
         return item
 
     # --- Slurm: submit everything, chained with afterok ---------------------------------------------------
+    def _previous_states(self) -> dict[str, dict[str, str]]:
+        old_ids = [v["job_id"] for (g, _), v in self.previous.items() if v["backend"] == self.backend]
+        return (get_backend(self.backend).states(old_ids) or {}) if old_ids else {}
+
+    def check_limits(self, groups: list[JobGroup]) -> Limits:
+        """The scheduler's limits, read once per launch; refuses (before anything is prepared or submitted) a
+        launch that would queue more jobs than they allow. Tasks still queued from an earlier launch are not
+        submitted again, so they do not count twice."""
+        if self.limits is None:
+            states = self._previous_states()
+            active = {v["job_id"] for v in self.previous.values()
+                      if states.get(v["job_id"], {}).get("state") in SLURM_ACTIVE}
+            self.limits = get_backend(self.backend).limits()
+            check_job_limits(self.limits, sum(1 for g in groups for t in g.pending
+                                              if (self.previous.get((g.name, t.label)) or {}).get("job_id") not in active))
+            self.entry["limits"] = self.limits.describe()
+        return self.limits
+
     def submit_slurm(self, groups: list[JobGroup]) -> dict[str, list[Any]]:
         backend = get_backend(self.backend)
-        old_ids = [v["job_id"] for (g, _), v in self.previous.items() if v["backend"] == self.backend]
-        states = (backend.states(old_ids) or {}) if old_ids else {}
-        limits = backend.limits()  # read once per launch
-        active = {v["job_id"] for v in self.previous.values() if states.get(v["job_id"], {}).get("state") in SLURM_ACTIVE}
-        check_job_limits(limits, sum(1 for g in groups for t in g.pending
-                                     if (self.previous.get((g.name, t.label)) or {}).get("job_id") not in active))
-        self.entry["limits"] = limits.describe()
+        limits = self.check_limits(groups)
+        states = self._previous_states()
         submitted: dict[str, list[str]] = {}
         jobs_by_group: dict[str, list[Any]] = {}
         for group in groups:
@@ -381,6 +395,8 @@ def launch_locked(sweep, run_dir: Path, backend: str, wait: bool, overrides: lis
     run = Launch(run_dir, sweep.name, backend, job_prefix=sweep.name, groups=groups)
     run.entry["overrides"] = list(overrides)
     run.save()
+    if get_backend(backend).scheduler:
+        run.check_limits(groups)
     for group in groups:  # also for groups with nothing left: preparing is idempotent and clears dead temporaries
         if group.prepare is not None:
             try:

@@ -162,7 +162,8 @@ class NamespaceSampler:
         self._stop.set()
         self._thread.join(timeout=30)
 
-    def wildcard(self) -> list[str]:
-        """Every listener seen on a wildcard address (0.0.0.0, *, [::]), as "node address:port process"."""
+    def wildcard(self, process: str = "") -> list[str]:
+        """Every listener seen on a wildcard address (0.0.0.0, *, [::]) by a process whose ss entry contains
+        ``process``, as "node address:port process"."""
         return sorted(f"{ns} {a}:{p} {proc}" for ns, items in self.seen.items() for a, p, proc in items
-                      if a.strip("[]") in ("*", "0.0.0.0", "::"))
+                      if a.strip("[]") in ("*", "0.0.0.0", "::") and process in proc)

@@ -94,8 +94,8 @@ def test_a_20_task_datagen_group_goes_in_as_three_arrays_completes_as_one_group_
     status = status_cli(str(run_dir))
     assert status.returncode == 0, status.stderr
     assert "karman_32x16: 20/20 sims" in status.stdout, status.stdout
-    rows = [line for line in status.stdout.splitlines() if line.split()[:1] == ["datagen"]]  # stage, group, ...
-    assert len(rows) == 1, f"the three arrays should read as one group: {rows}"
+    rows = [line for line in status.stdout.splitlines() if line.split()[:2] == ["datagen", "datagen.karman_32x16"]]
+    assert len(rows) == 1 and "COMPLETED 20" in rows[0], f"the three arrays should read as one group: {rows}"
 
 
 TIME_LIMITED = """
@@ -136,8 +136,11 @@ def test_a_cell_longer_than_its_time_limit_finishes_across_requeues_with_the_wei
     assert launched.returncode == 0, err[-3000:]
 
     job = json.loads((run_dir / "manifest.json").read_text())["launches"][0]["groups"][0]["tasks"][0]["job_id"]
-    states = _slurm("sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", job).split()
-    assert states.count("REQUEUED") >= 2 and states[-1] == "COMPLETED", states
+    deadline = time.time() + 120
+    while (states := _slurm("sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", job).split())[-1:] != ["COMPLETED"]:
+        assert time.time() < deadline, f"accounting never recorded the end of {job}: {states}"
+        time.sleep(1)  # accounting learns of the job's end some seconds after the launcher does
+    assert states.count("REQUEUED") >= 2, states
     logs = "".join(p.read_text() for p in sorted((run_dir / "logs" / "train.ae").glob("*_log.*")))
     saved = [int(line.split()[4].rstrip(":")) for line in logs.splitlines()
              if line.startswith("checkpoint signal at step") and line.endswith("saved")]
@@ -156,3 +159,28 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_JOB")}
+
+
+@pytest.mark.timeout(300)
+def test_a_launch_over_the_users_max_submit_jobs_is_refused_before_anything_is_submitted(slurm_cluster, tmp_path,
+                                                                                          launch_cli):
+    import getpass
+
+    user = getpass.getuser()
+    sweep = tmp_path / "arr.yaml"
+    sweep.write_text(DATAGEN_20.format(data=tmp_path / "data"))
+    subprocess.run(["sacctmgr", "-i", "modify", "user", user, "set", "MaxSubmitJobs=5"], check=True,
+                   capture_output=True, timeout=60)
+    try:
+        res = launch_cli(str(sweep), "--backend", "slurm", "--out", str(tmp_path / "run"))
+    finally:
+        subprocess.run(["sacctmgr", "-i", "modify", "user", user, "set", "MaxSubmitJobs=-1"], check=True,
+                       capture_output=True, timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    message = res.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    assert "would queue 21 job(s)" in message and "allows 5 (MaxSubmitJobs, per user)" in message, message
+    assert "Nothing was submitted" in message
+    manifest = tmp_path / "run" / "manifest.json"
+    launches = json.loads(manifest.read_text())["launches"] if manifest.exists() else []
+    assert all(not g["tasks"] for launch in launches for g in launch.get("groups", [])), launches

@@ -102,3 +102,16 @@ def test_dry_run_refuses_an_unknown_backend_and_takes_overrides_after_the_option
     assert wrong.returncode == 2 and "unknown backend 'nosuch'; expected one of auto, slurm, local, debug" in wrong.stderr
     res = launch_cli(sweep, "--dry-run", "--out", str(tmp_path / "run"), "check.tasks=3")
     assert res.returncode == 0 and "check.tasks=3" in res.stdout and "3/3" in res.stdout, res.stdout + res.stderr
+
+
+def test_cluster_limits_split_a_group_into_arrays_of_at_most_max_array_size_and_read_scontrols_format():
+    from hpc.backends import Limits, _read_config_int
+
+    assert Limits(max_array_tasks=8).array_sizes(20) == [8, 8, 4]
+    assert Limits(max_array_tasks=8).array_sizes(16) == [8, 8]
+    assert Limits(max_array_tasks=8).array_sizes(0) == []
+    assert Limits().array_sizes(2000) == [2000]
+    config = "MaxArraySize            = 1001\nMaxJobCount             = 10000\nMaxStepCount = (null)\n"
+    assert _read_config_int(config, "MaxArraySize") == 1001 and _read_config_int(config, "MaxJobCount") == 10000
+    assert _read_config_int(config, "MaxStepCount") is None and _read_config_int(config, "Nothing") is None
+    assert Limits(8, 10000, 5).describe() == "MaxArraySize=8, MaxJobCount=10000, MaxSubmitJobs=5"
