@@ -102,6 +102,7 @@ class Launch:
         self.failures: list[str] = []
         self.in_flight: list[tuple[str, Task, str]] = []  # (group, task, job id) still queued from an earlier launch
         self.limits: Limits | None = None
+        self._states: dict[str, dict[str, str]] | None = None
         self.save()
 
     def save(self) -> None:
@@ -123,8 +124,11 @@ class Launch:
 
     # --- Slurm: submit everything, chained with afterok ---------------------------------------------------
     def _previous_states(self) -> dict[str, dict[str, str]]:
-        old_ids = [v["job_id"] for (g, _), v in self.previous.items() if v["backend"] == self.backend]
-        return (get_backend(self.backend).states(old_ids) or {}) if old_ids else {}
+        """The scheduler's state of the earlier launches' jobs, asked once per launch."""
+        if self._states is None:
+            old_ids = [v["job_id"] for (g, _), v in self.previous.items() if v["backend"] == self.backend]
+            self._states = (get_backend(self.backend).states(old_ids) or {}) if old_ids else {}
+        return self._states
 
     def check_limits(self, groups: list[JobGroup]) -> Limits:
         """The scheduler's limits, read once per launch; refuses (before anything is prepared or submitted) a
@@ -301,10 +305,13 @@ def check_job_limits(limits: Limits, n_jobs: int) -> None:
 def dry_run_limits(groups: list[JobGroup], backend: str) -> str:
     """What the dry run says of the cluster's limits: which groups go in as several arrays. Only Slurm has them;
     a dry run on a machine without it says nothing."""
-    name = resolve_backend(backend) if backend in ("auto", "slurm") else backend
-    if not get_backend(name).scheduler:
+    chosen = get_backend(resolve_backend("auto") if backend == "auto" else backend)
+    if not chosen.scheduler:
         return ""
-    limits = get_backend(name).limits()
+    ok, why = chosen.reachable()
+    if not ok:  # a preview on a machine without the cluster still shows the plan
+        return f"cluster limits: not read ({why}); a group larger than the cluster's MaxArraySize goes in as several arrays"
+    limits = chosen.limits()
     lines = [f"cluster limits: {limits.describe()}"]
     for group in groups:
         sizes = limits.array_sizes(len(group.pending))

@@ -72,8 +72,9 @@ class Resources(Strict):
     def signal_delay_s(self) -> int:
         """When Slurm signals before the limit: submitit's 90 s, or a third of a short limit (Slurm may signal up
         to a minute early, so a short job needs the signal late enough to make progress first)."""
-        wanted = self.signal_s if self.signal_s is not None else 90
-        return min(wanted, self.time_min * 60 // 3) if self.signal_s is None else min(wanted, self.time_min * 60 - 1)
+        if self.signal_s is not None:
+            return min(self.signal_s, self.time_min * 60 - 1)  # merged stage resources skip the validator
+        return min(90, self.time_min * 60 // 3)
 
     def merged(self, override: "Resources | None") -> "Resources":
         """These defaults with the fields that ``override`` sets explicitly."""

@@ -115,3 +115,20 @@ def test_cluster_limits_split_a_group_into_arrays_of_at_most_max_array_size_and_
     assert _read_config_int(config, "MaxArraySize") == 1001 and _read_config_int(config, "MaxJobCount") == 10000
     assert _read_config_int(config, "MaxStepCount") is None and _read_config_int(config, "Nothing") is None
     assert Limits(8, 10000, 5).describe() == "MaxArraySize=8, MaxJobCount=10000, MaxSubmitJobs=5"
+
+
+def test_a_slurm_dry_run_on_a_machine_without_the_cluster_still_shows_the_plan_and_says_the_limits_were_not_read(
+        tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
+    res = subprocess.run([sys.executable, "-m", "hpc.launch", "sweeps/check.yaml", "--backend", "slurm", "--dry-run",
+                          "--out", str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT, env=env,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "dry run: nothing is submitted" in res.stdout and "cluster limits: not read (" in res.stdout, res.stdout
+    assert not (tmp_path / "run").exists()
