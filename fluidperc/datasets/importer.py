@@ -190,7 +190,8 @@ def import_dataset(spec_json: str, data_dir: str, plugins: tuple[str, ...] = ())
                 high[var][sim] = a
                 low[var][sim] = _cell_average(a, spec.factor)
             for tmp, group in zip(tmps, (high, low)):  # read back: the checksum vouches for what is stored
-                store.record_checksums(tmp, {sim: {v: store.frames_sha256(group[v][sim]) for v in spec.variables}})
+                store.record_checksums(tmp, {sim: {v: store.frames_sha256(group[v][sim]) for v in spec.variables}},
+                                       shared=False)
             high["complete"][sim] = True
             low["complete"][sim] = True
         stats = {}

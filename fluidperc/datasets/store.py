@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import warnings
@@ -230,21 +229,33 @@ def frames_sha256(frames: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def record_checksums(path: Path, sums: dict[int, dict[str, str]]) -> None:
-    """Merge ``sums`` into the store's checksum attribute. Array tasks of one store finish concurrently, and an
-    attribute write replaces the whole metadata document, so the read-merge-write holds a lock on the store."""
+def checksum_lock(path: Path) -> Path:
+    """Beside the store, not in it (zarr warns of foreign files in a hierarchy): ``.<store>.lock``."""
+    return Path(path).parent / f".{Path(path).name}.lock"
+
+
+def _merge_checksums(path: Path, sums: dict[int, dict[str, str]]) -> None:
     import zarr
 
-    folder = Path(path) / "complete"
-    fd = os.open(folder, os.O_RDONLY)  # the array's directory is the lock: no file of ours inside the store
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        done = zarr.open_array(str(folder), mode="r+")
-        recorded = dict(done.attrs.get(CHECKSUM_ATTR, {}))
-        recorded.update({str(sim): dict(per_var) for sim, per_var in sums.items()})
-        done.attrs[CHECKSUM_ATTR] = recorded
-    finally:
-        os.close(fd)  # releases the lock
+    done = zarr.open_array(str(Path(path) / "complete"), mode="r+")
+    recorded = dict(done.attrs.get(CHECKSUM_ATTR, {}))
+    recorded.update({str(sim): dict(per_var) for sim, per_var in sums.items()})
+    done.attrs[CHECKSUM_ATTR] = recorded
+
+
+def record_checksums(path: Path, sums: dict[int, dict[str, str]], shared: bool = True) -> None:
+    """Merge ``sums`` into the store's checksum attribute. Array tasks of one store finish concurrently, and an
+    attribute write replaces the whole metadata document, so for a ``shared`` store the read-merge-write holds a
+    POSIX lock (``lockf``: it holds between NFS clients, where flock on a directory fails) on a file beside it."""
+    if not shared:  # a store only this process writes (an import's temporary)
+        _merge_checksums(path, sums)
+        return
+    with open(checksum_lock(path), "a+") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        try:
+            _merge_checksums(path, sums)
+        finally:
+            fcntl.lockf(lock, fcntl.LOCK_UN)
 
 
 def recorded_checksums(group: "zarr.Group") -> dict[int, dict[str, str]]:
