@@ -34,8 +34,9 @@ def main() -> None:
     from fluidperc.datasets import generate
     from fluidperc.datasets.spec import DatasetSpec
     from fluidperc.evaluation.combined import evaluate_combined
-    from fluidperc.evaluation.settings import EvalSettings
-    from fluidperc.train import CellConfig, run
+    from fluidperc.tasks.cell import CellConfig
+    from fluidperc.tasks.settings import EvalSettings
+    from fluidperc.train import run
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"

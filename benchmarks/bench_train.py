@@ -34,8 +34,8 @@ from benchmarks.common import median_seconds, table, write
 from fluidperc.datasets import generate
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.losses import get_loss
-from fluidperc.train import CellConfig
-from fluidperc.train.data import channel_stats
+from fluidperc.tasks.cell import CellConfig
+from fluidperc.datasets.frames import channel_stats
 from fluidperc.tasks.base import TaskData, build_model, sample_loss
 from fluidperc.weights import CATALOG, WeightStore, default_dirs
 

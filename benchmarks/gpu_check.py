@@ -102,7 +102,7 @@ def make_dataset(root: Path, quick: bool) -> None:
 
 
 def make_cell(root: Path, task: str, loss, device: str, quick: bool, steps: int = 10):
-    from fluidperc.train import CellConfig
+    from fluidperc.tasks.cell import CellConfig
 
     low = (32, 16) if quick else (64, 32)
     return CellConfig(task=task, loss=loss, scene="karman", data_dir=str(root), resolution=low,
@@ -114,7 +114,7 @@ def make_cell(root: Path, task: str, loss, device: str, quick: bool, steps: int 
 def training_step(cell, store: WeightStore, device: torch.device):
     """One optimiser step of the cell on a fixed batch, as a closure returning (loss, model)."""
     from fluidperc.losses import get_loss
-    from fluidperc.train.data import channel_stats
+    from fluidperc.datasets.frames import channel_stats
     from fluidperc.tasks.base import TaskData, build_model, sample_loss
 
     torch.manual_seed(0)
@@ -261,7 +261,7 @@ def probe_sol_train_graph(root: Path, device: torch.device, quick: bool, store: 
         return "skipped: CUDA graphs need a GPU"
     from fluidperc.losses import get_loss
     from fluidperc.tasks.base import TaskData, build_model, sample_loss
-    from fluidperc.train.data import channel_stats
+    from fluidperc.datasets.frames import channel_stats
 
     cell = make_cell(root, "sol", "mse", "cuda", quick)
     data = TaskData(cell)

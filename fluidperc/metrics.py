@@ -6,14 +6,13 @@ import numpy as np
 import torch
 
 from fluidperc.losses import FieldLoss
+from fluidperc.losses.registry import metric_specs
 
 PIXEL_METRICS = ("mse", "mae", "rel_l2", "vorticity_rmse", "spectrum_error")
 
 
 def perceptual_metric_specs() -> dict:
     """The losses registered as metrics (fluidperc.losses.registry), each with the spec it is computed with."""
-    from fluidperc.losses.registry import metric_specs
-
     return metric_specs()
 
 

@@ -7,6 +7,7 @@ wherever they are used. Installed packages register through entry points instead
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from fluidperc.errors import UserError
 
@@ -18,3 +19,17 @@ def import_plugins(modules: list[str] | tuple[str, ...], where: str = "plugins")
         except ImportError as err:
             raise UserError(f"{where}: plugin module '{name}' cannot be imported ({err}); install it or put it on "
                             "PYTHONPATH") from None
+
+
+def import_plugins_first(data: Any) -> Any:
+    """A pydantic ``model_validator(mode="before")`` body: import the modules a raw mapping names under
+    ``plugins`` before any field is validated, so that fields naming a plugin's loss, scene or task validate
+    whatever the models' field order. Malformed or failing entries are left to the ``plugins`` field's own
+    validator, which reports them at their key."""
+    names = data.get("plugins") if isinstance(data, dict) else None
+    if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+        try:
+            import_plugins(names)
+        except UserError:
+            pass  # raised again, with its key, by the field's validator
+    return data

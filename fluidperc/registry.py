@@ -9,19 +9,31 @@ load names itself instead of failing somewhere later.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+import importlib
+from typing import Any, Callable, Generic, TypeVar
 
 from fluidperc.errors import UserError
 
 E = TypeVar("E")
 
 
+def resolve(ref: str) -> Any:
+    """``"package.module:attr"`` (``attr`` may be dotted: ``Class.method``) -> the object, imported now."""
+    module, _, attr = ref.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj
+
+
 class Registry(Generic[E]):
     """``kind``: the word errors use ("loss"). ``key``: an entry's name. ``describe``: what tells two entries
-    apart in the "registered twice" error (their implementation). ``builtin``: registers the built-in entries."""
+    apart in the "registered twice" error (their implementation). ``builtin``: registers the built-in entries, or
+    names that function as ``"module:attr"`` when its module needs the table itself (losses: a sum's spec parses
+    its terms through it)."""
 
     def __init__(self, kind: str, entry_point_group: str, key: Callable[[E], str], describe: Callable[[E], str],
-                 builtin: Callable[[], None]) -> None:
+                 builtin: Callable[[], None] | str) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._key = key
@@ -34,7 +46,7 @@ class Registry(Generic[E]):
     def _ensure_builtin(self) -> None:
         if not self._builtin_loaded:
             self._builtin_loaded = True  # before the call: the built-ins register through register()
-            self._builtin()
+            (resolve(self._builtin) if isinstance(self._builtin, str) else self._builtin)()
 
     def register(self, entry: E) -> E:
         """Add an entry (a second registration of the same name must be the same entry)."""

@@ -22,7 +22,7 @@ class TrainJob(submitit.helpers.Checkpointable):
     def __call__(self, cell_json: str, out_dir: str) -> dict:
         import torch
 
-        from fluidperc.train import run
+        from fluidperc.train import run  # torch: in the job process only
 
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")
         if cpus:

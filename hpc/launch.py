@@ -25,14 +25,23 @@ from tqdm import tqdm
 
 from fluidperc.atomic import write_text
 from hpc import manifest as mf
-from hpc.backends import (BACKENDS, SLURM_ACTIVE, Limits, array_id, get_backend, make_executor, queued_jobs,
-                          resolve_backend)
+from hpc.backends import (
+    BACKENDS,
+    SLURM_ACTIVE,
+    Limits,
+    array_id,
+    get_backend,
+    make_executor,
+    queued_jobs,
+    resolve_backend,
+)
 from hpc.errors import UserError, run_cli
-from hpc.watchdog import LAUNCHER_PID, local_job
 from hpc.lock import LaunchLocks
-from hpc.plan import JobGroup, Task, format_plan
+from hpc.plan import JobGroup, Task, default_run_dir, format_plan
 from hpc.spec import load_sweep
 from hpc.stages import plan_sweep
+from hpc.stages.datagen import check_writable, data_dir
+from hpc.watchdog import LAUNCHER_PID, local_job
 
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
@@ -79,10 +88,6 @@ def ensure_writable(run_dir: Path) -> None:
             f"the run directory {run_dir} is not writable ({err.strerror}); choose another with --out. "
             "Nothing was submitted."
         ) from None
-
-
-def default_run_dir(sweep_name: str) -> Path:
-    return Path("runs") / sweep_name
 
 
 class Launch:
@@ -326,8 +331,6 @@ def lock_dirs(sweep, run_dir: Path) -> dict[Path, str]:
     data directory when the sweep generates data into it."""
     dirs = {run_dir.resolve(): "the run directory"}
     if sweep.datagen is not None:
-        from hpc.stages.datagen import check_writable, data_dir
-
         root = data_dir(sweep)
         check_writable(root)
         dirs.setdefault(root, "the data directory")
@@ -428,12 +431,12 @@ def launch_locked(sweep, run_dir: Path, backend: str, wait: bool, overrides: lis
     print(f"sweep {sweep.name}: done. Results under {run_dir}")
     report = run_dir / "report" / "report.md"
     if sweep.tune is not None and (run_dir / "tune.zarr").exists():
-        from fluidperc.analysis.tables import markdown_table
-        from fluidperc.analysis.tuning import best_table, load_tune
+        from fluidperc.analysis.tables import markdown_table  # xarray, matplotlib: only to sum up
+        from fluidperc.analysis.tuning import best_table, load_tune  # a finished run
 
         print("best configuration per loss (Tune):\n" + markdown_table(*best_table(load_tune(run_dir))))
     if sweep.evaluate is not None and report.exists():
-        from fluidperc.analysis.report import main_table
+        from fluidperc.analysis.report import main_table  # torch, xarray, matplotlib: a finished run
 
         print(f"report: {report}\n{main_table(run_dir)}")
     elif report.exists():

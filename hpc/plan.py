@@ -10,6 +10,11 @@ from hpc.errors import UserError
 from hpc.spec import Resources
 
 
+def default_run_dir(sweep_name: str) -> Path:
+    """Where a launch writes when no --out is given (hpc.launch and python -m hpc.tune agree on it)."""
+    return Path("runs") / sweep_name
+
+
 @dataclass
 class Task:
     """One array element: a call ``fn(*args)`` of its group's function. ``done`` tasks are not resubmitted."""

@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from fluidperc.errors import UserError
-from fluidperc.losses.spec import parse_loss_spec
-from fluidperc.train.config import TrainSettings
+from fluidperc.losses import parse_loss_spec
+from fluidperc.tasks.settings import TrainSettings
 
 DOMAINS = ("choice", "grid", "loguniform", "uniform", "randint")
 # Settings the tune stage sets itself (per-trial length and reporting, the validation split).

@@ -11,16 +11,26 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fluidperc.datasets.import_spec import ImportSpec
 from fluidperc.datasets.spec import DatasetSpec
-from fluidperc.evaluation.settings import EvalSettings
+from fluidperc.losses import parse_loss_spec
+from fluidperc.plugins import import_plugins, import_plugins_first
 from fluidperc.sim.scenes import check_scene
 from fluidperc.tasks import check_task
-from fluidperc.losses.spec import parse_loss_spec
-from fluidperc.train.config import TrainSettings
+from fluidperc.tasks.settings import EvalSettings, TrainSettings
+from hpc import overrides as ov
 from hpc.errors import UserError
+from hpc.space import MANAGED, validate_space
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 TaskName = Annotated[str, AfterValidator(check_task)]  # a registered task (fluidperc.tasks): ae, sr, sol, ...
@@ -266,16 +276,12 @@ class TuneStage(Strict):
     @field_validator("space")
     @classmethod
     def _space(cls, space: dict[str, Any]) -> dict[str, Any]:
-        from hpc.space import validate_space
-
         _as_value_error(validate_space, space, where="space")
         return space
 
     @field_validator("settings")
     @classmethod
     def _settings(cls, settings: TrainSettings) -> TrainSettings:
-        from hpc.space import MANAGED
-
         defaults = TrainSettings()
         managed = sorted(k for k in MANAGED if getattr(settings, k) != getattr(defaults, k))
         if managed:
@@ -315,11 +321,14 @@ class Sweep(Strict):
         "fail", description="a loss whose weights are not staged: fail before submitting, or skip its cells"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _plugins_first(cls, data: Any) -> Any:
+        return import_plugins_first(data)
+
     @field_validator("plugins", mode="after")
     @classmethod
     def _import_plugins(cls, v: list[str]) -> list[str]:
-        from fluidperc.plugins import import_plugins
-
         _as_value_error(import_plugins, v, where="plugins")
         return v
 
@@ -450,7 +459,6 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         raise UserError(f"{path}: the sweep file nests too deeply. Nothing was submitted.") from None
     if not overrides:
         return parse_sweep(path, data)
-    from hpc import overrides as ov
 
     parsed = [ov.parse(text, path) for text in overrides]
     if isinstance(data, dict):

@@ -7,10 +7,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from fluidperc.datasets.store import completed
+from fluidperc.plugins import import_plugins
 from hpc import manifest as mf
 from hpc.backends import BACKENDS, get_backend
 from hpc.errors import UserError, run_cli
 from hpc.plan import format_table
+from hpc.spec import read_sweep_text
+from hpc.stages.tune import progress as tune_progress
 
 
 def import_run_plugins(run_dir: Path) -> None:
@@ -18,8 +22,6 @@ def import_run_plugins(run_dir: Path) -> None:
     that no longer imports costs only live states: the manifest's record stands in."""
     import yaml
 
-    from fluidperc.plugins import import_plugins
-    from hpc.spec import read_sweep_text
 
     path = run_dir / "sweep.yaml"
     if not path.is_file():
@@ -61,15 +63,11 @@ def group_progress(record: dict[str, Any]) -> str:
                    for p in prog["outputs"])
         text = f"{done}/{len(prog['outputs'])} {unit}".rstrip()
     elif unit == "sims":
-        from fluidperc.datasets.store import completed
-
         flags = [completed(Path(p)) for p in prog["stores"]]
         n = prog["sims"]
         done = int((flags[0] & flags[1]).sum()) if all(f.size == n for f in flags) else 0
         text = f"{Path(prog['stores'][0]).stem}: {done}/{n} sims"
     elif unit == "tune":
-        from hpc.stages.tune import progress as tune_progress
-
         text = tune_progress(Path(prog["run_dir"]))
     skipped = record.get("skipped", [])
     if skipped:

@@ -76,7 +76,7 @@ def test_combined_pipeline_without_marker_sr_cells_is_refused_before_submitting(
 def test_equal_accuracy_speedup_interpolates_the_ladder_in_log_log_and_says_none_outside_it():
     import numpy as np
 
-    from fluidperc.evaluation.ladder import default_rungs, equal_accuracy_speedup
+    from fluidperc.sim.ladder import default_rungs, equal_accuracy_speedup
 
     err, secs = np.array([0.4, 0.1, 0.025]), np.array([1.0, 4.0, 16.0])  # error falls as time^-1
     assert equal_accuracy_speedup(0.2, 1.0, err, secs) == pytest.approx(2.0)  # the ladder needs 2 s for 0.2

@@ -19,7 +19,8 @@ import zarr
 
 from conftest import MN_NODES
 from listeners import NamespaceSampler
-from fluidperc.train import CellConfig, run
+from fluidperc.tasks.cell import CellConfig
+from fluidperc.train import run
 from test_tune import VGG_LAYERS, check_tidy, tune_env, tune_sweep  # noqa: F401  (tune_env: a fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.multinode]

@@ -258,7 +258,7 @@ TASK_IMPLEMENTATION = """
     from torch import nn
 
     from fluidperc.tasks.base import FrameModel, FrameTask
-    from fluidperc.train.data import channel_mean, channel_std
+    from fluidperc.datasets.frames import channel_mean, channel_std
 
 
     class Denoise(FrameTask):

@@ -88,7 +88,7 @@ def test_same_reynolds_and_seed_reproduce_bit_for_bit_also_in_another_batch():
 
 @pytest.mark.parametrize("scene, ny, nx", [("karman", 32, 16), ("plume", 32, 32)])
 def test_downsampling_keeps_a_uniform_flow_uniform_and_matches_the_low_store_shapes(scene, ny, nx):
-    from fluidperc.datasets.store import face_shapes
+    from fluidperc.datasets.layout import face_shapes
 
     hi = face_shapes(scene, ny, nx)
     frame = {"velocity_x": np.full(hi["velocity_x"], 0.3), "velocity_y": np.full(hi["velocity_y"], -1.2),

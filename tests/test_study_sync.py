@@ -10,7 +10,8 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from fluidperc.train import CellConfig, run
+from fluidperc.tasks.cell import CellConfig
+from fluidperc.train import run
 from fluidperc.train.outputs import is_done
 
 SYNC = ROOT / "study" / "sync.sh"

@@ -15,10 +15,11 @@ import torch
 
 from fluidperc.errors import UserError
 from fluidperc.losses import get_loss
-from fluidperc.train import CellConfig, run
-from fluidperc.train.data import channel_stats
+from fluidperc.tasks.cell import CellConfig
+from fluidperc.train import run
+from fluidperc.datasets.frames import channel_stats
 from fluidperc.tasks.base import TaskData, build_model, sample_loss
-from fluidperc.train.data import centred
+from fluidperc.datasets.frames import centred
 
 @pytest.fixture
 def shared_weights(monkeypatch, lsim_weights):

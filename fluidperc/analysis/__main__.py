@@ -19,7 +19,7 @@ def main() -> int:
                    "folder to publish)")
     p.add_argument("--no-animations", action="store_true", help="leave the GIFs out (up to 1 MB each)")
     args = p.parse_args()
-    from fluidperc.analysis.report import main_table, write_report
+    from fluidperc.analysis.report import main_table, write_report  # torch after argparse: --help stays quick
 
     path = write_report(args.run_dir, args.out, animations=not args.no_animations)
     print(f"report: {path}")

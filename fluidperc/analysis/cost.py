@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from fluidperc.evaluation.ladder import equal_accuracy_speedup  # noqa: E402
 from fluidperc.analysis.figures import save_png  # noqa: E402
+from fluidperc.sim.ladder import equal_accuracy_speedup  # noqa: E402
 
 FLOOR = 1e-7  # an error of 0 on log axes
 

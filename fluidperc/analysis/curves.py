@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from fluidperc.analysis.figures import save_png  # noqa: E402
+from fluidperc.analysis.tables import markdown_table
 
 TAIL = 0.2  # the share of training whose trend the table reports
 LEVEL = 0.10  # levelled off: the last 20% of training brought at most this share of the whole improvement
@@ -112,7 +113,6 @@ def validation_lines(ds: xr.Dataset, task: str, resolution: str, out: Path) -> l
     rows = trend_rows(ds, task, resolution)
     if not rows or not plot_validation(ds, task, resolution, out / name):
         return []
-    from fluidperc.analysis.tables import markdown_table
 
     def headers(metric: str) -> list[str]:
         return ["loss", f"last {metric}", f"change over the last {TAIL:.0%} (mean of seeds)",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from fluidperc.datasets.names import scene_of
 from fluidperc.metrics import vorticity
+from fluidperc.sim.scenes import scene_info
 
 
 def sample_field(ev: xr.Dataset):
@@ -18,9 +20,6 @@ def sample_field(ev: xr.Dataset):
     if "domain" in ev.attrs:  # the dataset's own domain (evaluations since imported datasets)
         width, height = ev.attrs["domain"]
     else:
-        from fluidperc.datasets.names import scene_of
-        from fluidperc.sim.scenes import scene_info
-
         info = scene_info(ev.attrs.get("scene") or scene_of(ev.attrs["resolution"]))
         width, height = info.width, info.height
     dx, dy = width / ev.sizes["x"], height / ev.sizes["y"]

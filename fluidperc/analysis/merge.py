@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from fluidperc.errors import UserError, run_cli
+from fluidperc.evaluation.output import write_atomically
 
 # Per-cell attributes, JSON objects keyed by cell label ("TASK-GRID-LOSS-sSEED").
 CELL_ATTRS = ("missing_cells", "skipped_metrics", "cells")
@@ -84,7 +85,6 @@ def main() -> int:
           f"kept from {args.base}" + (f"; no longer held: {', '.join(dropped)}" if dropped else ""))
     if args.dry_run:
         return 0
-    from fluidperc.evaluation.output import write_atomically
 
     out = write_atomically(merged, args.out or args.base)
     print(f"results: {out}")

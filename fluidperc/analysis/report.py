@@ -14,16 +14,19 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from fluidperc.analysis import load  # noqa: E402
-from fluidperc.errors import UserError  # noqa: E402
-from fluidperc.evaluation.collect import pseudo_names  # noqa: E402  (baselines, never "best")
 from fluidperc.analysis.animation import write_gif  # noqa: E402
 from fluidperc.analysis.cost import cost_lines, plot_error_against_time  # noqa: E402
 from fluidperc.analysis.curves import validation_lines  # noqa: E402
 from fluidperc.analysis.fields import sample_field  # noqa: E402
-from fluidperc.analysis.tables import markdown_table  # noqa: E402
-from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_to_mse  # noqa: E402
-from fluidperc.train.config import CellConfig  # noqa: E402
 from fluidperc.analysis.figures import save_png  # noqa: E402
+from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_to_mse  # noqa: E402
+from fluidperc.analysis.tables import markdown_table  # noqa: E402
+from fluidperc.analysis.tuning import report_lines
+from fluidperc.errors import UserError  # noqa: E402
+from fluidperc.evaluation.collect import pseudo_names  # noqa: E402  (baselines, never "best")
+from fluidperc.metrics import perceptual_metric_specs
+from fluidperc.tasks import tasks
+from fluidperc.tasks.cell import CellConfig  # noqa: E402
 
 COMBINED_NOTE = ("The combined pipeline compares, for the marker density against the high-resolution reference, "
                  "the low-resolution sim corrected by each loss's SOL network and upscaled by the same loss's SR "
@@ -34,8 +37,6 @@ PIXEL_ORDER = ("rel_l2", "mse", "mae", "vorticity_rmse", "spectrum_error")
 
 def _metrics(ds: xr.Dataset) -> list[str]:
     """Pixel metrics first, then the registered perceptual ones, then anything else the results hold."""
-    from fluidperc.metrics import perceptual_metric_specs
-
     order = (*PIXEL_ORDER, *perceptual_metric_specs())
     present = [m for m in order if m in ds.data_vars]
     # not the ladder's variables (fluidperc.analysis.cost) nor the validation curves (over val_step)
@@ -46,8 +47,6 @@ def _metrics(ds: xr.Dataset) -> list[str]:
 def is_rollout(task: str) -> bool:
     """Results over rollout steps (a registered task with ``rollout``, or the combined pipeline): they get the
     error-vs-step figure and the unroll column."""
-    from fluidperc.tasks import tasks
-
     table = tasks()
     return task == "combined" or (task in table and table[task].rollout)
 
@@ -189,8 +188,6 @@ def plot_time_cost(ds: xr.Dataset, path: Path) -> bool:
 def write_report(run_dir: str | Path, out: str | Path | None = None, animations: bool = True) -> Path:
     """The evaluation's tables and figures (results.zarr) and the tuning section (tune.zarr), whichever exist, into
     ``out`` (default RUN_DIR/report). ``animations=False`` leaves the GIFs out (a folder to publish stays small)."""
-    from fluidperc.analysis.tuning import report_lines
-
     run = Path(run_dir)
     has_results, has_tune = (run / "results.zarr").exists(), (run / "tune.zarr").exists()
     if not (has_results or has_tune):  # before anything is created: a mistyped RUN_DIR leaves no empty folder

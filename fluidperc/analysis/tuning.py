@@ -14,8 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from fluidperc.errors import UserError  # noqa: E402
 from fluidperc.analysis.figures import save_png  # noqa: E402
+from fluidperc.analysis.tables import markdown_table
+from fluidperc.errors import UserError  # noqa: E402
+from fluidperc.tasks.settings import TrainSettings
 
 
 def load_tune(run_dir: str | Path) -> xr.Dataset:
@@ -109,8 +111,6 @@ def plot_history(ds: xr.Dataset, path: Path) -> bool:
 
 
 def report_lines(run_dir: Path, out: Path) -> list[str]:
-    from fluidperc.analysis.tables import markdown_table
-
     ds = load_tune(run_dir)
     metric = ds.attrs["metric"]
     lines = ["## Hyper-parameter search (Ray Tune, ASHA)", "",
@@ -147,8 +147,6 @@ def best_trial(ds: xr.Dataset, label: str, name: str) -> BestTrial | None:
     """The best finished trial whose loss label is ``label``; failing that, when the search tuned weights inside
     the loss (then every trial's label differs and trials group by the loss's name), the best of that name.
     Settings are the searched hyper-parameters that are training settings (lr, batch_size, unroll, ...)."""
-    from fluidperc.train.config import TrainSettings
-
     metric = ds.attrs["metric"]
     final = ds[f"final_{metric}"]
     for members in (ds.loss == label, (ds.loss_group == name) & (ds.loss_group != ds.loss)):

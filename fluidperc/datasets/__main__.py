@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fluidperc.datasets.verify import find_stores, inspect_store
 from fluidperc.errors import UserError, run_cli
 
 
@@ -17,7 +18,6 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("paths", nargs="+", type=Path, help="a store (*.zarr) or a data directory holding stores")
     v.add_argument("--metadata-only", action="store_true", help="skip reading the frames (no non-finite check)")
     args = p.parse_args(argv)
-    from fluidperc.datasets.verify import find_stores, inspect_store
 
     bad = 0
     for path in args.paths:

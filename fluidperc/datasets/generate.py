@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fluidperc.datasets import store
+from fluidperc.datasets import layout, store
 from fluidperc.datasets.spec import DatasetSpec
+from fluidperc.plugins import import_plugins
 from fluidperc.sim.downsample import downsample_frame
 
 
@@ -19,9 +20,8 @@ def simulate_group(spec_json: str, data_dir: str, sims: list[int], device: str =
                    progress: bool = True, plugins: tuple[str, ...] = ()) -> list[int]:
     """Simulate ``sims`` (indices into the spec's sim list) in one batched run on ``device`` (auto | cpu | cuda);
     returns the sims it completed. ``plugins``: the sweep's modules, imported first (a scene may come from one)."""
-    from fluidperc.devices import resolve
-    from fluidperc.plugins import import_plugins
-    from fluidperc.sim.simulation import Simulation, components
+    from fluidperc.devices import resolve  # torch, PhiFlow: in the datagen job only
+    from fluidperc.sim.simulation import Simulation, components  # the planner imports this module
 
     import_plugins(plugins)
     spec = DatasetSpec.model_validate_json(spec_json)
@@ -46,7 +46,7 @@ def simulate_group(spec_json: str, data_dir: str, sims: list[int], device: str =
             continue
         buffer.append(components(state))
         if len(buffer) == chunk or step == spec.n_steps:
-            stacked = {k: np.stack([f[k] for f in buffer], axis=1) for k in store.VARIABLES}  # sim, frame, ...
+            stacked = {k: np.stack([f[k] for f in buffer], axis=1) for k in layout.VARIABLES}  # sim, frame, ...
             lowered = downsample_frame(stacked, ny, nx, spec.factor)
             for i, s in enumerate(todo):
                 store.write_frames(high, s, written, {k: v[i] for k, v in stacked.items()})
@@ -59,12 +59,12 @@ def simulate_group(spec_json: str, data_dir: str, sims: list[int], device: str =
     sums: dict[Path, dict[int, dict[str, str]]] = {high_path: {}, low_path: {}}
     for s in todo:
         for group, name in ((high, high_path), (low, low_path)):
-            frames = {v: group[v][s] for v in store.VARIABLES}
+            frames = {v: group[v][s] for v in layout.VARIABLES}
             bad = [v for v, a in frames.items() if not np.isfinite(a).all()]
             if bad:
                 raise FloatingPointError(f"{label}: sim {s} has non-finite or unwritten values in {', '.join(bad)} of "
                                          f"{name}; it was not marked complete (relaunch to simulate it again)")
-            sums[name][s] = {v: store.frames_sha256(a) for v, a in frames.items()}
+            sums[name][s] = {v: layout.frames_sha256(a) for v, a in frames.items()}
     for name, per_sim in sums.items():
         store.record_checksums(name, per_sim)
     for s in todo:
@@ -75,8 +75,6 @@ def simulate_group(spec_json: str, data_dir: str, sims: list[int], device: str =
 
 def finalize(spec_json: str, data_dir: str, plugins: tuple[str, ...] = ()) -> dict[str, dict[str, dict[str, float]]]:
     """Statistics over the training sims, written into both stores' attrs."""
-    from fluidperc.plugins import import_plugins
-
     import_plugins(plugins)
     spec = DatasetSpec.model_validate_json(spec_json)
     out = {}

@@ -7,10 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    field_validator,
+    model_validator,
+)
 
 from fluidperc.datasets.grids import Resolution, check_downsampling
 from fluidperc.datasets.names import store_name
+from fluidperc.datasets.sources import check_source
+from fluidperc.sim.scenes import scenes
 
 Variable = Literal["velocity_x", "velocity_y", "marker"]
 Dim = Literal["sim", "frame", "y", "x"]
@@ -45,8 +54,6 @@ class ImportSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _not_a_scene(cls, v: str) -> str:
-        from fluidperc.sim.scenes import scenes
-
         if v in scenes():
             raise ValueError(f"'{v}' is a registered scene; an imported dataset needs a name of its own")
         return v
@@ -54,8 +61,6 @@ class ImportSpec(BaseModel):
     @field_validator("source")
     @classmethod
     def _source(cls, v: str | None) -> str | None:
-        from fluidperc.datasets.sources import check_source
-
         return v if v is None else check_source(v)
 
     @field_validator("test_sims")

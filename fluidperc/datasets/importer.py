@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fluidperc.atomic import swap_in, unique_sibling
-from fluidperc.datasets import store
+from fluidperc.datasets import layout, store
 from fluidperc.datasets.import_spec import DIMS, ImportSpec
 from fluidperc.datasets.sources import default_source, source_entry
 from fluidperc.errors import UserError
+from fluidperc.plugins import import_plugins
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -43,7 +44,6 @@ def open_mapped(spec: ImportSpec) -> "xr.Dataset":
         raise
     except Exception as err:  # a reader's own error: say which reader, which path, and what it said
         import xarray as xr
-
         from xarray.backends import list_engines
 
         raise UserError(f"{_where(spec)}: the '{source}' reader cannot open it ({type(err).__name__}: "
@@ -163,7 +163,6 @@ def import_dataset(spec_json: str, data_dir: str, plugins: tuple[str, ...] = ())
     """The import job: both stores of the spec under ``data_dir``, with statistics; a no-op when they are there."""
     from tqdm import tqdm
 
-    from fluidperc.plugins import import_plugins
 
     import_plugins(plugins)
     spec = ImportSpec.model_validate_json(spec_json)
@@ -190,7 +189,7 @@ def import_dataset(spec_json: str, data_dir: str, plugins: tuple[str, ...] = ())
                 high[var][sim] = a
                 low[var][sim] = _cell_average(a, spec.factor)
             for tmp, group in zip(tmps, (high, low)):  # read back: the checksum vouches for what is stored
-                store.record_checksums(tmp, {sim: {v: store.frames_sha256(group[v][sim]) for v in spec.variables}},
+                store.record_checksums(tmp, {sim: {v: layout.frames_sha256(group[v][sim]) for v in spec.variables}},
                                        shared=False)
             high["complete"][sim] = True
             low["complete"][sim] = True

@@ -14,32 +14,30 @@ on another CPU may change it by rounding.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import shutil
 import subprocess
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from fluidperc import __version__
 from fluidperc.atomic import swap_in, unique_sibling
+from fluidperc.datasets.layout import (
+    CHECKSUM_ATTR,
+    SIM_COORDS,
+    VARIABLES,
+    expected_attrs,
+    face_shapes,
+)
 from fluidperc.datasets.spec import DatasetSpec
+from fluidperc.datasets.verify import inspect_store
 from fluidperc.errors import UserError
-from fluidperc.sim.scenes import diffusion_substeps, scene_info, viscosity
+from fluidperc.sim.scenes import scene_info, viscosity
 
 if TYPE_CHECKING:
     import zarr  # imported where a store is opened: planning a sweep whose stores do not exist yet needs none
-
-VARIABLES = ("velocity_x", "velocity_y", "marker")
-SIM_COORDS = ("reynolds", "seed", "viscosity", "reynolds_ud", "is_test")
-VISCOSITY_CONVENTION = (
-    "effective Re as in Solver-in-the-Loop: explicit diffusion per step alpha = dt * res_x^2 / Re on the grid being "
-    "stepped, i.e. nu = width^2 / Re in domain units, independent of resolution; reynolds_ud = U*D/nu"
-)
-
 
 def _git_commit() -> str:
     try:
@@ -59,48 +57,15 @@ def versions() -> dict[str, str]:
             "fluidperc": __version__, "fluidperc_commit": _git_commit()}
 
 
-def face_shapes(scene: str, ny: int, nx: int) -> dict[str, tuple[int, int]]:
-    """Stored face counts: open boundaries keep both boundary faces (n+1), walls keep interior faces (n-1)."""
-    from fluidperc.sim.scenes import scene_entry
-
-    entry = scene_entry(scene)
-    x_faces = nx + 1 if entry.open_x else nx - 1
-    y_faces = ny + 1 if entry.open_y else ny - 1
-    return {"velocity_x": (ny, x_faces), "velocity_y": (y_faces, nx), "marker": (ny, nx)}
-
-
 def _dims(var: str) -> list[str]:
     return {"velocity_x": ["sim", "frame", "y", "x_face"], "velocity_y": ["sim", "frame", "y_face", "x"],
             "marker": ["sim", "frame", "y", "x"]}[var]
-
-
-def expected_attrs(spec: DatasetSpec, which: Literal["high", "low"], high_path: Path) -> dict[str, Any]:
-    info = scene_info(spec.scene)
-    ny, nx = spec.resolution if which == "high" else spec.low_resolution
-    return {
-        "scene": spec.scene,
-        "description": info.description,
-        "domain": [info.width, info.height],
-        "resolution": [ny, nx],
-        "dt": info.dt,
-        "steps": spec.n_steps,
-        "keep_from": spec.keep_from,
-        "boundary_conditions": {"velocity": info.velocity_boundary, "marker": info.marker_boundary,
-                                "obstacle": info.obstacle},
-        "viscosity_convention": VISCOSITY_CONVENTION,
-        "diffusion_substeps": diffusion_substeps(info, spec.resolution[1], min(r for r, _ in spec.sims())),
-        "source": "simulated" if which == "high" else f"downsampled (face/cell averages, factor {spec.factor}) from {high_path.name}",
-        "factor": 1 if which == "high" else spec.factor,
-        "spec": json.loads(spec.model_dump_json()),
-    }
 
 
 def check_existing(path: Path, spec: DatasetSpec, which: Literal["high", "low"], high_path: Path) -> bool:
     """True when ``path`` holds a usable store of this spec; False when it is absent, or broken with no complete
     sim to lose (create_store then rebuilds it). Refuses, with the command that fixes it, a store of another
     spec and a broken store that holds complete sims."""
-    from fluidperc.datasets.verify import inspect_store
-
     if not path.exists():
         return False
     report = inspect_store(path, spec, which, high_path)
@@ -122,8 +87,6 @@ def check_existing(path: Path, spec: DatasetSpec, which: Literal["high", "low"],
 
 def broken_note(path: Path, spec: DatasetSpec, which: Literal["high", "low"], high_path: Path) -> str:
     """Why an existing store will be rebuilt (empty when it is absent or fine)."""
-    from fluidperc.datasets.verify import inspect_store
-
     if not path.exists():
         return ""
     report = inspect_store(path, spec, which, high_path)
@@ -218,17 +181,6 @@ def mark_complete(group: "zarr.Group", sim: int) -> None:
     group["complete"][sim] = True
 
 
-CHECKSUM_ATTR = "frames_sha256"  # on the complete array: {sim: {variable: sha256 of its decoded float32 frames}}
-
-
-def frames_sha256(frames: np.ndarray) -> str:
-    """One variable of one sim, as decoded from the store (dtype and shape included in what is hashed)."""
-    a = np.ascontiguousarray(frames)
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def checksum_lock(path: Path) -> Path:
     """Beside the store, not in it (zarr warns of foreign files in a hierarchy): ``.<store>.lock``."""
     return Path(path).parent / f".{Path(path).name}.lock"
@@ -256,10 +208,6 @@ def record_checksums(path: Path, sums: dict[int, dict[str, str]], shared: bool =
             _merge_checksums(path, sums)
         finally:
             fcntl.lockf(lock, fcntl.LOCK_UN)
-
-
-def recorded_checksums(group: "zarr.Group") -> dict[int, dict[str, str]]:
-    return {int(k): v for k, v in dict(group["complete"].attrs).get(CHECKSUM_ATTR, {}).items()}
 
 
 def compute_statistics(path: Path) -> dict[str, dict[str, float]]:

@@ -14,6 +14,14 @@ from typing import Literal
 
 import numpy as np
 
+from fluidperc.datasets.layout import (
+    SIM_COORDS,
+    VARIABLES,
+    expected_attrs,
+    face_shapes,
+    frames_sha256,
+    recorded_checksums,
+)
 from fluidperc.datasets.spec import DatasetSpec
 
 COORDS = ("sim", "frame", "time", "y", "x", "y_face", "x_face")
@@ -49,8 +57,6 @@ class StoreReport:
 
 
 def expected_shapes(attrs: dict) -> dict[str, tuple[int, ...]]:
-    from fluidperc.datasets.store import face_shapes
-
     spec = DatasetSpec.model_validate(attrs["spec"])
     ny, nx = attrs["resolution"]
     n_sims, n_frames = len(spec.sims()), spec.n_frames
@@ -67,8 +73,6 @@ def inspect_store(path: Path, spec: DatasetSpec | None = None, which: Literal["h
     """Report on the store at ``path`` (which must exist). With ``spec``, a store of another spec is ``foreign``.
     With ``scan``, every complete sim's frames are read and checked for NaN and inf."""
     import zarr
-
-    from fluidperc.datasets.store import SIM_COORDS, VARIABLES, expected_attrs
 
     report = StoreReport(Path(path))
     try:
@@ -112,8 +116,6 @@ def inspect_store(path: Path, spec: DatasetSpec | None = None, which: Literal["h
 def _scan(group, report: StoreReport) -> None:
     """Read every complete sim's frames: non-finite values, chunks that cannot be decoded, and the checksum of
     each variable against the one recorded when the sim was written."""
-    from fluidperc.datasets.store import VARIABLES, frames_sha256, recorded_checksums
-
     report.scanned = True
     sums = recorded_checksums(group)
     for sim in report.complete:

@@ -12,6 +12,7 @@ import xarray as xr
 
 from fluidperc.evaluation.curves import validation_curves
 from fluidperc.evaluation.output import write_atomically
+from fluidperc.tasks import tasks
 
 RESULTS = "results.zarr"
 COMBINED_BASELINES = {"source": "_source", "high-res sim": "_highres"}
@@ -20,8 +21,6 @@ COMBINED_BASELINES = {"source": "_source", "high-res sim": "_highres"}
 def pseudo_losses() -> dict[str, dict[str, str]]:
     """Task -> baselines stored beside a cell's own results (pseudo-loss -> variable suffix), shown on the loss
     axis: each registered task's (fluidperc.tasks) and the combined pipeline's."""
-    from fluidperc.tasks import tasks
-
     return {name: dict(e.baselines) for name, e in tasks().items() if e.baselines} | {"combined": COMBINED_BASELINES}
 
 
@@ -35,7 +34,7 @@ def suffixes() -> tuple[str, ...]:
 
 def ladder_results(cells: list[dict], found: dict[str, xr.Dataset], tasks: list[str], resolutions: list[str],
                    steps: list[int]) -> xr.Dataset:
-    """The accuracy-vs-cost ladders (fluidperc.evaluation.ladder) of the combined pipeline and of SOL as
+    """The accuracy-vs-cost ladders (fluidperc.sim.ladder) of the combined pipeline and of SOL as
     ``ladder_<metric>`` over (task, resolution, rung, test_sim, step) and ``ladder_seconds_per_frame`` over (task,
     resolution, rung): the plain sim's errors are the same in every job of a task and grid (same start, same
     steps); its time is the median over them."""

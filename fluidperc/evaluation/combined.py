@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from fluidperc.datasets import store
+from fluidperc.datasets.frames import load_frames
 from fluidperc.datasets.names import grid_name
 from fluidperc.devices import resolve as resolve_device
 from fluidperc.devices import timed
@@ -24,12 +26,16 @@ from fluidperc.evaluation.evaluate import (
     load_trained,
     perceptual_losses,
 )
-from fluidperc.evaluation.ladder import default_rungs, marker_on, run_ladder, warm_up
 from fluidperc.evaluation.output import write_atomically
+from fluidperc.sim.ladder import (
+    WARM_UP_STEPS,
+    default_rungs,
+    marker_on,
+    run_ladder,
+    warm_up,
+)
 from fluidperc.sim.scenes import scene_info
-from fluidperc.tasks.sol import WARM_UP_STEPS
-from fluidperc.train import CellConfig
-from fluidperc.train.data import load_frames
+from fluidperc.tasks.cell import CellConfig
 from fluidperc.weights import WeightStore
 
 PATHS = {"corrected": "", **COMBINED_BASELINES}  # path -> variable suffix
@@ -43,8 +49,7 @@ def results_of(pred: torch.Tensor, ref: torch.Tensor, dx: float, dy: float, loss
 
 def evaluate_combined(sol_json: str, sol_dir: str, sr_json: str, sr_dir: str, out_path: str,
                       settings_json: str = "{}") -> str:
-    from fluidperc.datasets import store
-    from fluidperc.sim.simulation import Simulation, state_from_tensors, state_tensors
+    from fluidperc.sim.simulation import Simulation, state_from_tensors, state_tensors  # PhiFlow: in the job
 
     sol, sr = CellConfig.model_validate_json(sol_json), CellConfig.model_validate_json(sr_json)
     if sr.settings.variable != "marker" or sr.resolution != sol.resolution or sr.scene != sol.scene:

@@ -15,20 +15,20 @@ import numpy as np
 import torch
 import xarray as xr
 
+from fluidperc.datasets.frames import channel_stats
 from fluidperc.datasets.names import grid_name
 from fluidperc.devices import resolve as resolve_device
 from fluidperc.errors import UserError
+from fluidperc.evaluation.output import write_atomically
+from fluidperc.losses import get_loss, missing_weights
 from fluidperc.metrics import (
     perceptual_metric_specs,
     perceptual_metrics,
     pixel_metrics,
 )
-from fluidperc.evaluation.output import write_atomically
-from fluidperc.evaluation.settings import EvalSettings
-from fluidperc.losses import get_loss, missing_weights
-from fluidperc.train import CellConfig
-from fluidperc.train.data import channel_stats
 from fluidperc.tasks.base import TaskData, build_model
+from fluidperc.tasks.cell import CellConfig
+from fluidperc.tasks.settings import EvalSettings
 from fluidperc.weights import WeightStore
 
 

@@ -12,8 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fluidperc.losses.registry import LossEntry, get_entry, losses, register_loss
-from fluidperc.losses.spec import loss_names, parse_loss_spec
+from fluidperc.losses.registry import (
+    LossEntry,
+    get_entry,
+    loss_names,
+    losses,
+    parse_loss_spec,
+    register_loss,
+)
+from fluidperc.weights import FETCH_COMMAND, WeightStore
 
 __all__ = ["ChannelStats", "FieldLoss", "LossEntry", "MissingWeights", "get_loss", "loss_names", "losses",
            "missing_weights", "parse_loss_spec", "register_loss", "weights_needed"]
@@ -47,8 +54,6 @@ class MissingWeights:
 
     @property
     def fetch(self) -> str:
-        from fluidperc.weights import FETCH_COMMAND
-
         return f"{FETCH_COMMAND} {' '.join(self.names)}"
 
     @property
@@ -59,8 +64,6 @@ class MissingWeights:
 def missing_weights(spec: Any, store=None) -> MissingWeights | None:
     """None when every weight file the spec needs is in the store (default: the environment's), else what is
     missing and the command that fetches it."""
-    from fluidperc.weights import WeightStore
-
     spec = parse_loss_spec(spec)
     store = store or WeightStore.from_env()
     names = tuple(w for w in weights_needed(spec) if not store.present(w))
@@ -72,8 +75,6 @@ def missing_weights(spec: Any, store=None) -> MissingWeights | None:
 
 def get_loss(spec: Any, stats=None, store=None):
     """Build a frozen loss module ``loss(pred, target) -> scalar`` from a spec (a name or a mapping)."""
-    from fluidperc.weights import WeightStore
-
     spec = parse_loss_spec(spec)
     entry = get_entry(spec.name)
     if store is None and entry.weights(spec):

@@ -11,13 +11,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from fluidperc.losses import get_loss
 from fluidperc.losses.base import FieldLoss
 
 
 class SumLoss(FieldLoss):
     def __init__(self, spec, stats=None, store=None):
         super().__init__()
-        from fluidperc.losses import get_loss
 
         self.spec = spec
         self.label = spec.label

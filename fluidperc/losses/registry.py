@@ -6,20 +6,20 @@ outside fluidperc registers the same way, from a module a sweep names under ``pl
 package's entry point in the group ``fluidperc.losses`` (loaded on first use of the table). docs/extending.md
 has a worked example.
 
-Builders are imported when a loss is built, never when the table is read: sweep validation and planning stay
-free of torch.
+The built-in losses are registered by fluidperc.losses.builtin on first use of the table. Builders are
+imported when a loss is built, never when the table is read: sweep validation and planning stay free of torch.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from fluidperc.errors import UserError
-from fluidperc.registry import Registry
+from fluidperc.registry import Registry, resolve
+from fluidperc.weights import register_weight_file
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,7 @@ class LossEntry:
     description: str = ""
 
     def builder(self) -> Callable[..., Any]:
-        if callable(self.build):
-            return self.build
-        module, _, attr = self.build.partition(":")
-        obj: Any = importlib.import_module(module)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return obj
+        return self.build if callable(self.build) else resolve(self.build)
 
 
 ENTRY_POINT_GROUP = "fluidperc.losses"
@@ -59,8 +53,6 @@ def register_loss(entry: LossEntry) -> LossEntry:
         raise UserError(f"loss '{entry.name}': its spec model {entry.spec.__name__} has no 'name' field")
     LOSSES.register(entry)
     if entry.weight_files:
-        from fluidperc.weights import register_weight_file
-
         for w in entry.weight_files:
             register_weight_file(w)
     return entry
@@ -80,34 +72,33 @@ def metric_specs() -> dict[str, dict[str, Any]]:
     return {name: e.metric for name, e in losses().items() if e.metric is not None}
 
 
-def _sum_weights(spec: Any) -> list[str]:
-    """Every weight file any term needs: a sum is skipped or refused like the losses it holds."""
-    names: list[str] = []
-    for term in spec.terms:
-        sub = term.spec
-        names += [w for w in get_entry(sub.name).weights(sub) if w not in names]
-    return names
-
-
-def _builtin() -> None:
-    from fluidperc.losses import spec as s
-
-    pad = {"pad_to": [64, 64]}
-    for entry in (
-        LossEntry("mse", s.MSESpec, "fluidperc.losses.base:MSELoss.from_spec", description="mean squared error"),
-        LossEntry("mae", s.MAESpec, "fluidperc.losses.base:MAELoss.from_spec", description="mean absolute error"),
-        LossEntry("lsim", s.LSiMSpec, "fluidperc.losses.lsim:LSiMLoss", weights=lambda spec: ["lsim"], min_size=44,
-                  metric={"name": "lsim", **pad}, description="LSiM (Kohl, Um, Thuerey 2020)"),
-        LossEntry("vgg", s.VGGSpec, "fluidperc.losses.vgg:VGGLoss", weights=lambda spec: ["vgg16"], min_size=16,
-                  metric={"name": "vgg", "layer": "relu3_3", **pad}, description="VGG-16 features (Johnson et al.)"),
-        LossEntry("lpips", s.LPIPSSpec, "fluidperc.losses.lpips_loss:LPIPSLoss",
-                  weights=lambda spec: [s.LPIPS_TRUNK[spec.net]], min_size=16,
-                  metric={"name": "lpips", "net": "alex", **pad}, description="LPIPS (Zhang et al. 2018)"),
-        LossEntry("sum", s.SumSpec, "fluidperc.losses.composite:SumLoss", weights=_sum_weights,
-                  description="a weighted sum of other losses (mse + 0.1 * lsim)"),
-    ):
-        register_loss(entry)
-
-
 LOSSES: Registry[LossEntry] = Registry("loss", ENTRY_POINT_GROUP, key=lambda e: e.name, describe=lambda e: str(e.build),
-                                       builtin=_builtin)
+                                       builtin="fluidperc.losses.builtin:register_builtin")
+
+
+def loss_names() -> tuple[str, ...]:
+    """Every loss a sweep may name (fluidperc.losses.registry: built-in, installed plugins, imported modules)."""
+    return tuple(losses())
+
+
+def parse_loss_spec(spec: Any, where: str = "loss") -> Any:
+    """A name ('lsim') or a mapping ({name: vgg, layer: relu2_2}) -> a validated spec; errors list valid choices."""
+    if isinstance(spec, BaseModel) and getattr(spec, "name", None) in losses():
+        return spec
+    data = {"name": spec} if isinstance(spec, str) else spec
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        name = data.get("name") if isinstance(data, dict) else data
+        raise UserError(f"{where}: unknown loss {name!r}; expected one of {', '.join(losses())}")
+    model = get_entry(data["name"], where).spec
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        valid = ", ".join(k for k in model.model_fields if k != "name") or "none"
+        errors = err.errors()
+        if any(e["type"] != "too_short" for e in errors):  # pydantic adds "too short" to a list with a bad item
+            errors = [e for e in errors if e["type"] != "too_short"]
+        problems = "; ".join(
+            (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in errors
+        )
+        raise UserError(f"{where}: invalid options for loss '{data['name']}' ({problems}); valid options: {valid}") from None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fluidperc.errors import UserError
+from fluidperc.losses.registry import parse_loss_spec
 
 VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 LPIPS_NETS = ("alex", "vgg", "squeeze")
@@ -143,35 +144,3 @@ class SumSpec(_Spec):
     @property
     def label(self) -> str:
         return "+".join(t.label for t in self.terms)
-
-
-def loss_names() -> tuple[str, ...]:
-    """Every loss a sweep may name (fluidperc.losses.registry: built-in, installed plugins, imported modules)."""
-    from fluidperc.losses.registry import losses
-
-    return tuple(losses())
-
-
-def parse_loss_spec(spec: Any, where: str = "loss") -> Any:
-    """A name ('lsim') or a mapping ({name: vgg, layer: relu2_2}) -> a validated spec; errors list valid choices."""
-    from fluidperc.losses.registry import get_entry, losses
-
-    if isinstance(spec, BaseModel) and getattr(spec, "name", None) in losses():
-        return spec
-    data = {"name": spec} if isinstance(spec, str) else spec
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        name = data.get("name") if isinstance(data, dict) else data
-        raise UserError(f"{where}: unknown loss {name!r}; expected one of {', '.join(losses())}")
-    model = get_entry(data["name"], where).spec
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        valid = ", ".join(k for k in model.model_fields if k != "name") or "none"
-        errors = err.errors()
-        if any(e["type"] != "too_short" for e in errors):  # pydantic adds "too short" to a list with a bad item
-            errors = [e for e in errors if e["type"] != "too_short"]
-        problems = "; ".join(
-            (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
-            for e in errors
-        )
-        raise UserError(f"{where}: invalid options for loss '{data['name']}' ({problems}); valid options: {valid}") from None

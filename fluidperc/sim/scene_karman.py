@@ -3,8 +3,7 @@ v = (0, 1); a marker source at x 25..75, y 5..10; a cylinder of radius 10 at (50
 
 from __future__ import annotations
 
-from fluidperc.sim.scene_base import ScenePhysics
-from fluidperc.sim.scenes import SceneEntry, SceneInfo, register_scene
+from fluidperc.sim.scene_base import SceneEntry, SceneInfo, ScenePhysics
 
 INFO = SceneInfo(
     name="karman",
@@ -58,5 +57,5 @@ class KarmanPhysics(ScenePhysics):
         return velocity * (1 - fields["band"]) + fields["band"] * fields["inflow"]
 
 
-register_scene(SceneEntry(INFO, "fluidperc.sim.scene_karman:KarmanPhysics", open_x=False, open_y=True,
-                          default_resolutions=((128, 64), (256, 128))))
+ENTRY = SceneEntry(INFO, "fluidperc.sim.scene_karman:KarmanPhysics", open_x=False, open_y=True,
+                   default_resolutions=((128, 64), (256, 128)))

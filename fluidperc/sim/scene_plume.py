@@ -3,8 +3,7 @@ smoke; dt = 0.1."""
 
 from __future__ import annotations
 
-from fluidperc.sim.scene_base import ScenePhysics
-from fluidperc.sim.scenes import SceneEntry, SceneInfo, register_scene
+from fluidperc.sim.scene_base import SceneEntry, SceneInfo, ScenePhysics
 
 INFO = SceneInfo(
     name="plume",
@@ -43,5 +42,5 @@ class PlumePhysics(ScenePhysics):
         return velocity + buoyancy * dt
 
 
-register_scene(SceneEntry(INFO, "fluidperc.sim.scene_plume:PlumePhysics", open_x=False, open_y=False,
-                          default_resolutions=((128, 128), (256, 256))))
+ENTRY = SceneEntry(INFO, "fluidperc.sim.scene_plume:PlumePhysics", open_x=False, open_y=False,
+                   default_resolutions=((128, 128), (256, 256)))

@@ -3,8 +3,8 @@ where its physics lives (a class loaded only to simulate), and which sides are o
 
 The study's two scenes are one file each: ``scene_karman.py`` (Karman vortex street) and ``scene_plume.py``
 (buoyant plume). A new scene is one file with a :class:`SceneInfo`, a physics class (see
-:class:`fluidperc.sim.scene_base.ScenePhysics`) and a :func:`register_scene` call; code outside fluidperc
-registers the same way from a module named under a sweep's ``plugins:`` or an entry point in the group
+:class:`fluidperc.sim.scene_base.ScenePhysics`) and its ``ENTRY``, plus one line in ``_builtin`` below; code
+outside fluidperc calls :func:`register_scene` with its entry from a module named under a sweep's ``plugins:`` or an entry point in the group
 ``fluidperc.scenes``.
 
 Viscosity follows Solver-in-the-Loop's effective-Re convention: the explicit diffusion amount per step on the grid
@@ -15,46 +15,20 @@ resolution.
 from __future__ import annotations
 
 import math as pymath
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from fluidperc.registry import Registry
+from fluidperc.sim import scene_karman, scene_plume
+from fluidperc.sim.scene_base import SceneEntry, SceneInfo
 
-
-@dataclass(frozen=True)
-class SceneInfo:
-    """Resolution-independent facts about a scene (what the dataset attrs record)."""
-
-    name: str
-    width: float
-    height: float
-    dt: float
-    steps: int
-    velocity_boundary: str
-    marker_boundary: str
-    obstacle: str
-    characteristic_length: float  # D in U*D/nu
-    characteristic_velocity: float  # U in U*D/nu
-    description: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SceneEntry:
-    """``physics``: ``"module:Class"`` of the scene's ScenePhysics. ``open_x``/``open_y``: whether the velocity
-    leaves through that pair of sides (zero-gradient: n + 1 stored faces) or meets walls (n - 1 interior faces)."""
-
-    info: SceneInfo
-    physics: str
-    open_x: bool
-    open_y: bool
-    default_resolutions: tuple[tuple[int, int], ...] = ()
+__all__ = ["SCENES", "SceneEntry", "SceneInfo", "check_scene", "diffusion_substeps", "register_scene", "scene_entry",
+           "scene_info", "scenes", "smooth_perturbation", "viscosity"]
 
 
 def _builtin() -> None:
-    from fluidperc.sim import scene_karman, scene_plume  # noqa: F401  (they register themselves)
+    for entry in (scene_karman.ENTRY, scene_plume.ENTRY):
+        register_scene(entry)
 
 
 SCENES: Registry[SceneEntry] = Registry("scene", "fluidperc.scenes", key=lambda e: e.info.name,

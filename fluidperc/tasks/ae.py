@@ -3,9 +3,9 @@ value) and back; the loss compares the reconstruction with the frame."""
 
 from __future__ import annotations
 
+from fluidperc.datasets.frames import channel_mean, channel_std
 from fluidperc.models import ConvAutoencoder
 from fluidperc.tasks.base import FrameModel, FrameTask
-from fluidperc.train.data import channel_mean, channel_std
 
 
 class Autoencoder(FrameTask):

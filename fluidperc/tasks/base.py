@@ -7,21 +7,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from fluidperc.datasets.frames import Frames, load_frames
 from fluidperc.devices import synchronize
 from fluidperc.errors import UserError
 from fluidperc.losses import FieldLoss
 from fluidperc.tasks import get_task, task_entry
-from fluidperc.train.data import Frames, load_frames
-
-if TYPE_CHECKING:
-    from fluidperc.evaluation.settings import EvalSettings
-    from fluidperc.train.config import CellConfig, TrainSettings
+from fluidperc.tasks.cell import CellConfig
+from fluidperc.tasks.settings import EvalSettings, TrainSettings
 
 
 class InferenceOptions:
@@ -78,37 +76,37 @@ class Task:
     """The interface of a task. Subclasses implement :meth:`batch`, :meth:`build_model`, :meth:`objective`,
     :meth:`validation_outputs` and :meth:`evaluate`; the defaults suit tasks without a solver."""
 
-    def variable(self, settings: "TrainSettings") -> str:
+    def variable(self, settings: TrainSettings) -> str:
         """The field the network sees: 'velocity' or 'marker'."""
         return settings.variable
 
-    def horizon(self, settings: "TrainSettings") -> int:
+    def horizon(self, settings: TrainSettings) -> int:
         """Frames after a sample's start frame that a training batch needs."""
         return 0
 
-    def val_horizon(self, settings: "TrainSettings") -> int:
+    def val_horizon(self, settings: TrainSettings) -> int:
         """Frames after a validation sample's start frame."""
         return 0
 
-    def target_grid(self, cell: "CellConfig") -> tuple[int, int]:
+    def target_grid(self, cell: CellConfig) -> tuple[int, int]:
         """The grid predictions are compared on (metrics take their spacing from it)."""
         return tuple(cell.resolution)
 
-    def batch(self, data: "TaskData", sims: torch.Tensor, frames: torch.Tensor, horizon: int) -> dict[str, torch.Tensor]:
+    def batch(self, data: TaskData, sims: torch.Tensor, frames: torch.Tensor, horizon: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def build_model(self, cell: "CellConfig", data: "TaskData", device: torch.device | str) -> nn.Module:
+    def build_model(self, cell: CellConfig, data: TaskData, device: torch.device | str) -> nn.Module:
         raise NotImplementedError
 
-    def objective(self, model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLoss, cell: "CellConfig") -> torch.Tensor:
+    def objective(self, model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLoss, cell: CellConfig) -> torch.Tensor:
         raise NotImplementedError
 
-    def validation_outputs(self, model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLoss, data: "TaskData",
-                           cell: "CellConfig") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def validation_outputs(self, model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLoss, data: TaskData,
+                           cell: CellConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(predicted frames, reference frames, the training loss on them), under no_grad."""
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, data: "TaskData", cell: "CellConfig", settings: "EvalSettings",
+    def evaluate(self, model: nn.Module, data: TaskData, cell: CellConfig, settings: EvalSettings,
                  device: torch.device | str, metrics) -> Evaluation:
         """Run the trained model on the held-out test sims; ``metrics(pred, ref)`` -> {metric: per-frame array}."""
         raise NotImplementedError
@@ -151,7 +149,7 @@ class TaskData:
     """Samples of a cell's task: the stores' frames, the index space for the sampler, and batches from indices
     (their content is the task's: :meth:`Task.batch`)."""
 
-    def __init__(self, cell: "CellConfig"):
+    def __init__(self, cell: CellConfig):
         s = cell.settings
         self.task = task = get_task(cell.task)
         root = Path(cell.data_dir)
@@ -191,11 +189,11 @@ class TaskData:
         return self.task.batch(self, sims, frames, horizon or self.task.horizon(self.cell.settings))
 
 
-def build_model(cell: "CellConfig", data: TaskData, device: torch.device | str = "cpu") -> nn.Module:
+def build_model(cell: CellConfig, data: TaskData, device: torch.device | str = "cpu") -> nn.Module:
     """Seeded by the caller; every rank builds the same initial weights, on ``device`` (SOL's solver included)."""
     return data.task.build_model(cell, data, device)
 
 
-def sample_loss(model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLoss, cell: "CellConfig") -> torch.Tensor:
+def sample_loss(model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLoss, cell: CellConfig) -> torch.Tensor:
     """The training objective of one batch (the task's)."""
     return get_task(cell.task).objective(model, batch, loss, cell)

@@ -11,14 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from fluidperc.datasets.names import grid_name
+from fluidperc.datasets import store
+from fluidperc.datasets.frames import centred, channel_std
+from fluidperc.datasets.names import grid_name, store_name
 from fluidperc.devices import synchronize
 from fluidperc.models import MarsMoon
+from fluidperc.sim.ladder import WARM_UP_STEPS, default_rungs, run_ladder, velocity_on
+from fluidperc.sim.scenes import diffusion_substeps, scene_info
+from fluidperc.sim.staggered import to_centres, to_faces
 from fluidperc.tasks.base import Evaluation, InferenceOptions, Task
-from fluidperc.train.data import centred, channel_std
-
-
-WARM_UP_STEPS = 3  # the compiled solver parts run eagerly once, then trace: see fluidperc.evaluation.ladder.warm_up
 
 
 class SolverInTheLoop(InferenceOptions, nn.Module):
@@ -42,8 +43,6 @@ class SolverInTheLoop(InferenceOptions, nn.Module):
 
     def forward(self, vx: torch.Tensor, vy: torch.Tensor, marker: torch.Tensor, reynolds: torch.Tensor, steps: int,
                 corrected: bool = True) -> list[dict[str, torch.Tensor]]:
-        from fluidperc.sim.staggered import to_centres, to_faces
-
         ny, nx = self.sim.ny, self.sim.nx
         out = []
         for _ in range(steps):
@@ -60,7 +59,7 @@ class SolverInTheLoop(InferenceOptions, nn.Module):
         from phi import math
         from phi.field import CenteredGrid, StaggeredGrid
 
-        from fluidperc.sim.simulation import State, state_from_tensors, state_tensors
+        from fluidperc.sim.simulation import State, state_from_tensors, state_tensors  # PhiFlow only where a solver runs
 
         state = state_from_tensors(self.sim, vx, vy, marker)
         re_list = [float(r) for r in reynolds]
@@ -107,8 +106,7 @@ class SolverInTheLoopTask(Task):
                 "targets": torch.stack(refs, dim=1)}
 
     def build_model(self, cell, data, device):
-        from fluidperc.sim.scenes import diffusion_substeps, scene_info
-        from fluidperc.sim.simulation import Simulation
+        from fluidperc.sim.simulation import Simulation  # PhiFlow only where a solver runs
 
         ny, nx = cell.resolution
         train_re = data.low.reynolds[data.low.train_sims]
@@ -176,12 +174,9 @@ class SolverInTheLoopTask(Task):
 
     def ladder(self, model, data, cell, settings, device, n_steps: int) -> dict | None:
         """The plain sim at grids from the low one up to the high-resolution store's, each from the high-res test
-        frame, its velocity brought onto the low grid (fluidperc.evaluation.ladder): what accuracy the plain
+        frame, its velocity brought onto the low grid (fluidperc.sim.ladder): what accuracy the plain
         solver buys for its time, beside the corrected sim's. None when the low store has no high-res partner."""
-        from fluidperc.datasets import store
-        from fluidperc.datasets.names import store_name
-        from fluidperc.evaluation.ladder import default_rungs, run_ladder, velocity_on
-        from fluidperc.sim.simulation import Simulation, state_from_tensors
+        from fluidperc.sim.simulation import Simulation, state_from_tensors  # PhiFlow only where a solver runs
 
         root = Path(cell.data_dir)
         low = store.open_group(root / cell.low_store, "r")

@@ -3,9 +3,9 @@ the same sim and time; metrics compare on the high-resolution grid."""
 
 from __future__ import annotations
 
+from fluidperc.datasets.frames import channel_mean, channel_std
 from fluidperc.models import TransformNet
 from fluidperc.tasks.base import FrameModel, FrameTask
-from fluidperc.train.data import channel_mean, channel_std
 
 
 class SuperResolution(FrameTask):

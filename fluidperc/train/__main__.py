@@ -19,7 +19,7 @@ def main() -> int:
     p.add_argument("out_dir")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
-    from fluidperc.train import run
+    from fluidperc.train import run  # torch after argparse: --help stays quick
 
     result = run(Path(args.cell).read_text(), args.out_dir, progress=not args.no_progress)
     print(json.dumps(result))

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from fluidperc.devices import resolve
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -84,8 +86,6 @@ def setup(device: str = "auto", rendezvous_dir: Path | None = None) -> Dist:
     the CPU. ``rendezvous_dir``: a directory every rank sees (the cell's); with it, ranks that share one node meet
     through a file there. A process group the caller already made is used as it is (benchmarks/gpu_check.py runs
     one NCCL rank through DDP that way)."""
-    from fluidperc.devices import resolve
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -23,15 +23,16 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from fluidperc.atomic import write_text
+from fluidperc.datasets.frames import channel_stats
 from fluidperc.errors import UserError
 from fluidperc.losses import get_loss
+from fluidperc.metrics import pixel_metrics
+from fluidperc.tasks.base import TaskData, build_model, sample_loss
+from fluidperc.tasks.cell import CellConfig
 from fluidperc.train import checkpoint as ckpt
 from fluidperc.train import distributed
-from fluidperc.train.config import CellConfig
+from fluidperc.train.graphed import GraphedStep
 from fluidperc.train.outputs import RESULT, is_done  # noqa: F401  (is_done: re-exported)
-from fluidperc.train.data import channel_stats
-from fluidperc.tasks.base import TaskData, build_model, sample_loss
-
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -99,8 +100,6 @@ class Trainer:
     def validate(self, data: TaskData, loss_fn) -> dict[str, float]:
         """The evaluation stage's pixel metrics (mean over validation frames and rollout steps) and the training
         loss on validation samples. Only the metrics compare across losses; Tune selects on them."""
-        from fluidperc.metrics import pixel_metrics
-
         model = self.model
         batch = {k: v.to(self.dist.device) for k, v in data.batch(data.val_index, data.val_horizon).items()}
         with torch.no_grad():
@@ -122,8 +121,6 @@ class Trainer:
         data, loss_fn = self._build(cell, d)
         wrapped = DistributedDataParallel(self.model) if d.grouped else self.model
         if self.use_graph:
-            from fluidperc.train.graphed import GraphedStep
-
             self.graph_step = GraphedStep(self._graph_body(wrapped, loss_fn))
         batches = self._batches(data, cell, d)
         log = _Log(self.out, self.step) if d.is_main else None

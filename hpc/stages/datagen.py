@@ -6,13 +6,20 @@ import functools
 import os
 from pathlib import Path
 
+from fluidperc.datasets import generate
+from fluidperc.datasets.import_spec import ImportSpec
+from fluidperc.datasets.importer import is_imported, open_mapped
+from fluidperc.datasets.names import grid_name
+from fluidperc.datasets.spec import DatasetSpec
+from fluidperc.datasets.store import (
+    broken_note,
+    check_existing,
+    completed,
+    has_statistics,
+)
 from hpc.errors import UserError
 from hpc.plan import JobGroup, Task
 from hpc.spec import Sweep
-from fluidperc.datasets.import_spec import ImportSpec
-from fluidperc.datasets.names import grid_name
-from fluidperc.datasets.spec import DatasetSpec
-from fluidperc.datasets.store import broken_note, check_existing, completed, has_statistics
 
 
 def data_dir(sweep: Sweep) -> Path:
@@ -36,8 +43,6 @@ def group_name(spec: DatasetSpec) -> str:
 
 def prepare_stores(spec: DatasetSpec, root: Path) -> None:
     """Create both stores before the array runs (fluidperc.datasets.generate.prepare), imported when launching."""
-    from fluidperc.datasets import generate
-
     generate.prepare(spec, root)
 
 
@@ -48,8 +53,6 @@ def import_group_name(spec: ImportSpec) -> str:
 def plan_import(spec: ImportSpec, i: int, sweep: Sweep, root: Path, dry_run: bool) -> JobGroup:
     """One job that maps the outside data onto a store pair (fluidperc.datasets.importer). Its path is made
     absolute here, where the sweep was launched from, since jobs may start elsewhere."""
-    from fluidperc.datasets.importer import is_imported
-
     source = spec.resolved_path(Path.cwd()).resolve()
     spec = spec.model_copy(update={"path": str(source)})
     done = is_imported(spec, root)  # once imported, the source may go
@@ -61,8 +64,6 @@ def plan_import(spec: ImportSpec, i: int, sweep: Sweep, root: Path, dry_run: boo
 
     def prepare() -> None:
         """Before anything is submitted: the source holds what the spec maps (variables, dims, grid, sims)."""
-        from fluidperc.datasets.importer import open_mapped
-
         if not done:
             open_mapped(spec)
 

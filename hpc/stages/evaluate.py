@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fluidperc.datasets.names import grid_name
+from fluidperc.train.outputs import is_current, is_done
 from hpc.errors import UserError
 from hpc.plan import Cell, JobGroup, Task
 from hpc.spec import Sweep
@@ -19,8 +20,6 @@ def eval_path(run_dir: Path, label: str) -> Path:
 def evaluated(out: Path, cell, run_dir: Path) -> bool:
     """The cell's evaluation exists and evaluated the model it will have: not when the cell (re)trains in this
     launch (a relaunch with more steps) or its model is newer than the evaluation."""
-    from fluidperc.train.outputs import is_current, is_done
-
     train_dir = cell_dir(run_dir, cell)
     return is_done(train_dir, cell.settings.steps) and is_current(out, train_dir)
 
@@ -31,8 +30,8 @@ def _mtime(path: Path) -> float:
 
 def finish(run_dir: str, cells: list[dict]) -> str:
     """Collect results.zarr, then write the report (one job: both are quick)."""
-    from fluidperc.analysis.report import main_table, write_report
-    from fluidperc.evaluation.collect import collect
+    from fluidperc.analysis.report import main_table, write_report  # torch, xarray, matplotlib: in the finishing
+    from fluidperc.evaluation.collect import collect  # job, never in the planner
 
     collect(run_dir, cells)
     report = write_report(run_dir)

@@ -5,12 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fluidperc.datasets.names import grid_name
+from fluidperc.losses import missing_weights, parse_loss_spec
+from fluidperc.tasks import task_entry
+from fluidperc.tasks.cell import CellConfig
+from fluidperc.tasks.settings import TrainSettings
+from fluidperc.train.outputs import RESULT, is_done
+from fluidperc.weights import WeightStore
 from hpc.errors import UserError
 from hpc.plan import Cell, JobGroup, Task
 from hpc.spec import Sweep
-from fluidperc.datasets.names import grid_name
-from fluidperc.tasks import task_entry
-from fluidperc.train.config import CellConfig, TrainSettings
+from hpc.stages.datagen import data_dir as datagen_dir
+from hpc.stages.datagen import group_name, import_group_name
 
 
 def data_dir(sweep: Sweep, stage=None) -> Path:
@@ -24,9 +30,6 @@ def data_dir(sweep: Sweep, stage=None) -> Path:
 
 def producers(sweep: Sweep) -> dict[Path, str]:
     """Store path -> the datagen statistics group that finishes it (training needs the statistics)."""
-    from hpc.stages.datagen import data_dir as datagen_dir
-    from hpc.stages.datagen import group_name, import_group_name
-
     if sweep.datagen is None:
         return {}
     root = datagen_dir(sweep)
@@ -78,7 +81,7 @@ def tuned_run(stage) -> Any:
     """The tune results ``train.settings_from`` names, or None; a clear error when there are none."""
     if stage.settings_from is None:
         return None
-    from fluidperc.analysis.tuning import load_tune
+    from fluidperc.analysis.tuning import load_tune  # xarray, matplotlib: only with settings_from
 
     path = Path(stage.settings_from)
     if not (path / "tune.zarr").exists():
@@ -92,8 +95,6 @@ def loss_settings(stage, task: str, loss: Any, tuned: Any, dataset: Any = None,
     """(loss spec, settings overrides, where they came from) for one task and loss: train.settings,
     task_settings and the dataset's settings, then the tune run's best trial for the loss, then
     train.loss_settings by hand."""
-    from fluidperc.losses.spec import parse_loss_spec
-
     spec = parse_loss_spec(loss)
     overrides = dict(stage.task_settings.get(task, {}))
     source = f"train.task_settings.{task}" if task in stage.task_settings else "train.settings"
@@ -101,7 +102,7 @@ def loss_settings(stage, task: str, loss: Any, tuned: Any, dataset: Any = None,
         overrides.update(dataset.settings)
         source += f" + {where or 'the dataset'}.settings"
     if tuned is not None and tuned.attrs.get("task") == task:
-        from fluidperc.analysis.tuning import best_trial
+        from fluidperc.analysis.tuning import best_trial  # xarray, matplotlib: only with a tune run
 
         best = best_trial(tuned, spec.label, spec.name)
         if best is None:
@@ -145,9 +146,6 @@ def cells(sweep: Sweep) -> list[CellConfig]:
 def trainable_cells(sweep: Sweep) -> tuple[list[CellConfig], list[tuple[CellConfig, str]]]:
     """Cells whose loss weights are present, and (with missing_weights: skip) the others with the reason.
     With missing_weights: fail (the default) a missing file stops the launch before anything is submitted."""
-    from fluidperc.losses import missing_weights
-    from fluidperc.weights import WeightStore
-
     store = WeightStore.from_env()
     ready, skipped = [], []
     for cell in cells(sweep):
@@ -176,8 +174,6 @@ def plan_cell(cell: CellConfig, skipped: str = "") -> Cell:
 
 
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
-    from fluidperc.train.outputs import RESULT, is_done
-
     stage = sweep.train
     assert stage is not None
     made = producers(sweep)

@@ -5,9 +5,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fluidperc.losses import missing_weights
+from fluidperc.tasks import task_entry
+from fluidperc.tasks.cell import CellConfig
+from fluidperc.weights import WeightStore
 from hpc.errors import UserError
 from hpc.plan import JobGroup, Task
-from hpc.spec import Sweep
+from hpc.space import domain_kind, grid_points, loss_options
+from hpc.spec import Sweep, TuneStage
+from hpc.stages.train import check_imported, data_dir, producers, store_dependencies
+
+EXPERIMENT = "experiment"
+
+
+def experiment_dir(run_dir: Path) -> Path:
+    return Path(run_dir).resolve() / "tune" / EXPERIMENT
+
+
+def base_cell(stage: TuneStage, data_dir: Path, plugins: tuple[str, ...] = ()) -> CellConfig:
+    """The cell every trial starts from; the tune stage fixes length, reporting and the validation split."""
+    entry = task_entry(stage.task)
+    managed = {"steps": stage.epochs * stage.epoch_steps, "validate_every": stage.epoch_steps,
+               "checkpoint_every": stage.epoch_steps, "val_sims": stage.val_sims,
+               "val_rollout": stage.val_rollout if entry.rollout else None}
+    ds = stage.dataset
+    return CellConfig(plugins=tuple(plugins), task=stage.task, loss=stage.loss, **ds.cell_source(),
+                      data_dir=str(data_dir), resolution=ds.resolution,
+                      high_resolution=ds.high_resolution if entry.high_resolution else None, seed=stage.seed,
+                      settings={**stage.settings.model_dump(), **managed})
 
 
 def finished(run_dir: Path) -> bool:
@@ -22,18 +47,12 @@ def finished(run_dir: Path) -> bool:
 
 def trial_count(space: dict, num_samples: int) -> int:
     """Tune runs num_samples x (product of grid sizes) trials."""
-    from hpc.space import grid_points
-
     return num_samples * grid_points(space)
 
 
 def usable_space(sweep: Sweep, dry_run: bool = False) -> dict:
     """The search space with loss options whose weights are missing dropped (missing_weights: skip, noted) or
     refused before anything starts (missing_weights: fail, the default)."""
-    from fluidperc.losses import missing_weights
-    from fluidperc.weights import WeightStore
-    from hpc.space import domain_kind, loss_options
-
     stage = sweep.tune
     store = WeightStore.from_env()
     space = dict(stage.space)
@@ -73,10 +92,6 @@ def usable_space(sweep: Sweep, dry_run: bool = False) -> dict:
 
 
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
-    from fluidperc.tasks import task_entry
-    from hpc.stages.train import check_imported, data_dir, producers, store_dependencies
-    from hpc.tune.driver import base_cell
-
     stage = sweep.tune
     assert stage is not None
     if task_entry(stage.task).high_resolution and stage.dataset.high_resolution is None:
@@ -109,8 +124,6 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
 
 def progress(run_dir: Path) -> str:
     """Trials so far, from the run's own tune directory (hpc.status)."""
-    from hpc.tune.driver import experiment_dir
-
     if (run_dir / "tune.zarr").exists():
         import xarray as xr
 

@@ -12,7 +12,11 @@ import argparse
 import os
 from pathlib import Path
 
+from fluidperc.tasks.cell import CellConfig
 from hpc.errors import UserError, run_cli
+from hpc.plan import default_run_dir, format_plan
+from hpc.spec import TuneStage, load_sweep
+from hpc.stages import tune as tune_stage
 
 
 def _gpus_on_node() -> int:
@@ -25,11 +29,6 @@ def _gpus_on_node() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hpc.launch import default_run_dir
-    from hpc.plan import format_plan
-    from hpc.spec import load_sweep
-    from hpc.stages import tune as tune_stage
-
     p = argparse.ArgumentParser(prog="python -m hpc.tune", description=__doc__.split("\n\n")[0] + " " +
                                 __doc__.split("\n\n")[1].replace("\n", " "))
     p.add_argument("sweep", help="a sweep file with a tune section, e.g. sweeps/tune_vgg_layers.yaml")
@@ -45,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_plan([group]))
         return 0
     stage_json, run_dir_s, cell_json, cpus, gpus = group.tasks[0].args
-    from fluidperc.train.config import CellConfig
-    from hpc.spec import TuneStage
-    from hpc.tune.job import run_in_allocation, run_local
+    from hpc.tune.job import run_in_allocation, run_local  # submitit, Ray: after the plan is checked
 
     cell = CellConfig.model_validate_json(cell_json)  # first: it imports the sweep's plugins
     stage = TuneStage.model_validate_json(stage_json)

@@ -6,30 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluidperc.train.config import CellConfig
-from hpc.spec import TuneStage
+from fluidperc.tasks.cell import CellConfig
 from hpc.space import to_ray
-
-EXPERIMENT = "experiment"
-
-
-def experiment_dir(run_dir: Path) -> Path:
-    return Path(run_dir).resolve() / "tune" / EXPERIMENT
-
-
-def base_cell(stage: TuneStage, data_dir: Path, plugins: tuple[str, ...] = ()) -> CellConfig:
-    """The cell every trial starts from; the tune stage fixes length, reporting and the validation split."""
-    from fluidperc.tasks import task_entry
-
-    entry = task_entry(stage.task)
-    managed = {"steps": stage.epochs * stage.epoch_steps, "validate_every": stage.epoch_steps,
-               "checkpoint_every": stage.epoch_steps, "val_sims": stage.val_sims,
-               "val_rollout": stage.val_rollout if entry.rollout else None}
-    ds = stage.dataset
-    return CellConfig(plugins=tuple(plugins), task=stage.task, loss=stage.loss, **ds.cell_source(),
-                      data_dir=str(data_dir), resolution=ds.resolution,
-                      high_resolution=ds.high_resolution if entry.high_resolution else None, seed=stage.seed,
-                      settings={**stage.settings.model_dump(), **managed})
+from hpc.spec import TuneStage
+from hpc.stages.tune import EXPERIMENT, experiment_dir
+from hpc.tune.trial import train_trial, trial_dirname
 
 
 def run_tuner(stage: TuneStage, run_dir: Path, cell: CellConfig) -> Path:
@@ -37,8 +18,7 @@ def run_tuner(stage: TuneStage, run_dir: Path, cell: CellConfig) -> Path:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from hpc.tune.results import write_results
-    from hpc.tune.trial import train_trial, trial_dirname
+    from hpc.tune.results import write_results  # xarray: when the experiment ends
 
     res = stage.trial_resources
     trainable = tune.with_resources(

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import submitit
 
-from fluidperc.train.config import CellConfig
+from fluidperc.tasks.cell import CellConfig
 from hpc.spec import TuneStage
 from hpc.tune import cluster
+from hpc.tune.driver import run_tuner
 
 JOIN_TIMEOUT_S = 600.0
 
@@ -33,8 +34,7 @@ def _announce(run_dir: Path, url: str, host: str) -> None:
 
 
 def _drive(stage: TuneStage, run_dir: Path, cell: CellConfig) -> str:
-    from fluidperc.analysis.report import write_report
-    from hpc.tune.driver import run_tuner
+    from fluidperc.analysis.report import write_report  # matplotlib, torch: on the driver only
 
     out = run_tuner(stage, run_dir, cell)
     report = write_report(run_dir)

@@ -11,10 +11,10 @@ import numpy as np
 import xarray as xr
 
 from fluidperc.evaluation.output import write_atomically
-from fluidperc.losses.spec import parse_loss_spec
-from fluidperc.train.config import CellConfig
-from hpc.spec import TuneStage
+from fluidperc.losses import parse_loss_spec
+from fluidperc.tasks.cell import CellConfig
 from hpc.space import domain_kind, has_domain
+from hpc.spec import TuneStage
 
 HISTORY = ("val_rel_l2", "val_mse", "val_mae", "val_vorticity_rmse", "val_spectrum_error", "val_loss", "train_loss",
            "step", "time_total_s")

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fluidperc.train.config import CellConfig
+from fluidperc.tasks.cell import CellConfig
 
 CARRIED = ("checkpoint.pt", "checkpoint.pt.sha256", "metrics.jsonl")
 
@@ -30,7 +30,7 @@ def train_trial(config: dict[str, Any], base_cell: str, threads: int) -> None:
     import torch
     from ray import tune
 
-    from fluidperc.train import run
+    from fluidperc.train import run  # torch: in the trial's worker
 
     torch.set_num_threads(max(1, threads))
     cell = trial_cell(CellConfig.model_validate_json(base_cell), config)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fluidperc.datasets import store
+from fluidperc.datasets import layout, store
 from fluidperc.errors import UserError
 from fluidperc.losses import ChannelStats
 from fluidperc.sim.staggered import to_centres
@@ -59,7 +59,7 @@ def load_frames(path: Path, variable: str = "velocity") -> Frames:
     if keep.size == 0:
         raise UserError(f"{path}: no complete sims")
     need = ("velocity_x", "velocity_y") if variable == "velocity" else ("marker",)
-    held = [v for v in store.VARIABLES if v in group]
+    held = [v for v in layout.VARIABLES if v in group]
     if any(v not in held for v in need):
         raise UserError(f"{path} holds {', '.join(held)}, no {variable}; train its cells on "
                         f"{'the marker (variable: marker)' if 'marker' in held else 'the velocity (variable: velocity)'}")

@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from fluidperc.datasets.names import grid_name, store_name
-from fluidperc.losses.spec import parse_loss_spec
+from fluidperc.losses import parse_loss_spec
+from fluidperc.plugins import import_plugins, import_plugins_first
 from fluidperc.sim.scenes import check_scene
 from fluidperc.tasks import check_task, task_entry
-
-class TrainSettings(BaseModel):
-    """Hyper-parameters; sweep files set them for all cells and may override them per task."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    steps: int = Field(1000, ge=1)
-    batch_size: int = Field(8, ge=1, description="frames per rank and step (SOL: sims per rank and step)")
-    lr: float = Field(1e-3, gt=0)
-    unroll: int = Field(4, ge=1, description="SOL: solver steps m unrolled per training sample")
-    checkpoint_every: int = Field(100, ge=1)
-    validate_every: int = Field(100, ge=1)
-    compression: float = Field(8.0, gt=1, description="AE: input values per latent value")
-    variable: Literal["velocity", "marker"] = Field("velocity", description="AE/SR: which field the network sees")
-    val_samples: int = Field(16, ge=1, description="validation frames (SOL: rollouts) on held-out sims")
-    val_sims: int = Field(0, ge=0, description="validate on the last K training sims, held out from training "
-                          "(0: validate on the test sims). Tuning needs K >= 1 so that it never sees the test sims")
-    val_rollout: int | None = Field(None, ge=1, description="SOL: steps rolled out per validation sample "
-                                    "(default: unroll). Fix it when unroll varies, so that runs compare")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when the job holds a GPU (each "
-                                                   "rank its own), else the CPU")
-    cuda_graph: bool = Field(False, description="on CUDA with one process per cell, replay each training step as "
-                             "one CUDA graph (fluidperc/train/graphed.py); ignored elsewhere")
+from fluidperc.tasks.settings import TrainSettings
 
 
 class CellConfig(BaseModel):
@@ -53,11 +39,14 @@ class CellConfig(BaseModel):
     settings: TrainSettings = Field(default_factory=TrainSettings)
     settings_source: str = Field("train.settings", description="where the settings came from (the report says)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _plugins_first(cls, data: Any) -> Any:
+        return import_plugins_first(data)
+
     @field_validator("plugins", mode="after")
     @classmethod
     def _plugins(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from fluidperc.plugins import import_plugins
-
         import_plugins(v)
         return v
 

@@ -14,9 +14,12 @@ import torch.nn.functional as F
 
 from fluidperc.devices import timed
 from fluidperc.sim.scenes import diffusion_substeps, scene_info
+from fluidperc.sim.staggered import to_centres
+
+WARM_UP_STEPS = 3  # rollout steps run untimed before a timed one (warm_up says why three)
 
 
-def warm_up(sim, state, steps: int = 3) -> None:
+def warm_up(sim, state, steps: int = WARM_UP_STEPS) -> None:
     """Step a throw-away copy of a rollout's start so that the timed rollout meets no tracing: the compiled parts
     trace apart for a state built from tensors, its first step's output and the later outputs (measured: with two
     warm-up steps instead of three, the first timed steps of a 32x16 Karman sim still retraced, 0.16 against
@@ -43,7 +46,12 @@ def run_ladder(scene: str, rungs: list[tuple[int, int]], start, reynolds: list[f
     State of the test sims' first frame, on ``start_grid`` (a rung on that grid starts from it as it is, the
     others from it resampled and projected). ``compare(sim, frames)`` maps the rung's per-step state tensors
     (fluidperc.sim.simulation.state_tensors) onto the reference's grid, after the timed rollout."""
-    from fluidperc.sim.simulation import Simulation, resampled_state, state_from_tensors, state_tensors
+    from fluidperc.sim.simulation import (  # PhiFlow only where a rung runs
+        Simulation,
+        resampled_state,
+        state_from_tensors,
+        state_tensors,
+    )
 
     info = scene_info(scene)
     out = {}
@@ -85,8 +93,7 @@ def velocity_on(target) -> Callable[[Any, list[dict]], torch.Tensor]:
     from phi import field as phifield
     from phi.field import StaggeredGrid
 
-    from fluidperc.sim.simulation import State, state_from_tensors, state_tensors
-    from fluidperc.sim.staggered import to_centres
+    from fluidperc.sim.simulation import State, state_from_tensors, state_tensors  # PhiFlow only where a rung runs
 
     def compare(sim, frames) -> torch.Tensor:
         target._activate()
