@@ -8,7 +8,7 @@ PYTEST_ARGS ?= --durations=15
 # LSiM's weights for the study: the staged copy beside the checkout when there is one (FLUIDPERC_WEIGHTS wins)
 STUDY_ENV := $(if $(FLUIDPERC_WEIGHTS),,$(if $(wildcard ../shared/weights/LSiM.pth),FLUIDPERC_WEIGHTS=$(abspath ../shared/weights),))
 
-.PHONY: install demo study-cpu study-sr study-ae test test-fast fuzz cluster-up cluster-down multinode-up multinode-down bench clean
+.PHONY: install lint demo study-cpu study-sr study-ae test test-fast fuzz cluster-up cluster-down multinode-up multinode-down bench clean
 
 # Reinstall only when the dependency files change (a second `make` is quick).
 $(STAMP): pyproject.toml constraints.txt
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# The layers contract in pyproject.toml: imports only point down, fluidperc never imports hpc, no import cycles.
+lint: install
+	$(VENV)/bin/lint-imports --no-cache
 
 demo: install
 	$(PY) -m hpc.launch sweeps/demo.yaml
@@ -43,7 +47,7 @@ study-sr study-ae: install
 # Brings up the local Slurm clusters (as root with apt-get; elsewhere the Slurm tests skip with the reason):
 # the single-node one on loopback and the three-node one in network namespaces. Runs the whole suite, and tears
 # both down even when tests fail.
-test: install
+test: lint
 	@up=0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-up.sh || exit 1; up=1; \
@@ -56,7 +60,7 @@ test: install
 	exit $$rc
 
 # The suite without the Slurm cluster (Slurm tests skip).
-test-fast: install
+test-fast: lint
 	$(PY) -m pytest -ra -m "not slurm and not slow" $(PYTEST_ARGS)
 
 # Hunting for new sweep-file failures: the random fuzz profile, 5000 examples (make test runs a fixed 500).
