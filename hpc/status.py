@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,13 @@ from hpc.plan import format_table
 from hpc.spec import read_sweep_text
 from hpc.stages.tune import progress as tune_progress
 
+WIDTH = 120  # columns hpc.status keeps to
+
 
 def import_run_plugins(run_dir: Path) -> None:
     """The plugins the run's resolved sweep names (a backend they register answers for its own jobs). A plugin
     that no longer imports costs only live states: the manifest's record stands in."""
     import yaml
-
 
     path = run_dir / "sweep.yaml"
     if not path.is_file():
@@ -71,10 +73,20 @@ def group_progress(record: dict[str, Any]) -> str:
         text = tune_progress(Path(prog["run_dir"]))
     skipped = record.get("skipped", [])
     if skipped:
-        reasons = Counter(s["reason"].removeprefix("skipped: ") for s in skipped)
-        text += ("; " if text else "") + f"{len(skipped)} skipped (" + "; ".join(
-            f"{n}: {r}" if len(reasons) > 1 else r for r, n in reasons.items()) + ")"
+        text += ("; " if text else "") + f"{len(skipped)} skipped"
     return text
+
+
+def skipped_lines(plan: dict[str, dict[str, Any]]) -> list[str]:
+    """Why cells were left out, grouped by group and reason under the table (a reason is a sentence with a
+    command; in the progress column it would make the table too wide to read)."""
+    lines = []
+    for name, record in plan.items():
+        reasons = Counter(s["reason"].removeprefix("skipped: ") for s in record.get("skipped", []))
+        for reason, n in reasons.items():
+            lines += textwrap.wrap(f"{name}: {n} cell{'s' if n > 1 else ''}: {reason}", WIDTH, initial_indent="  ",
+                                   subsequent_indent="    ", break_on_hyphens=False, break_long_words=False)
+    return ["skipped cells, as the launch decided:", *lines] if lines else []
 
 
 def recorded_plan(run_dir: Path) -> dict[str, dict[str, Any]]:
@@ -102,6 +114,9 @@ def render(run_dir: Path, verbose: bool = False) -> str:
         text = group_progress(plan[g]) if g in plan else ""
         rows.append([stage_of[g], g, ", ".join(f"{s} {n}" for s, n in sorted(c.items())) or "-", text])
     out = [format_table(["stage", "group", "jobs by state", "progress"], rows)]
+    skipped = skipped_lines(plan)
+    if skipped:
+        out += ["", *skipped]
     if verbose or len(jobs) <= 40:
         detail = [
             [g, label, j["job_id"], j["state"], j.get("elapsed", ""), j.get("exit", "")]

@@ -17,11 +17,10 @@ import torch
 import xarray as xr
 import zarr
 
-from conftest import MN_NODES
+from conftest import MN_NODES, VGG_LAYERS, check_tidy, tune_sweep
 from listeners import NamespaceSampler
 from fluidperc.tasks.cell import CellConfig
 from fluidperc.train import run
-from test_tune import VGG_LAYERS, check_tidy, tune_env, tune_sweep  # noqa: F401  (tune_env: a fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.multinode]
 

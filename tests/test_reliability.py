@@ -296,9 +296,10 @@ train:
     assert status.returncode == 0, status.stderr
     rows = {line.split()[1]: line for line in status.stdout.splitlines() if line.startswith("train ")}
     for task in ("ae", "sr"):
-        assert "2/2 cells trained" in rows[f"train.{task}"], status.stdout
-        assert "1 skipped (vgg16-397923af.pth missing" in rows[f"train.{task}"], status.stdout
+        assert "2/2 cells trained; 1 skipped" in rows[f"train.{task}"], status.stdout
+        assert f"  train.{task}: 1 cell: vgg16-397923af.pth missing" in status.stdout, status.stdout
     assert "karman_32x16: 4/4 sims" in status.stdout
+    assert max(map(len, status.stdout.splitlines())) <= 120, "hpc.status fits 120 columns"
 
 
 @pytest.mark.slow

@@ -20,55 +20,8 @@ import pytest
 import xarray as xr
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, VGG_LAYERS, check_tidy, tune_sweep
 from hpc.tune.cluster import descendants, free_port
-
-VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-DATA = {"scene": "karman", "resolution": [64, 32], "factor": 2, "train_reynolds": [1.0e5, 3.0e5, 6.0e5],
-        "test_reynolds": [2.0e5], "steps": 60, "keep_from": 30, "sims_per_task": 4, "frames_per_chunk": 10}
-
-
-@pytest.fixture(scope="module")
-def tune_env(tmp_path_factory) -> dict[str, str]:
-    """A tiny Karman pair, and a random-valued VGG-16 trunk with a digest the store is told to trust (ImageNet
-    weights cannot be downloaded here); returned as the environment the CLI runs with."""
-    import torch
-    from torchvision.models.vgg import cfgs, make_layers
-
-    from fluidperc.datasets import generate
-    from fluidperc.datasets.spec import DatasetSpec
-    from fluidperc.weights import CATALOG
-
-    root = tmp_path_factory.mktemp("tune")
-    spec = DatasetSpec.model_validate(DATA)
-    generate.generate_all(spec, root / "data")
-    torch.manual_seed(0)
-    weights = root / "weights"
-    weights.mkdir()
-    path = weights / CATALOG["vgg16"].filename
-    torch.save({f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}, path)
-    digests = root / "digests.json"
-    digests.write_text(json.dumps({"vgg16": hashlib.sha256(path.read_bytes()).hexdigest()}))
-    return {"FLUIDPERC_WEIGHTS": str(weights), "FLUIDPERC_WEIGHTS_DIGESTS": str(digests), "DATA_DIR": str(root / "data")}
-
-
-def tune_sweep(path: Path, data_dir: str, layers, epochs: int, dashboard_port: int, epoch_steps: int = 2,
-               **tune) -> Path:
-    sweep = {
-        "name": "tune_test",
-        "resources": {"cpus_per_task": 2, "time_min": 20},
-        "tune": {
-            "data_dir": data_dir, "task": "ae", "dataset": {"scene": "karman", "resolution": [32, 16]},
-            "settings": {"batch_size": 4, "lr": 1.0e-3, "val_samples": 8},
-            "space": {"loss": {"grid": [{"name": "vgg", "layer": layer, "pad_to": [32, 32]} for layer in layers]},
-                      "lr": {"loguniform": [3.0e-4, 3.0e-3]}},
-            "num_samples": 1, "epochs": epochs, "epoch_steps": epoch_steps, "asha": {"grace_period": 1, "reduction_factor": 2},
-            "trial_resources": {"cpus": 1}, "dashboard_port": dashboard_port, **tune,
-        },
-    }
-    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
-    return path
-
 
 def cli(module: str, *args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT,
@@ -95,18 +48,6 @@ def listeners_of(pids: set[int]) -> list[tuple[str, int]]:
             if int(pid) in pids:
                 found.append((local, int(pid)))
     return found
-
-
-def check_tidy(ds: xr.Dataset, trials: int, epochs: int) -> None:
-    assert ds.sizes["trial"] == trials and list(ds.epoch.values) == list(range(1, epochs + 1))
-    assert set(ds.status.values) <= {"completed", "stopped early"}, dict(zip(ds.trial.values, ds.status.values))
-    assert int(ds.epochs_run.max()) == epochs, "the best trial must run to the end"
-    # A resumed trial continues from its checkpoint: the step of each report is epoch x epoch_steps.
-    steps = ds.step.values
-    expected = np.broadcast_to(ds.epoch.values * int(ds.attrs["epoch_steps"]), steps.shape)
-    reported = np.isfinite(steps)
-    assert (steps[reported] == expected[reported]).all(), steps
-    assert bool((ds.val_rel_l2.notnull().sum("epoch") == ds.epochs_run).all())
 
 
 # --- before Ray ----------------------------------------------------------------------------------------------

@@ -163,7 +163,6 @@ def import_dataset(spec_json: str, data_dir: str, plugins: tuple[str, ...] = ())
     """The import job: both stores of the spec under ``data_dir``, with statistics; a no-op when they are there."""
     from tqdm import tqdm
 
-
     import_plugins(plugins)
     spec = ImportSpec.model_validate_json(spec_json)
     root = Path(data_dir)
