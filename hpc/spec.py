@@ -52,16 +52,16 @@ class Strict(BaseModel):
 class Resources(Strict):
     """What one job of a stage asks the scheduler for. The local backend honours cpus and time only."""
 
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
+    partition: str | None = Field(None, description="Slurm partition (sbatch --partition); default: the cluster's")
+    account: str | None = Field(None, description="Slurm account the jobs are charged to (--account)")
+    qos: str | None = Field(None, description="Slurm quality of service (--qos)")
+    constraint: str | None = Field(None, description="node features a job needs (--constraint, e.g. a100)")
     time_min: int = Field(60, ge=1, description="wall-clock limit per job, minutes")
-    nodes: int = Field(1, ge=1)
+    nodes: int = Field(1, ge=1, description="nodes per job (DDP across nodes, a Ray cluster)")
     tasks_per_node: int = Field(1, ge=1, description="processes per node (DDP ranks)")
-    cpus_per_task: int = Field(1, ge=1)
-    gpus_per_node: int = Field(0, ge=0)
-    mem_gb: float | None = Field(None, gt=0)
+    cpus_per_task: int = Field(1, ge=1, description="CPUs per process (its torch threads)")
+    gpus_per_node: int = Field(0, ge=0, description="GPUs per node; each DDP rank takes the one of its local rank")
+    mem_gb: float | None = Field(None, gt=0, description="memory per node in GB (default: the partition's)")
     array_parallelism: int = Field(64, ge=1, description="array tasks running at once")
     signal_s: int | None = Field(None, ge=5, le=3600, description="seconds before the time limit at which Slurm "
                                  "asks a training job to checkpoint and requeue itself (default: 90, or a third of a "
@@ -96,11 +96,12 @@ class Resources(Strict):
 class CheckStage(Strict):
     """Cluster check: an array of probes (host, devices, a timed matmul) and one dependent summary job."""
 
-    tasks: int = Field(4, ge=1, le=10000)
-    matmul_size: int = Field(256, ge=8, le=16384)
+    tasks: int = Field(4, ge=1, le=10000, description="probes in the array, one per array task")
+    matmul_size: int = Field(256, ge=8, le=16384, description="side of the square matrices each probe multiplies and "
+                             "times")
     sleep_s: float = Field(0.0, ge=0, description="hold each probe this long (to rehearse cancellation)")
     fail_tasks: list[int] = Field(default_factory=list, description="probe indices that raise on purpose (a drill)")
-    resources: Resources | None = None
+    resources: Resources | None = Field(None, description="overrides of the sweep's resources for this stage's jobs")
 
 
 class DatagenStage(Strict):
@@ -108,12 +109,13 @@ class DatagenStage(Strict):
     (imports): one job each that maps an outside Zarr, NetCDF or .npz folder onto a store pair."""
 
     data_dir: str = Field("data", description="where the <scene>_<ny>x<nx>.zarr stores live")
-    datasets: list[DatasetSpec] = Field(default_factory=list)
+    datasets: list[DatasetSpec] = Field(default_factory=list, description="simulated datasets, one high/low store pair "
+                                        "each")
     imports: list[ImportSpec] = Field(default_factory=list, description="outside data: {name, path, variables, "
                                       "dims, resolution, factor, test_sims}; train.datasets name them as imported")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when the job holds a GPU, else "
                                                    "the CPU (a store's frames then depend on the device, not on it)")
-    resources: Resources | None = None
+    resources: Resources | None = Field(None, description="overrides of the sweep's resources for this stage's jobs")
 
     @model_validator(mode="after")
     def _something(self) -> "DatagenStage":
@@ -171,12 +173,16 @@ class TrainStage(Strict):
     """Cells = tasks x datasets x losses x seeds; one Slurm array per task, after the datagen that feeds it."""
 
     data_dir: str | None = Field(None, description="default: datagen.data_dir, else 'data'")
-    tasks: list[TaskName] = Field(min_length=1)
-    datasets: list[TrainStageDataset] = Field(min_length=1)
+    tasks: list[TaskName] = Field(min_length=1, description="registered tasks to train (ae, sr, sol, ...)")
+    datasets: list[TrainStageDataset] = Field(min_length=1, description="the datasets the cells train on, each with "
+                                              "its grids")
     losses: list[Any] = Field(min_length=1, description="loss specs: 'mse' or {name: vgg, layer: relu3_3}")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    settings: TrainSettings = Field(default_factory=TrainSettings)
-    task_settings: dict[TaskName, dict[str, Any]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="every cell's seeds "
+                             "(initialisation and batch order)")
+    settings: TrainSettings = Field(default_factory=TrainSettings, description="settings for every cell "
+                                    "(train.settings below)")
+    task_settings: dict[TaskName, dict[str, Any]] = Field(default_factory=dict, description="settings per task ({sol: "
+                                                          "{unroll: 4}}); they win over train.settings")
     settings_from: str | None = Field(
         None, description="a finished tune run (a run directory holding tune.zarr): each loss trains with the "
         "searched settings (lr, batch_size, unroll, ...) of its best trial, and with that trial's loss spec where "
@@ -184,8 +190,9 @@ class TrainStage(Strict):
     loss_settings: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="settings per loss label, written by hand (lsim: {lr: 3.0e-4}); they "
         "win over settings_from and task_settings")
-    resources: Resources | None = None
-    task_resources: dict[TaskName, Resources] = Field(default_factory=dict)
+    resources: Resources | None = Field(None, description="overrides of the sweep's resources for this stage's jobs")
+    task_resources: dict[TaskName, Resources] = Field(default_factory=dict, description="resources per task, over the "
+                                                      "stage's ({sr: {gpus_per_node: 2}})")
 
     @model_validator(mode="after")
     def _dataset_tasks(self) -> "TrainStage":
@@ -229,8 +236,8 @@ class AshaSettings(Strict):
     """ASHA (asynchronous successive halving): trials below the top 1/reduction_factor at a rung stop early."""
 
     grace_period: int = Field(1, ge=1, description="epochs every trial runs before it may be stopped")
-    reduction_factor: float = Field(3.0, gt=1)
-    brackets: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1, description="keep the top 1/reduction_factor of trials at each rung")
+    brackets: int = Field(1, ge=1, description="ASHA brackets (1: plain successive halving)")
 
 
 class TrialResources(Strict):
@@ -246,10 +253,10 @@ class TuneStage(Strict):
     fluidperc.train and reports the evaluation stage's metrics on held-out training sims once per epoch."""
 
     data_dir: str | None = Field(None, description="default: datagen.data_dir, else 'data'")
-    task: TaskName
-    dataset: TrainDataset
+    task: TaskName = Field(description="the registered task every trial trains")
+    dataset: TrainDataset = Field(description="the dataset every trial trains and validates on")
     loss: Any = Field("mse", description="the loss when the space does not search it")
-    seed: int = 0
+    seed: int = Field(0, description="the trials' cell seed; it also seeds the search's sampler")
     settings: TrainSettings = Field(default_factory=TrainSettings, description="defaults for what the space leaves fixed")
     space: dict[str, Any] = Field(description="hyper-parameter -> fixed value or {choice|grid|loguniform|uniform|randint: ...}")
     epochs: int = Field(8, ge=1, description="the most epochs a trial runs (ASHA's max_t)")
@@ -259,10 +266,11 @@ class TuneStage(Strict):
     metric: Literal[TUNE_METRICS] = Field("val_rel_l2", description="what ASHA and the report rank trials by (lower is better)")
     num_samples: int = Field(8, ge=1, description="trials (each grid point is sampled this often)")
     max_concurrent: int | None = Field(None, ge=1, description="trials at once (default: as many as resources allow)")
-    asha: AshaSettings = Field(default_factory=AshaSettings)
-    trial_resources: TrialResources = Field(default_factory=TrialResources)
+    asha: AshaSettings = Field(default_factory=AshaSettings, description="ASHA's early stopping")
+    trial_resources: TrialResources = Field(default_factory=TrialResources, description="what one trial holds; trials "
+                                            "per node follow from the stage's resources")
     max_failures: int = Field(2, ge=0, description="restarts of a failed trial, each from its last checkpoint")
-    dashboard_port: int = Field(8265, ge=1, le=65535)
+    dashboard_port: int = Field(8265, ge=1, le=65535, description="the Ray dashboard's port on the head node")
     dashboard_host: str = Field("127.0.0.1", description="the dashboard's interface; keep loopback and port-forward")
     ray_temp_dir: str | None = Field(None, description="Ray's session files (default RUN_DIR/ray); node-local on Lustre")
     resources: Resources | None = Field(None, description="the one allocation the Ray cluster runs in (nodes, gpus)")
@@ -294,29 +302,35 @@ class CombinedPipeline(Strict):
     """The study's closing comparison: low-res sim + SOL + SR (marker) against the high-res sim, per loss and seed.
     Needs SOL cells and SR cells with variable: marker on the same scene and low grid."""
 
-    scene: Annotated[str, AfterValidator(check_scene)] = "plume"
+    scene: Annotated[str, AfterValidator(check_scene)] = Field("plume", description="the scene the combined pipeline "
+                                                               "runs on")
     resolution: tuple[int, int] = Field(description="the low grid [ny, nx] SOL runs on and SR upscales from")
 
 
 class EvaluateStage(Strict):
     """Evaluate every trained cell on held-out test sims, gather results.zarr, write the report."""
 
-    settings: EvalSettings = Field(default_factory=EvalSettings)
-    combined: CombinedPipeline | None = None
-    resources: Resources | None = None
+    settings: EvalSettings = Field(default_factory=EvalSettings, description="what each evaluation job computes "
+                                   "(evaluate.settings below)")
+    combined: CombinedPipeline | None = Field(None, description="the combined pipeline: low-res sim + SOL + SR against "
+                                              "the high-res sim")
+    resources: Resources | None = Field(None, description="overrides of the sweep's resources for this stage's jobs")
 
 
 class Sweep(Strict):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, description="the sweep's name; its run directory is runs/<name> unless "
+                      "--out says otherwise")
     plugins: list[str] = Field(default_factory=list, description="Python modules to import first: they register "
                                "losses, scenes, tasks and backends that the rest of the sweep may name")
-    description: str = ""
-    resources: Resources = Field(default_factory=Resources)
-    check: CheckStage | None = None
-    datagen: DatagenStage | None = None
-    train: TrainStage | None = None
-    tune: TuneStage | None = None
-    evaluate: EvaluateStage | None = None
+    description: str = Field("", description="free text for the reader, kept in the resolved sweep")
+    resources: Resources = Field(default_factory=Resources, description="defaults for every job; each stage may "
+                                 "override any field under its own resources")
+    check: CheckStage | None = Field(None, description="the cluster check: an array of probes, then a summary")
+    datagen: DatagenStage | None = Field(None, description="simulated and imported datasets (store pairs)")
+    train: TrainStage | None = Field(None, description="the training cells: tasks x datasets x losses x seeds")
+    tune: TuneStage | None = Field(None, description="one Ray Tune search of one task on one dataset")
+    evaluate: EvaluateStage | None = Field(None, description="evaluation on held-out test sims, results.zarr and the "
+                                           "report")
     missing_weights: Literal["skip", "fail"] = Field(
         "fail", description="a loss whose weights are not staged: fail before submitting, or skip its cells"
     )

@@ -21,14 +21,16 @@ class DatasetSpec(BaseModel):
     scene: Annotated[str, AfterValidator(check_scene)] = Field(description="a registered scene (karman, plume, ...)")
     resolution: Resolution = Field(description="high resolution [ny, nx]")
     factor: int = Field(2, ge=1, le=16, description="low resolution = high // factor")
-    train_reynolds: list[PositiveFloat] = Field(min_length=1)
-    train_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    test_reynolds: list[PositiveFloat] = Field(default_factory=list)
-    test_seeds: list[int] = Field(default_factory=lambda: [1000])
+    train_reynolds: list[PositiveFloat] = Field(min_length=1, description="Re of the training sims (one sim per Re and "
+                                                "training seed)")
+    train_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="perturbation seeds of the "
+                                   "training sims")
+    test_reynolds: list[PositiveFloat] = Field(default_factory=list, description="Re of the held-out test sims")
+    test_seeds: list[int] = Field(default_factory=lambda: [1000], description="perturbation seeds of the test sims")
     steps: int | None = Field(None, ge=1, description="default: the scene's (Karman 1500, plume 250)")
     keep_from: int = Field(0, ge=0, description="store the states after steps keep_from+1 .. steps")
     sims_per_task: int = Field(2, ge=1, description="sims that share one batched simulation (one array task)")
-    frames_per_chunk: int = Field(50, ge=1)
+    frames_per_chunk: int = Field(50, ge=1, description="frames per zarr chunk (a chunk never spans two sims)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "DatasetSpec":

@@ -19,7 +19,7 @@ class _Spec(BaseModel):
 
 
 class MSESpec(_Spec):
-    name: Literal["mse"] = "mse"
+    name: Literal["mse"] = Field("mse", description="the loss")
 
     @property
     def label(self) -> str:
@@ -27,7 +27,7 @@ class MSESpec(_Spec):
 
 
 class MAESpec(_Spec):
-    name: Literal["mae"] = "mae"
+    name: Literal["mae"] = Field("mae", description="the loss")
 
     @property
     def label(self) -> str:
@@ -41,9 +41,9 @@ class _ImageSpec(_Spec):
         "minmax", description="affine map from the dataset statistics: [min, max] or mean ± 3 std onto [0, 1]"
     )
     pad_to: tuple[int, int] | None = Field(None, description="pad fields (centred) up to at least [H, W]")
-    pad_mode: Literal["replicate", "reflect", "constant"] = "replicate"
+    pad_mode: Literal["replicate", "reflect", "constant"] = Field("replicate", description="how pad_to fills the border")
     resize_to: tuple[int, int] | None = Field(None, description="resize fields to [H, W] before the loss")
-    resize_mode: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    resize_mode: Literal["bilinear", "bicubic", "nearest"] = Field("bilinear", description="how resize_to interpolates")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="bfloat16 runs the network under autocast: about 2x faster on CPUs with AVX512-BF16 "
         "or AMX and on GPUs, loss values within ~3% (features are compared in float32)"
@@ -61,7 +61,7 @@ class _ImageSpec(_Spec):
 
 
 class LSiMSpec(_ImageSpec):
-    name: Literal["lsim"] = "lsim"
+    name: Literal["lsim"] = Field("lsim", description="the loss")
 
     @property
     def label(self) -> str:
@@ -69,8 +69,8 @@ class LSiMSpec(_ImageSpec):
 
 
 class VGGSpec(_ImageSpec):
-    name: Literal["vgg"] = "vgg"
-    layer: Literal["relu1_2", "relu2_2", "relu3_3", "relu4_3"] = "relu3_3"
+    name: Literal["vgg"] = Field("vgg", description="the loss")
+    layer: Literal["relu1_2", "relu2_2", "relu3_3", "relu4_3"] = Field("relu3_3", description="the VGG-16 layer whose features are compared")
     layers: dict[Literal["relu1_2", "relu2_2", "relu3_3", "relu4_3"], float] | None = Field(
         None, description="weights over several layers; replaces `layer`"
     )
@@ -92,8 +92,8 @@ class VGGSpec(_ImageSpec):
 
 
 class LPIPSSpec(_ImageSpec):
-    name: Literal["lpips"] = "lpips"
-    net: Literal["alex", "vgg", "squeeze"] = "alex"
+    name: Literal["lpips"] = Field("lpips", description="the loss")
+    net: Literal["alex", "vgg", "squeeze"] = Field("alex", description="the trunk LPIPS compares features of")
 
     @property
     def label(self) -> str:
@@ -128,8 +128,8 @@ class SumSpec(_Spec):
     """A weighted sum of losses, as perceptual losses are used in practice: Johnson et al. add a pixel term to
     the feature loss; the LSiM authors train with MSE + lambda * LSiM. Its label is ``mse+0.1*lsim``."""
 
-    name: Literal["sum"] = "sum"
-    terms: tuple[SumTerm, ...] = Field(min_length=1)
+    name: Literal["sum"] = Field("sum", description="the loss")
+    terms: tuple[SumTerm, ...] = Field(min_length=1, description="the weighted losses that are added up")
 
     @model_validator(mode="after")
     def _weights(self) -> "SumSpec":

@@ -13,12 +13,13 @@ class TrainSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    steps: int = Field(1000, ge=1)
+    steps: int = Field(1000, ge=1, description="optimiser steps per cell")
     batch_size: int = Field(8, ge=1, description="frames per rank and step (SOL: sims per rank and step)")
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="Adam's learning rate")
     unroll: int = Field(4, ge=1, description="SOL: solver steps m unrolled per training sample")
-    checkpoint_every: int = Field(100, ge=1)
-    validate_every: int = Field(100, ge=1)
+    checkpoint_every: int = Field(100, ge=1, description="steps between checkpoints (a relaunch resumes from the last "
+                                  "one)")
+    validate_every: int = Field(100, ge=1, description="steps between validations on held-out sims")
     compression: float = Field(8.0, gt=1, description="AE: input values per latent value")
     variable: Literal["velocity", "marker"] = Field("velocity", description="AE/SR: which field the network sees")
     val_samples: int = Field(16, ge=1, description="validation frames (SOL: rollouts) on held-out sims")
