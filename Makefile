@@ -8,7 +8,7 @@ PYTEST_ARGS ?= --durations=15
 # LSiM's weights for the study: the staged copy beside the checkout when there is one (FLUIDPERC_WEIGHTS wins)
 STUDY_ENV := $(if $(FLUIDPERC_WEIGHTS),,$(if $(wildcard ../shared/weights/LSiM.pth),FLUIDPERC_WEIGHTS=$(abspath ../shared/weights),))
 
-.PHONY: install lint demo study-cpu study-sr study-ae test test-fast fuzz cluster-up cluster-down multinode-up multinode-down bench clean
+.PHONY: install lint docs demo study-cpu study-sr study-ae test test-fast fuzz cluster-up cluster-down multinode-up multinode-down bench clean
 
 # Reinstall only when the dependency files change (a second `make` is quick).
 $(STAMP): pyproject.toml constraints.txt
@@ -22,6 +22,10 @@ install: $(STAMP)
 # The layers contract in pyproject.toml: imports only point down, fluidperc never imports hpc, no import cycles.
 lint: install
 	$(VENV)/bin/lint-imports --no-cache
+
+# The docs site into site/ (mkdocs.yml; the sweep reference page is generated from the sweep models).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 demo: install
 	$(PY) -m hpc.launch sweeps/demo.yaml
@@ -47,7 +51,7 @@ study-sr study-ae: install
 # Brings up the local Slurm clusters (as root with apt-get; elsewhere the Slurm tests skip with the reason):
 # the single-node one on loopback and the three-node one in network namespaces. Runs the whole suite, and tears
 # both down even when tests fail.
-test: lint
+test: lint docs
 	@up=0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-up.sh || exit 1; up=1; \
@@ -82,4 +86,4 @@ multinode-down:
 	FLUIDPERC_MN_DIR=$(MN_DIR) bash slurm/local-multinode-down.sh
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

@@ -136,6 +136,10 @@ def markdown(plugins: tuple[str, ...] = ()) -> str:
         spec = entry.spec
         out += [f"### `{name}` {{#loss-{name}}}", "", f"{entry.description or _doc(spec)}.".replace("..", "."), "",
                 *table(spec), ""]
+        for sub, keys in sections(spec)[1:]:  # models inside a spec (a sum's terms)
+            under = ", ".join(f"`{k}`" for k in keys)
+            out += [f"### {sub.__name__} {{#{anchor(sub)}}}", "", f"Under {under} of a `{name}`. {_doc(sub)}".rstrip(),
+                    "", *table(sub), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

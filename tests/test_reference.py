@@ -8,7 +8,7 @@ from hpc.reference import markdown, sections
 
 
 def _models():
-    return [m for m, _ in sections()] + [e.spec for e in losses().values()]
+    return [m for m, _ in sections()] + [m for e in losses().values() for m, _ in sections(e.spec)]
 
 
 def test_every_sweep_key_and_loss_option_has_a_description():
