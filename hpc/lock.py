@@ -4,7 +4,7 @@ A launch holds an exclusive POSIX advisory lock (``fcntl.lockf``) on ``DIR/.flui
 it plans until it has submitted (Slurm) or finished (local), and writes its host, pid and start time into the
 file, so that a second launch can say whom it waits for. The kernel drops the lock when the process dies, kill -9
 included: a lock is never stale. Across machines the lock holds only where the file system carries POSIX locks
-between clients (NFS v4, or v3 with lockd; Lustre mounted with ``-o flock``; GPFS); README.md says so.
+between clients (NFS v4, or v3 with lockd; Lustre mounted with ``-o flock``; GPFS); docs/sweeps.md says so.
 """
 
 from __future__ import annotations

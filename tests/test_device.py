@@ -127,7 +127,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_inference_options_channels_last_equal_and_bfloat16_within_the_stated_error():
-    """README states these bounds for evaluate.settings.precision / channels_last (measured here: random
+    """docs/evaluation.md states these bounds for evaluate.settings.precision / channels_last (measured here: random
     networks, the same architectures and inputs as the study's)."""
     from fluidperc.models import TransformNet
     from fluidperc.tasks.base import FrameModel

@@ -25,7 +25,7 @@ from fluidperc.tasks.settings import EvalSettings, TrainSettings
 class InferenceOptions:
     """For evaluation only: the network (never the solver) in bfloat16 under autocast and/or channels-last
     layout. Training always runs float32. The error each introduces is measured in tests/test_device.py and
-    stated in README.md."""
+    stated in docs/evaluation.md."""
 
     bf16 = False
 

@@ -46,5 +46,5 @@ class EvalSettings(BaseModel):
         "which the plain sim also runs, for error against wall time (default: 3 evenly spaced; []: none)")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="the networks (not the solver) under bfloat16 autocast: faster on GPUs and CPUs with "
-        "AMX; the error it adds is stated in README.md")
+        "AMX; the error it adds is stated in docs/evaluation.md")
     channels_last: bool = Field(False, description="the networks in channels-last layout (same values)")
