@@ -10,6 +10,7 @@ load names itself instead of failing somewhere later.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Generic, TypeVar
 
 from fluidperc.errors import UserError
@@ -26,14 +27,15 @@ def resolve(ref: str) -> Any:
     return obj
 
 
-class Registry(Generic[E]):
+class Registry(Mapping[str, E], Generic[E]):
     """``kind``: the word errors use ("loss"). ``key``: an entry's name. ``describe``: what tells two entries
     apart in the "registered twice" error (their implementation). ``builtin``: registers the built-in entries, or
     names that function as ``"module:attr"`` when its module needs the table itself (losses: a sum's spec parses
-    its terms through it)."""
+    its terms through it). ``entry_point_group`` None: installed packages add no entries (stages). Read as a
+    mapping, it is the table: ``name in LOSSES``, ``LOSSES[name]``, ``list(LOSSES)``."""
 
-    def __init__(self, kind: str, entry_point_group: str, key: Callable[[E], str], describe: Callable[[E], str],
-                 builtin: Callable[[], None] | str) -> None:
+    def __init__(self, kind: str, entry_point_group: str | None, key: Callable[[E], str],
+                 describe: Callable[[E], str], builtin: Callable[[], None] | str) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._key = key
@@ -62,7 +64,7 @@ class Registry(Generic[E]):
     def table(self) -> dict[str, E]:
         """Every entry: the built-in ones, installed plugins' and those of imported plugin modules."""
         self._ensure_builtin()
-        if not self._plugins_loaded:
+        if not self._plugins_loaded and self.entry_point_group is not None:
             self._plugins_loaded = True
             from importlib.metadata import entry_points
 
@@ -88,3 +90,12 @@ class Registry(Generic[E]):
         except UserError as err:
             raise ValueError(str(err)) from None
         return name
+
+    def __getitem__(self, name: str) -> E:
+        return self.table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table())
+
+    def __len__(self) -> int:
+        return len(self.table())

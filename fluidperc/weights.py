@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fluidperc.errors import UserError, run_cli
+from fluidperc.registry import Registry
 
 FETCH_COMMAND = "python -m fluidperc.weights fetch"
 
@@ -32,9 +33,8 @@ class WeightFile:
     used_by: str
 
 
-CATALOG: dict[str, WeightFile] = {
-    w.name: w
-    for w in [
+def _builtin() -> None:
+    for w in (
         WeightFile(
             "lsim",
             "LSiM.pth",
@@ -67,17 +67,17 @@ CATALOG: dict[str, WeightFile] = {
             "BSD-3 (torchvision)",
             "loss lpips net=squeeze",
         ),
-    ]
-}
+    ):
+        register_weight_file(w)
 
 
-def register_weight_file(w: WeightFile) -> None:
+CATALOG: Registry[WeightFile] = Registry("weight file", "fluidperc.weights", key=lambda w: w.name,
+                                        describe=lambda w: f"{w.filename}, sha256 {w.sha256}", builtin=_builtin)
+
+
+def register_weight_file(w: WeightFile) -> WeightFile:
     """Add a plugin's weight file to the catalog (fetch, list, verify and the preflight checks then know it)."""
-    known = CATALOG.get(w.name)
-    if known is not None and known != w:
-        raise UserError(f"weight file '{w.name}' is registered twice with different contents ({known.filename}, "
-                        f"{w.filename}); rename one")
-    CATALOG[w.name] = w
+    return CATALOG.register(w)
 
 
 def sha256_of(path: Path) -> str:

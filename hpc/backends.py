@@ -11,9 +11,9 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
+from fluidperc.registry import Registry
 from hpc.errors import UserError
 from hpc.spec import Resources
 
@@ -215,20 +215,28 @@ class DebugBackend(Backend):
         return submitit.DebugExecutor(folder=folder)
 
 
-BACKENDS: dict[str, Backend] = {}
 AUTO_ORDER: list[str] = []  # what `--backend auto` tries, in order
+ENTRY_POINT_GROUP = "fluidperc.backends"
+
+
+def _builtin() -> None:
+    register_backend(SlurmBackend(), auto=True)
+    register_backend(LocalBackend(), auto=True)
+    register_backend(DebugBackend())
+
+
+BACKENDS: Registry[Backend] = Registry("backend", ENTRY_POINT_GROUP, key=lambda b: b.name,
+                                       describe=lambda b: f"{type(b).__module__}:{type(b).__qualname__}",
+                                       builtin=_builtin)
 
 
 def register_backend(backend: Backend, auto: bool = False) -> Backend:
-    BACKENDS[backend.name] = backend
+    """Add a backend (a sweep plugin's, or an installed package's through the entry point group
+    fluidperc.backends); ``auto``: `--backend auto` may pick it, after the built-in ones."""
+    BACKENDS.register(backend)
     if auto and backend.name not in AUTO_ORDER:
         AUTO_ORDER.append(backend.name)
     return backend
-
-
-register_backend(SlurmBackend(), auto=True)
-register_backend(LocalBackend(), auto=True)
-register_backend(DebugBackend())
 
 
 def get_backend(name: str) -> Backend:
@@ -241,6 +249,7 @@ def resolve_backend(requested: str) -> str:
     """'auto' -> the first reachable backend of AUTO_ORDER (Slurm when sinfo answers, else local); a named one
     must be reachable."""
     if requested == "auto":
+        BACKENDS.table()  # the built-in and installed backends are in AUTO_ORDER from here on
         return next(name for name in AUTO_ORDER if BACKENDS[name].reachable()[0])
     ok, why = get_backend(requested).reachable()
     if not ok:

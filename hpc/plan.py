@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from fluidperc.registry import resolve
 from hpc.errors import UserError
 from hpc.spec import Resources
 
@@ -71,10 +72,7 @@ class JobGroup:
         ``hpc.status``) imports neither submitit nor the science; it is imported when the group is submitted."""
         if not isinstance(self.fn, str):
             return self.fn
-        import importlib
-
-        module, _, attr = self.fn.partition(":")
-        obj = getattr(importlib.import_module(module), attr)
+        obj = resolve(self.fn)
         return obj() if isinstance(obj, type) else obj
 
     @property

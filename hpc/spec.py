@@ -346,11 +346,6 @@ class Sweep(Strict):
         _as_value_error(import_plugins, v, where="plugins")
         return v
 
-    def stage_names(self) -> list[str]:
-        return [name for name in STAGE_ORDER if getattr(self, name, None) is not None]
-
-
-STAGE_ORDER: tuple[str, ...] = ("check", "datagen", "tune", "train", "evaluate")
 
 
 MAX_SWEEP_BYTES = 1 << 20  # a sweep file is a page of YAML; a megabyte is already absurd

@@ -47,6 +47,37 @@ def test_an_installed_task_and_source_are_listed_after_the_built_in_entries(tmp_
     assert out.stdout.strip() == "['ae', 'sr', 'sol', 'denoise'] ['xarray', 'npz', 'h5']"
 
 
+def test_an_import_without_source_finds_its_reader_through_the_table(tmp_path):
+    """Each reader says whether it can open a path (xarray's guess_can_open): a plugin's reader claims its files
+    before the built-in ones, which claim Zarr stores, NetCDF files and .npz folders; nothing claims a text file."""
+    _install(tmp_path, "h5lab", "fluidperc.sources", "h5lab", """
+        from fluidperc.datasets.sources import SourceEntry, register_source
+        register_source(SourceEntry("h5", "h5lab:open_h5", "a plugin reader", can_open="h5lab:is_h5"))
+        def is_h5(path):
+            return path.suffix == ".h5"
+    """)
+    data = tmp_path / "data"
+    (data / "run.zarr").mkdir(parents=True)
+    (data / "v3").mkdir()
+    (data / "v3" / "zarr.json").write_text("{}")
+    (data / "frames" / "sim0").mkdir(parents=True)
+    (data / "frames" / "sim0" / "f0.npz").write_bytes(b"")
+    (data / "a.nc").write_bytes(b"CDF\x01rest")
+    (data / "b.h5").write_bytes(b"\x89HDF\r\n\x1a\nrest")
+    (data / "notes.txt").write_text("not data")
+    out = _python(tmp_path, f"""
+        from pathlib import Path
+        from fluidperc.datasets.sources import default_source, sources
+        root = Path({str(data)!r})
+        for p in ("run.zarr", "v3", "frames", "a.nc", "b.h5", "notes.txt"):
+            claims = [e.name for e in sources().values() if e.claims(root / p)]
+            print(p, default_source(root / p), ",".join(claims) or "-")
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["run.zarr xarray xarray", "v3 xarray xarray", "frames npz npz",
+                                       "a.nc xarray xarray", "b.h5 h5 xarray,h5", "notes.txt xarray -"]
+
+
 def test_a_broken_installed_scene_plugin_names_itself(tmp_path):
     _install(tmp_path, "cavitylab", "fluidperc.scenes", "cavitylab", "import not_a_module_anywhere\n")
     out = _python(tmp_path, """

@@ -2,17 +2,18 @@
 allows) whose variables the importer maps onto the stores' layout. Built in: ``xarray`` (a Zarr store, or a
 NetCDF file through whichever engine xarray has) and ``npz`` (a folder of .npz frames). Installed packages add
 readers through the entry point group ``fluidperc.sources``; a sweep's plugin modules call
-:func:`register_source`. Like xarray's backend entry points: the name is the contract, the reader is a function."""
+:func:`register_source`. Like xarray's backend entry points: the name is the contract, the reader is a function,
+and each reader may say whether it can open a path (``can_open``, xarray's ``guess_can_open``), so that an import
+without ``source:`` finds its reader through the table."""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from fluidperc.errors import UserError
-from fluidperc.registry import Registry
+from fluidperc.registry import Registry, resolve
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -22,23 +23,30 @@ ENTRY_POINT_GROUP = "fluidperc.sources"
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """``reader``: ``"module:function"``, called with the path; it returns an ``xarray.Dataset``."""
+    """``reader``: ``"module:function"``, called with the path; it returns an ``xarray.Dataset``. ``can_open``:
+    ``"module:function"`` of a cheap check ``(path) -> bool`` (names and magic bytes, never a full read), or None
+    for a reader that is only used when an import names it."""
 
     name: str
     reader: str
     description: str = ""
+    can_open: str | None = None
 
     def open(self, path: Path) -> "xr.Dataset":
-        module, _, attr = self.reader.partition(":")
-        fn: Callable[[Path], "xr.Dataset"] = getattr(importlib.import_module(module), attr)
+        fn: Callable[[Path], "xr.Dataset"] = resolve(self.reader)
         return fn(path)
+
+    def claims(self, path: Path) -> bool:
+        return self.can_open is not None and bool(resolve(self.can_open)(path))
 
 
 def _builtin() -> None:
     register_source(SourceEntry("xarray", "fluidperc.datasets.sources:open_xarray",
-                                "a Zarr store or a NetCDF file, opened lazily by xarray"))
+                                "a Zarr store or a NetCDF file, opened lazily by xarray",
+                                can_open="fluidperc.datasets.sources:can_open_xarray"))
     register_source(SourceEntry("npz", "fluidperc.datasets.sources:open_npz_folder",
-                                "a folder of .npz frames: one subfolder per sim, one file per frame (name order)"))
+                                "a folder of .npz frames: one subfolder per sim, one file per frame (name order)",
+                                can_open="fluidperc.datasets.sources:can_open_npz_folder"))
 
 
 SOURCES: Registry[SourceEntry] = Registry("dataset source", ENTRY_POINT_GROUP, key=lambda e: e.name,
@@ -50,10 +58,32 @@ check_source = SOURCES.check
 
 
 def default_source(path: Path) -> str:
-    """npz for a folder holding .npz files (directly or one level down), else xarray."""
-    if path.is_dir() and (any(path.glob("*.npz")) or any(path.glob("*/*.npz"))):
-        return "npz"
+    """The reader for an import that names none: the last registered reader that claims the path (plugins before
+    the built-in ones), else ``xarray``, whose error then says what it could not open."""
+    for entry in reversed(list(sources().values())):
+        if entry.claims(Path(path)):
+            return entry.name
     return "xarray"
+
+
+NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"\x89HDF\r\n\x1a\n")
+
+
+def can_open_xarray(path: Path) -> bool:
+    """A Zarr store (v2 or v3 metadata, or a .zarr name) or a NetCDF 3/4 file (its magic bytes)."""
+    if path.is_dir():
+        return path.suffix == ".zarr" or any((path / m).exists() for m in ("zarr.json", ".zgroup", ".zarray"))
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    return head.startswith(NETCDF_MAGIC)
+
+
+def can_open_npz_folder(path: Path) -> bool:
+    """A folder holding .npz files, directly or one level down."""
+    return path.is_dir() and (any(path.glob("*.npz")) or any(path.glob("*/*.npz")))
 
 
 def open_xarray(path: Path) -> "xr.Dataset":

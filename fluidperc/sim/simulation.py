@@ -13,7 +13,6 @@ Two implementations of the same step:
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -28,6 +27,7 @@ from phi.physics import advect, diffuse, fluid
 from phi.physics.fluid import _accessible_extrapolation, _pressure_extrapolation, apply_boundary_conditions
 
 from fluidperc.devices import use_for_phiflow
+from fluidperc.registry import resolve
 from fluidperc.sim.jit import compile_step, patch_phiml_reshape
 from fluidperc.sim.pressure import PoissonSolver
 from fluidperc.sim.scene_base import ScenePhysics
@@ -52,8 +52,7 @@ class Simulation:
         self._activate()
         entry = scene_entry(scene)
         self.info: SceneInfo = entry.info
-        module, _, cls = entry.physics.partition(":")
-        self.physics: ScenePhysics = getattr(importlib.import_module(module), cls)()
+        self.physics: ScenePhysics = resolve(entry.physics)()
         self.ny, self.nx = ny, nx
         self.reynolds = [float(r) for r in reynolds]
         self.substeps = substeps

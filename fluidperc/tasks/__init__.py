@@ -10,11 +10,10 @@ registers the same way, from a module named under a sweep's ``plugins:`` or an e
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from fluidperc.registry import Registry
+from fluidperc.registry import Registry, resolve
 
 ENTRY_POINT_GROUP = "fluidperc.tasks"
 
@@ -34,8 +33,7 @@ class TaskEntry:
     baselines: tuple[tuple[str, str], ...] = ()
 
     def load(self) -> Any:
-        module, _, attr = self.implementation.partition(":")
-        return getattr(importlib.import_module(module), attr)()
+        return resolve(self.implementation)()
 
 
 def _builtin() -> None:
