@@ -63,9 +63,9 @@ test: lint docs
 	  FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-down.sh; fi; \
 	exit $$rc
 
-# The suite without the Slurm cluster (Slurm tests skip).
+# Unit and contract tests (at most 3 minutes on 2 cores): no Slurm, no Ray, no training beyond a few steps.
 test-fast: lint
-	$(PY) -m pytest -ra -m "not slurm and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -ra -m "not slurm and not multinode and not slow" $(PYTEST_ARGS)
 
 # Hunting for new sweep-file failures: the random fuzz profile, 5000 examples (make test runs a fixed 500).
 # Add what it finds to tests/test_sweep_fuzz.py as an @example.

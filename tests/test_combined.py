@@ -28,6 +28,7 @@ def write(tmp_path, sweep) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_combined_pipeline_reports_accuracy_and_time_of_every_path(tmp_path, launch_cli):
     run_dir = tmp_path / "run"
     res = launch_cli(write(tmp_path, SWEEP), "--backend", "local", "--out", str(run_dir), timeout=900)

@@ -51,6 +51,7 @@ def check_store(path: Path, sims: int, frames: int, ny: int, nx: int) -> xr.Data
     return ds
 
 
+@pytest.mark.slow
 def test_local_datagen_writes_high_and_downsampled_stores_that_xarray_reads(tmp_path, launch_cli):
     res = launch_cli(str(sweep_file(tmp_path, scene="karman")), "--backend", "local", "--out", str(tmp_path / "run"))
     assert res.returncode == 0, res.stderr
@@ -119,6 +120,7 @@ def test_unwritable_data_dir_fails_before_submission(tmp_path, launch_cli):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_existing_store_from_another_spec_is_refused(tmp_path, launch_cli):
     first = launch_cli(str(sweep_file(tmp_path, steps=12, keep=8)), "--backend", "local", "--out", str(tmp_path / "r1"))
     assert first.returncode == 0, first.stderr

@@ -64,6 +64,7 @@ def test_slurm_failed_task_is_named_and_its_dependent_never_runs(slurm_cluster, 
 
 
 @pytest.mark.parametrize("backend", ["local", "debug"])
+@pytest.mark.slow
 def test_same_sweep_runs_on_the_local_and_debug_backends(tmp_path, launch_cli, status_cli, backend):
     run_dir = tmp_path / "run"
     res = launch_cli(str(write_sweep(tmp_path)), "--backend", backend, "--out", str(run_dir))
@@ -74,6 +75,7 @@ def test_same_sweep_runs_on_the_local_and_debug_backends(tmp_path, launch_cli, s
     assert "check.probe    COMPLETED 4" in status_cli(str(run_dir)).stdout
 
 
+@pytest.mark.slow
 def test_relaunch_after_a_failure_runs_only_the_missing_tasks(tmp_path, launch_cli):
     run_dir = tmp_path / "run"
     first = launch_cli(str(write_sweep(tmp_path, ", fail_tasks: [1]")), "--backend", "local", "--out", str(run_dir))
@@ -117,6 +119,7 @@ def test_cluster_limits_split_a_group_into_arrays_of_at_most_max_array_size_and_
     assert Limits(8, 10000, 5).describe() == "MaxArraySize=8, MaxJobCount=10000, MaxSubmitJobs=5"
 
 
+@pytest.mark.slow
 def test_a_slurm_dry_run_on_a_machine_without_the_cluster_still_shows_the_plan_and_says_the_limits_were_not_read(
         tmp_path):
     import os

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from conftest import ROOT, run_module
@@ -14,6 +15,7 @@ from conftest import ROOT, run_module
 STUDY = ROOT / "study" / "study_cpu" / "results.zarr"
 
 
+@pytest.mark.slow
 def test_merge_takes_the_named_tasks_from_the_new_run_and_keeps_the_rest(tmp_path):
     base = xr.open_zarr(STUDY).load()
     # as an SR-only run makes it: no SOL, so no accuracy-vs-cost ladder (its variables span the rung dim)

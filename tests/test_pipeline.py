@@ -134,12 +134,14 @@ def local_run(tmp_path_factory):
     return tmp / "run", res.stdout
 
 
+@pytest.mark.slow
 def test_local_pipeline_prints_the_report_and_its_main_table(local_run):
     run_dir, stdout = local_run
     check_results(run_dir, composite=True)
     assert f"report: {run_dir / 'report' / 'report.md'}" in stdout and "sol on karman_32x16" in stdout
 
 
+@pytest.mark.slow  # it reads the local pipeline's run (local_run)
 def test_analysis_of_results_with_a_missing_cell_reports_the_reason(local_run, tmp_path):
     from fluidperc.analysis import load
     from fluidperc.analysis.report import write_report
@@ -168,6 +170,7 @@ def test_analysis_of_results_with_a_missing_cell_reports_the_reason(local_run, t
     assert not any(name.endswith(".gif") for name in published) and ".gif" not in (tmp_path / "docs" / "report.md").read_text()
 
 
+@pytest.mark.slow  # it reads the local pipeline's run (local_run)
 def test_report_of_a_results_store_whose_evaluation_stores_are_gone_says_why_it_has_no_sample_frames(local_run, tmp_path):
     """A committed results.zarr travels without the per-cell stores its sample frames are drawn from."""
     import shutil

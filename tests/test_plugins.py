@@ -228,6 +228,7 @@ BACKEND = """
 """
 
 
+@pytest.mark.slow
 def test_a_backend_from_a_sweep_plugin_runs_the_sweep_and_answers_hpc_status(tmp_path, plugin_env):
     (tmp_path / "site" / "lab_backend.py").write_text(textwrap.dedent(BACKEND))
     sweep = write(tmp_path / "check.yaml", {"name": "labcheck", "plugins": ["lab_backend"],

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from fluidperc.tasks.cell import CellConfig
 from fluidperc.train import run
@@ -28,6 +30,7 @@ def _sync(verb: str, run_dir, study_dir) -> subprocess.CompletedProcess:
                           timeout=60)
 
 
+@pytest.mark.slow
 def test_saved_progress_restored_on_a_fresh_run_dir_finishes_as_an_uninterrupted_run(data_dir, tmp_path):
     whole = run(_cell(data_dir, 20), tmp_path / "whole", progress=False)
     unfinished, finished = _cell(data_dir, 10), _cell(data_dir, 10, seed=1)
@@ -72,6 +75,7 @@ def test_sync_names_the_missing_folder_and_the_usage(tmp_path):
     assert res.returncode == 2 and "usage: bash study/sync.sh save|restore" in res.stderr
 
 
+@pytest.mark.slow
 def test_save_records_each_training_job_of_a_cell_from_its_log(data_dir, tmp_path):
     """pieces.txt keeps, per job, the steps it trained and its progress bar's time: what a piece cost outlives
     the machine. Jobs are real `python -m fluidperc.train` processes writing their progress where a job log goes."""

@@ -39,6 +39,7 @@ LSIM_PADDED = {"name": "lsim", "pad_to": [64, 64]}
 # output layer is zero) and must beat it clearly: 0.4x was measured after 30 steps, 0.6x is asked.
 @pytest.mark.parametrize("task, steps, lr, factor", [("ae", 150, 2e-3, 10), ("sr", 150, 2e-3, 10), ("sol", 30, 1e-3, 1 / 0.6)])
 @pytest.mark.parametrize("loss", ["mse", "lsim"])
+@pytest.mark.slow
 def test_each_task_overfits_a_tiny_batch(task, steps, lr, factor, loss, data_dir, request):
     if loss == "lsim":
         request.getfixturevalue("shared_weights")
@@ -59,6 +60,7 @@ def test_each_task_overfits_a_tiny_batch(task, steps, lr, factor, loss, data_dir
     assert min(history[-5:]) <= history[0] / factor, f"{task}/{loss}: {history[0]:.4g} -> {history[-1]:.4g}"
 
 
+@pytest.mark.slow
 def test_sol_correction_reduces_rollout_error_against_the_reference(data_dir, tmp_path):
     c = cell(data_dir, "sol", steps=80, lr=1e-3, validate_every=80, checkpoint_every=80)
     run(c, tmp_path / "sol", progress=False)
@@ -76,6 +78,7 @@ def test_sol_correction_reduces_rollout_error_against_the_reference(data_dir, tm
     assert errors[True] < 0.9 * errors[False], f"source {errors[False]:.3g}, corrected {errors[True]:.3g}"
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_with_the_same_weights_and_metrics_as_an_uninterrupted_one(data_dir, tmp_path):
     whole = run(cell(data_dir, "sr", steps=20), tmp_path / "whole", progress=False)
     run(cell(data_dir, "sr", steps=10), tmp_path / "parts", progress=False)  # stops at step 10 with a checkpoint
@@ -96,6 +99,7 @@ def test_outputs_hold_config_checkpoint_metrics_model_and_tensorboard_events(dat
 
 
 @pytest.mark.parametrize("task", ["ae", "sol"])
+@pytest.mark.slow
 def test_a_composite_loss_trains_and_logs_each_terms_share_of_the_training_loss(task, data_dir, tmp_path):
     composite = {"name": "sum", "terms": [{"weight": 1.0, "loss": "mse"}, {"weight": 0.5, "loss": "mae"}]}
     c = cell(data_dir, task, loss=composite, steps=6)
@@ -131,6 +135,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ddp_meets_through_a_file_and_keeps_parameters_identical_across_ranks(data_dir, tmp_path):
     """Two ranks on one node, started with the environment Slurm's submitit gives them (torchrun's own agent would
     listen on *:MASTER_PORT itself): they meet through a FileStore in the cell's directory, and no rank listens."""
@@ -185,6 +190,7 @@ def test_bad_cells_fail_at_validation_before_submission(edit, message, data_dir,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_train_stage_runs_cells_locally_and_relaunch_submits_nothing(data_dir, tmp_path, launch_cli):
     path = train_sweep(tmp_path, data_dir)
     res = launch_cli(str(path), "--backend", "local", "--out", str(tmp_path / "run"))
