@@ -38,15 +38,16 @@ study-cpu: install
 	$(PY) -m fluidperc.analysis runs/study_cpu
 
 # One task of the study retrained on its own (SR at 2000 steps, AE at 4000: at 1000 and 2000 they had not levelled
-# off; RESULTS.md). Longer than a session on 2 cores, so it runs in pieces across machines: restore what earlier
-# pieces committed under study/study_cpu/train, train until done, save the progress back there (also when the launch
-# fails; after stopping it by hand, run `bash study/sync.sh save`), then commit that folder.
+# off; RESULTS.md). Longer than a session on 2 cores, so it runs in pieces across machines: restore the published
+# bundle (study/study_cpu: finished weights, unfinished cells' checkpoints, curves, compute records) into the run
+# directory, train until done, and publish the run as runs/study_cpu.bundle (also when the launch fails); commit that
+# as study/study_cpu to carry the progress to the next machine (RESULTS.md, "Runs longer than one machine").
 study-sr: STUDY_TASK := 'train.tasks=[sr]' 'train.datasets.1.tasks=[sr]'
 study-ae: STUDY_TASK := 'train.tasks=[ae]' 'train.datasets.1.tasks=[ae]'
 study-sr study-ae: install
-	bash study/sync.sh restore
+	$(PY) -m fluidperc.analysis restore study/study_cpu runs/study_cpu
 	rc=0; $(STUDY_ENV) $(PY) -m hpc.launch sweeps/study_cpu.yaml --out runs/study_cpu --wait $(STUDY_TASK) || rc=$$?; \
-	  bash study/sync.sh save; exit $$rc
+	  $(PY) -m fluidperc.analysis publish runs/study_cpu runs/study_cpu.bundle; exit $$rc
 
 # Brings up the local Slurm clusters (as root with apt-get; elsewhere the Slurm tests skip with the reason):
 # the single-node one on loopback and the three-node one in network namespaces. Runs the whole suite, and tears

@@ -10,6 +10,7 @@ from typing import Any
 
 from fluidperc.datasets.store import completed
 from fluidperc.plugins import import_plugins
+from fluidperc.train.outputs import LEGACY_PIECES, PIECES, read_pieces
 from hpc import manifest as mf
 from hpc.backends import BACKENDS, get_backend
 from hpc.errors import UserError, run_cli
@@ -89,6 +90,27 @@ def skipped_lines(plan: dict[str, dict[str, Any]]) -> list[str]:
     return ["skipped cells, as the launch decided:", *lines] if lines else []
 
 
+def compute_lines(plan: dict[str, dict[str, Any]]) -> list[str]:
+    """What training has cost so far, per group: the jobs each cell's trainer recorded (pieces.jsonl), their
+    job-minutes; the record a bundle keeps (python -m fluidperc.analysis compute breaks it down)."""
+    lines = []
+    for name, record in plan.items():
+        outputs = record.get("progress", {}).get("outputs", [])
+        if record.get("stage") != "train" or not outputs:
+            continue
+        cells = [Path(o).parent for o in outputs]
+        try:
+            pieces = [p for cell in cells for p in read_pieces(cell)]
+        except ValueError as err:
+            lines.append(f"  {name}: the compute record cannot be read ({err})")
+            continue
+        if pieces:
+            worked = sum(1 for cell in cells if (cell / PIECES).is_file() or (cell / LEGACY_PIECES).is_file())
+            lines.append(f"  {name}: {len(pieces)} job(s) on {worked} cell(s), "
+                         f"{sum(p['seconds'] for p in pieces) / 60:.1f} job-minutes")
+    return ["compute, as each cell's trainer recorded it:", *lines] if lines else []
+
+
 def recorded_plan(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Group name -> the record of the latest launch that planned it."""
     plan: dict[str, dict[str, Any]] = {}
@@ -114,9 +136,9 @@ def render(run_dir: Path, verbose: bool = False) -> str:
         text = group_progress(plan[g]) if g in plan else ""
         rows.append([stage_of[g], g, ", ".join(f"{s} {n}" for s, n in sorted(c.items())) or "-", text])
     out = [format_table(["stage", "group", "jobs by state", "progress"], rows)]
-    skipped = skipped_lines(plan)
-    if skipped:
-        out += ["", *skipped]
+    for extra in (skipped_lines(plan), compute_lines(plan)):
+        if extra:
+            out += ["", *extra]
     if verbose or len(jobs) <= 40:
         detail = [
             [g, label, j["job_id"], j["state"], j.get("elapsed", ""), j.get("exit", "")]

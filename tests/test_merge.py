@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -12,11 +13,21 @@ import xarray as xr
 
 from conftest import ROOT, run_module
 
-STUDY = ROOT / "study" / "study_cpu" / "results.zarr"
+BUNDLE_RESULTS = ROOT / "study" / "study_cpu" / "results.zarr.zip"
+
+
+@pytest.fixture(scope="module")
+def study_results(tmp_path_factory):
+    """The committed study's results.zarr, unpacked from its bundle as a directory store."""
+    path = tmp_path_factory.mktemp("study") / "results.zarr"
+    with zipfile.ZipFile(BUNDLE_RESULTS) as zf:
+        zf.extractall(path)
+    return path
 
 
 @pytest.mark.slow
-def test_merge_takes_the_named_tasks_from_the_new_run_and_keeps_the_rest(tmp_path):
+def test_merge_takes_the_named_tasks_from_the_new_run_and_keeps_the_rest(tmp_path, study_results):
+    STUDY = study_results
     base = xr.open_zarr(STUDY).load()
     # as an SR-only run makes it: no SOL, so no accuracy-vs-cost ladder (its variables span the rung dim)
     new = base.sel(task=["sr"]).drop_vars([v for v in base.variables if "rung" in base[v].dims]).copy(deep=True)
@@ -55,7 +66,8 @@ def test_merge_takes_the_named_tasks_from_the_new_run_and_keeps_the_rest(tmp_pat
     assert report.returncode == 0, report.stderr
 
 
-def test_merge_refuses_a_task_the_new_run_lacks_and_a_folder_that_is_no_store(tmp_path):
+def test_merge_refuses_a_task_the_new_run_lacks_and_a_folder_that_is_no_store(tmp_path, study_results):
+    STUDY = study_results
     res = run_module("fluidperc.analysis.merge", str(STUDY), str(STUDY), "--tasks", "combined", "--dry-run")
     assert res.returncode == 2 and "--tasks names 'combined', which the new results do not hold" in res.stderr
     res = run_module("fluidperc.analysis.merge", str(STUDY), str(tmp_path), "--tasks", "sr", "--dry-run")

@@ -1,12 +1,10 @@
 """RESULTS.md reports a real run of the committed sweep: its cells are the ones sweeps/study_cpu.yaml plans, and
-every table row on it regenerates from the committed results (study/) with python -m fluidperc.analysis."""
+every table row on it regenerates from the committed bundles (study/) with python -m fluidperc.analysis."""
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -41,10 +39,9 @@ def test_every_table_row_of_results_md_regenerates_from_the_committed_run(tmp_pa
         assert res.returncode == 0, res.stderr
     regenerated = set(_table_rows((tmp_path / "study" / "report.md").read_text()))
     regenerated |= set(_table_rows((tmp_path / "tune" / "report.md").read_text()))
-    # the SR and AE reruns' cost tables come from each cell's pieces.txt (study/pieces.py), not from results.zarr
+    # the SR and AE reruns' cost tables come from the bundle's compute record, not from results.zarr
     for prefix, steps in (("sr-", "2000"), ("ae-", "4000")):
-        pieces = subprocess.run([sys.executable, str(ROOT / "study" / "pieces.py"), str(RUN), "--prefix", prefix,
-                                 "--steps", steps], capture_output=True, text=True, timeout=120)
+        pieces = run_module("fluidperc.analysis", "compute", str(RUN), "--prefix", prefix, "--steps", steps)
         assert pieces.returncode == 0, pieces.stderr
         regenerated |= set(_table_rows(pieces.stdout))
     # the GPU cell's timings come from the committed benchmark result (benchmarks/bench_gpu_cell.py)
@@ -73,8 +70,7 @@ def test_results_md_figures_exist_and_stay_under_2_mb():
 
 
 def test_results_md_reports_the_cells_study_cpu_plans_less_those_needing_imagenet_weights():
-    import xarray as xr
-
+    from fluidperc.analysis import load
     from fluidperc.datasets.names import grid_name
     from fluidperc.losses.registry import get_entry
     from hpc.spec import load_sweep
@@ -94,7 +90,7 @@ def test_results_md_reports_the_cells_study_cpu_plans_less_those_needing_imagene
     assert "**60 trained cells**" in text and "30 planned and skipped" in text
     assert "python -m fluidperc.weights fetch vgg16 alexnet" in text
 
-    ds = xr.open_zarr(RUN / "results.zarr")
+    ds = load(RUN)
     held = set()
     for task in ds.task.values:
         for grid in ds.resolution.values:
@@ -107,9 +103,11 @@ def test_results_md_reports_the_cells_study_cpu_plans_less_those_needing_imagene
 
 
 @pytest.mark.parametrize("name", ["study_cpu", "study_cpu_tune"])
-def test_the_committed_runs_sweep_is_the_committed_sweep_file(name):
-    """The launcher saved the validated sweep (defaults filled in) beside the results."""
+def test_the_committed_runs_sweep_is_the_committed_sweep_file(name, tmp_path):
+    """The launcher saved the validated sweep (defaults filled in) beside the results; the bundle keeps it."""
+    from fluidperc.analysis.bundle import manifest
     from hpc.spec import load_sweep
 
-    ran = load_sweep(ROOT / "study" / name / "sweep.yaml")
+    (tmp_path / "sweep.yaml").write_text(manifest(ROOT / "study" / name)["sweep"])
+    ran = load_sweep(tmp_path / "sweep.yaml")
     assert ran.model_dump() == load_sweep(ROOT / "sweeps" / f"{name}.yaml").model_dump()

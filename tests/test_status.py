@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from hpc.plan import format_table
-from hpc.status import group_progress, skipped_lines
+import json
+
+from hpc.status import compute_lines, group_progress, skipped_lines
 
 REASON = ("skipped: vgg16-397923af.pth missing; fetch it with `python -m fluidperc.weights fetch vgg16` on a "
           "machine with internet access")
@@ -32,3 +34,17 @@ def test_the_table_fits_120_columns_however_long_the_reasons_are():
     assert max(map(len, lines)) <= 120, lines
     assert sum(line.startswith("  train.") for line in lines) == 3, "one entry per group and reason"
     assert all(line.startswith(("skipped", "  train.", "    ")) for line in lines), "a long reason goes on indented"
+
+
+def test_status_sums_the_compute_record_each_cells_trainer_kept(tmp_path):
+    cells = [tmp_path / "train" / f"ae-karman_32x16-mse-s{i}" for i in range(3)]
+    for i, cell in enumerate(cells[:2]):
+        cell.mkdir(parents=True)
+        (cell / "pieces.jsonl").write_text("".join(json.dumps({"start": a, "to": b, "seconds": 90.0, "ended": "t"}) + "\n"
+                                                   for a, b in ((0, 10), (10, 20))[: i + 1]))
+    plan = {"train.ae": {"name": "train.ae", "stage": "train",
+                         "progress": {"outputs": [str(c / "result.json") for c in cells]}}}
+    assert compute_lines(plan) == ["compute, as each cell's trainer recorded it:",
+                                   "  train.ae: 3 job(s) on 2 cell(s), 4.5 job-minutes"]
+    (cells[0] / "pieces.jsonl").write_text("{torn")
+    assert "the compute record cannot be read" in compute_lines(plan)[1]

@@ -1,5 +1,6 @@
 """Analysis of a run: ``load(RUN_DIR)`` gives the results as an xarray Dataset; ``python -m fluidperc.analysis
-RUN_DIR`` writes RUN_DIR/report/ (a Markdown report with tables, and PNG figures)."""
+RUN_DIR`` writes RUN_DIR/report/ (a Markdown report with tables, and PNG figures). A published bundle
+(fluidperc.analysis.bundle) stands wherever a run directory does."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from pathlib import Path
 
 import xarray as xr
 
+from fluidperc.analysis.bundle import has_store, open_store
 from fluidperc.errors import UserError
 
 
 def load(run_dir: str | Path) -> xr.Dataset:
-    """results.zarr with dims task, loss, resolution, seed, test_sim, step; attrs["missing_cells"] is a dict."""
-    path = Path(run_dir) / "results.zarr"
-    if not path.exists():
-        raise UserError(f"{path} does not exist; run the sweep's evaluate stage first (python -m hpc.launch SWEEP)")
-    ds = xr.open_zarr(path).load()
+    """results.zarr (of a run directory or a bundle) with dims task, loss, resolution, seed, test_sim, step;
+    attrs["missing_cells"] is a dict."""
+    if not has_store(run_dir, "results.zarr"):
+        raise UserError(f"{Path(run_dir) / 'results.zarr'} does not exist; run the sweep's evaluate stage first "
+                        "(python -m hpc.launch SWEEP)")
+    ds = open_store(run_dir, "results.zarr").load()
     for key in ("missing_cells", "skipped_metrics", "cells"):
         if isinstance(ds.attrs.get(key), str):
             ds.attrs[key] = json.loads(ds.attrs[key])

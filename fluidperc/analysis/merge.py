@@ -69,7 +69,7 @@ def main() -> int:
         description="Replace the cells of --tasks in BASE (a results.zarr) with those of NEW, keep every other "
         "task's, and write the result to --out (default: BASE itself, swapped in whole). Then run "
         "python -m fluidperc.analysis on the folder that holds it.")
-    p.add_argument("base", help="the results.zarr whose other tasks are kept, e.g. study/study_cpu/results.zarr")
+    p.add_argument("base", help="the results.zarr whose other tasks are kept, e.g. a restored bundle's RUN_DIR/results.zarr")
     p.add_argument("new", help="the results.zarr of the run that retrained --tasks, e.g. runs/study_cpu/results.zarr")
     p.add_argument("--tasks", required=True, help="comma-separated tasks to take from NEW, e.g. sr")
     p.add_argument("--out", help="where to write the merged store (default: BASE)")

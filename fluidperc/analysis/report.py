@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from fluidperc.analysis import load  # noqa: E402
+from fluidperc.analysis.bundle import cell_configs, has_store  # noqa: E402
 from fluidperc.analysis.animation import write_gif  # noqa: E402
 from fluidperc.analysis.cost import cost_lines, plot_error_against_time  # noqa: E402
 from fluidperc.analysis.curves import validation_lines  # noqa: E402
@@ -189,7 +190,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, animations:
     """The evaluation's tables and figures (results.zarr) and the tuning section (tune.zarr), whichever exist, into
     ``out`` (default RUN_DIR/report). ``animations=False`` leaves the GIFs out (a folder to publish stays small)."""
     run = Path(run_dir)
-    has_results, has_tune = (run / "results.zarr").exists(), (run / "tune.zarr").exists()
+    has_results, has_tune = has_store(run, "results.zarr"), has_store(run, "tune.zarr")
     if not (has_results or has_tune):  # before anything is created: a mistyped RUN_DIR leaves no empty folder
         raise UserError(f"{run} holds neither results.zarr nor tune.zarr; expected the run directory of a sweep whose "
                         "evaluate or tune stage has finished (python -m hpc.launch SWEEP --out RUN_DIR)")
@@ -250,8 +251,7 @@ def settings_lines(run: Path) -> list[str]:
     """Each trained (task, loss)'s settings and where they came from (train.settings, a tune run's best trial,
     settings written by hand): a comparison of losses is only fair if each had its own best settings."""
     seen: dict[tuple[str, str], list[str]] = {}
-    for path in sorted((run / "train").glob("*/config.json")):
-        cfg = json.loads(path.read_text())
+    for cfg in cell_configs(run):
         label = CellConfig.model_validate(cfg).loss_spec.label  # imports the cell's plugins (their losses) first
         st = cfg["settings"]
         seen.setdefault((cfg["task"], label), [cfg["task"], label, f"{st['lr']:.3g}", str(st["batch_size"]),
@@ -266,7 +266,7 @@ def settings_lines(run: Path) -> list[str]:
 def main_table(run_dir: str | Path) -> str:
     """The first table of the report (SOL when present), for the demo's closing output; "" for a run without
     results.zarr (a tune run)."""
-    if not (Path(run_dir) / "results.zarr").exists():
+    if not has_store(run_dir, "results.zarr"):
         return ""
     ds = load(run_dir)
     task = next((str(t) for t in ds.task.values if t != "combined" and is_rollout(str(t))), str(ds.task.values[0]))

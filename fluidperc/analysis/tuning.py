@@ -16,16 +16,17 @@ import xarray as xr  # noqa: E402
 
 from fluidperc.analysis.figures import save_png  # noqa: E402
 from fluidperc.analysis.tables import markdown_table
+from fluidperc.analysis.bundle import has_store, open_store  # noqa: E402
 from fluidperc.errors import UserError  # noqa: E402
 from fluidperc.tasks.settings import TrainSettings
 
 
 def load_tune(run_dir: str | Path) -> xr.Dataset:
     """Dims trial, epoch; hyper-parameters, status and final metric as coords on trial."""
-    path = Path(run_dir) / "tune.zarr"
-    if not path.exists():
-        raise UserError(f"{path} does not exist; run the sweep's tune stage first (python -m hpc.launch SWEEP)")
-    return xr.open_zarr(path).load()
+    if not has_store(run_dir, "tune.zarr"):
+        raise UserError(f"{Path(run_dir) / 'tune.zarr'} does not exist; run the sweep's tune stage first "
+                        "(python -m hpc.launch SWEEP)")
+    return open_store(run_dir, "tune.zarr").load()
 
 
 def best_table(ds: xr.Dataset) -> tuple[list[str], list[list[str]]]:

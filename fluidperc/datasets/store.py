@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import shutil
-import subprocess
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -34,19 +33,11 @@ from fluidperc.datasets.layout import (
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.datasets.verify import inspect_store
 from fluidperc.errors import UserError
+from fluidperc.provenance import code_commit
 from fluidperc.sim.scenes import scene_info, viscosity
 
 if TYPE_CHECKING:
     import zarr  # imported where a store is opened: planning a sweep whose stores do not exist yet needs none
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
 
 def versions() -> dict[str, str]:
     import phi
@@ -54,7 +45,7 @@ def versions() -> dict[str, str]:
     import torch
 
     return {"phiflow": phi.__version__, "phiml": phiml.__version__, "torch": torch.__version__,
-            "fluidperc": __version__, "fluidperc_commit": _git_commit()}
+            "fluidperc": __version__, "fluidperc_commit": code_commit()}
 
 
 def _dims(var: str) -> list[str]:

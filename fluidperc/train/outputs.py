@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 RESULT = "result.json"
 MODEL = "model.pt"
@@ -35,3 +37,53 @@ def is_current(result: Path, *train_dirs: Path) -> bool:
         return False
     made = result.stat().st_mtime
     return all((Path(d) / MODEL).is_file() and (Path(d) / MODEL).stat().st_mtime <= made for d in train_dirs)
+
+
+PIECES = "pieces.jsonl"  # one line per job that trained the cell: its compute record (fluidperc.analysis.compute)
+LEGACY_PIECES = "pieces.txt"  # the same, as the CPU study once read it from job logs (kept in its bundle)
+_LEGACY = re.compile(r"^(?P<ended>\S+) host=(?P<host>\S+) code=(?P<code>\S+) steps=(?P<start>\d+)-(?P<to>\d+) "
+                     r"elapsed=(?P<elapsed>[\d:]+) log=(?P<log>\S+)$")
+
+
+def _minutes(elapsed: str) -> float:
+    """tqdm's elapsed time (MM:SS or H:MM:SS) in minutes."""
+    seconds = 0
+    for part in elapsed.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds / 60
+
+
+def parse_legacy_piece(line: str, where: str) -> dict[str, Any]:
+    m = _LEGACY.match(line.strip())
+    if not m:
+        raise ValueError(f"{where}: {line!r} is not a pieces.txt record; expected '<end UTC> host=H code=C "
+                         "steps=FROM-TO elapsed=MM:SS log=NAME'")
+    return {"start": int(m["start"]), "to": int(m["to"]), "seconds": round(_minutes(m["elapsed"]) * 60, 1),
+            "host": m["host"], "code": m["code"], "ended": m["ended"], "log": m["log"]}
+
+
+def read_pieces(out_dir: Path) -> list[dict[str, Any]]:
+    """Every job that trained the cell in ``out_dir``, oldest first: ``start`` and ``to`` (steps), ``seconds`` of
+    wall time, ``host``, ``code`` (the commit it ran), ``ended`` (UTC)."""
+    out_dir = Path(out_dir)
+    pieces = []
+    legacy = out_dir / LEGACY_PIECES
+    if legacy.is_file():
+        pieces += [parse_legacy_piece(line, f"{legacy}, line {i}")
+                   for i, line in enumerate(legacy.read_text().splitlines(), 1) if line.strip()]
+    path = out_dir / PIECES
+    if path.is_file():
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    pieces.append(json.loads(line))
+                except ValueError:
+                    raise ValueError(f"{path}, line {i}: not a JSON record") from None
+    return sorted(pieces, key=lambda p: (p["ended"], p["start"]))
+
+
+def append_piece(out_dir: Path, piece: dict[str, Any]) -> None:
+    """One job's record, appended as one line (a line is written whole or, if the job dies mid-write, torn and
+    reported by :func:`read_pieces`)."""
+    with open(Path(out_dir) / PIECES, "a") as fh:
+        fh.write(json.dumps(piece) + "\n")

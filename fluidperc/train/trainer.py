@@ -13,6 +13,8 @@ import json
 import os
 import socket
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +27,7 @@ from tqdm import tqdm
 from fluidperc.atomic import write_text
 from fluidperc.datasets.frames import channel_stats
 from fluidperc.errors import UserError
+from fluidperc.provenance import code_commit
 from fluidperc.losses import get_loss
 from fluidperc.metrics import pixel_metrics
 from fluidperc.tasks.base import TaskData, build_model, sample_loss
@@ -32,7 +35,7 @@ from fluidperc.tasks.cell import CellConfig
 from fluidperc.train import checkpoint as ckpt
 from fluidperc.train import distributed
 from fluidperc.train.graphed import GraphedStep
-from fluidperc.train.outputs import RESULT, is_done  # noqa: F401  (is_done: re-exported)
+from fluidperc.train.outputs import RESULT, append_piece, is_done  # noqa: F401  (is_done: re-exported)
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -41,6 +44,11 @@ def weights_digest(module: torch.nn.Module) -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Trainer:
@@ -127,6 +135,7 @@ class Trainer:
         bar = tqdm(total=s.steps, initial=self.step, desc=cell.label, unit="step", file=sys.stderr,
                    disable=not (self.progress and d.is_main), mininterval=10)
         last: dict[str, Any] = {}
+        start, started, t0 = self.step, _utc_now(), time.monotonic()
         self.in_loop = True
         try:
             while self.step < s.steps:
@@ -152,6 +161,10 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
+            if d.is_main and self.step > start:  # this job's share of the cell, whatever ended it
+                append_piece(self.out, {"start": start, "to": self.step, "seconds": round(time.monotonic() - t0, 1),
+                                        "host": socket.gethostname(), "code": code_commit(), "started": started,
+                                        "ended": _utc_now(), "ranks": d.world_size, "device": str(d.device)})
         return self._finish(cell, d, last)
 
     def _build(self, cell, d) -> tuple[TaskData, Any]:
