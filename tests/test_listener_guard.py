@@ -1,19 +1,21 @@
 """The listener guard catches what it is there to catch: a real socket on 0.0.0.0, from another process or this
-one, also when it is gone before the test ends; loopback listeners pass."""
+one, also when it is gone before the test ends; loopback listeners pass. Every socket on 0.0.0.0 here is opened
+inside a private network namespace, so that no other test run on this machine can see it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
 
 from conftest import ROOT
-from listeners import failure, is_loopback, parse_ss
+from listeners import is_loopback, parse_ss
 
 LISTEN = ("import socket, sys, time; s = socket.socket(); s.bind((sys.argv[1], 0)); s.listen(); "
           "print(s.getsockname()[1], flush=True); time.sleep(float(sys.argv[2]))")
@@ -24,29 +26,51 @@ def _listen(host: str, seconds: float) -> tuple[subprocess.Popen, str]:
     return proc, proc.stdout.readline().strip()
 
 
-def test_guard_names_the_process_address_and_port_of_a_listener_on_all_interfaces(listener_guard):
-    proc, port = _listen("0.0.0.0", 60)
-    try:
-        found = listener_guard.check()
-        assert [(f.address, f.port) for f in found] == [("0.0.0.0", port)], found
-        message = failure(found)
-        assert f"tcp 0.0.0.0:{port}" in message and f"pid={proc.pid}" in message and '"python' in message, message
-    finally:
+def _in_private_netns(code: str) -> dict:
+    """Run ``code`` (which prints one JSON line) with a guard of its own inside a fresh network namespace, so that
+    the socket it opens on 0.0.0.0 is seen by that guard alone, never by a test run beside it on this machine."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a private network namespace")
+    proc = subprocess.run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+                           sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_guard_names_the_process_address_and_port_of_a_listener_on_all_interfaces():
+    out = _in_private_netns(f"""
+        import json, subprocess, sys
+        from listeners import ListenerGuard, failure
+        guard = ListenerGuard()
+        guard.begin()
+        proc = subprocess.Popen([sys.executable, "-c", {LISTEN!r}, "0.0.0.0", "60"], stdout=subprocess.PIPE, text=True)
+        port = proc.stdout.readline().strip()
+        found = guard.check()
         proc.kill()
-        proc.wait()
-        listener_guard.forget()  # the guard did its job; this test itself must not fail for it
+        print(json.dumps({{"found": [[f.address, f.port] for f in found], "message": failure(found), "port": port,
+                          "pid": proc.pid}}))
+    """)
+    assert out["found"] == [["0.0.0.0", out["port"]]], out
+    message = out["message"]
+    assert f"tcp 0.0.0.0:{out['port']}" in message and f"pid={out['pid']}" in message and '"python' in message, message
 
 
-def test_guard_catches_a_listener_that_is_gone_before_the_test_ends(listener_guard):
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        s.listen()
-        port = str(s.getsockname()[1])
-        time.sleep(1.5)  # three sampling intervals
-    try:
-        assert port in [f.port for f in listener_guard.check()]
-    finally:
-        listener_guard.forget()
+def test_guard_catches_a_listener_that_is_gone_before_the_test_ends():
+    out = _in_private_netns("""
+        import json, socket, time
+        from listeners import ListenerGuard
+        guard = ListenerGuard()
+        guard.start()
+        guard.begin()
+        with socket.socket() as s:
+            s.bind(("0.0.0.0", 0))
+            s.listen()
+            port = str(s.getsockname()[1])
+            time.sleep(1.5)  # three sampling intervals
+        print(json.dumps({"port": port, "seen": [f.port for f in guard.end()]}))
+    """)
+    assert out["port"] in out["seen"], out
 
 
 def test_guard_lets_loopback_listeners_pass(listener_guard):
