@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from pydantic import BaseModel, model_validator
+
 from fluidperc.errors import UserError
 
 
@@ -33,3 +35,13 @@ def import_plugins_first(data: Any) -> Any:
         except UserError:
             pass  # raised again, with its key, by the field's validator
     return data
+
+
+class ImportsPluginsFirst(BaseModel):
+    """A model whose ``plugins`` field names modules to import before any other field is validated (the sweep, a
+    cell): its fields may then name what those plugins register, in whatever order they are declared."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugins_first(cls, data: Any) -> Any:
+        return import_plugins_first(data)

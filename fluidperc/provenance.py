@@ -1,7 +1,9 @@
-"""What produced a file: the commit of the code that ran (stores' attributes, each training job's record)."""
+"""What produced a file, and what it holds: the commit of the code that ran (stores' attributes, each training
+job's record) and a file's sha256 (weights, checkpoints, bundles)."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -20,3 +22,12 @@ def code_commit() -> str:
         return head + ("+uncommitted" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def sha256_of(path: Path) -> str:
+    """A file's sha256, read in blocks (weight files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -7,7 +7,6 @@ and every loss resolves its file through :class:`WeightStore`, which checks the 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import tempfile
 import urllib.request
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fluidperc.errors import UserError, run_cli
+from fluidperc.provenance import sha256_of
 from fluidperc.registry import Registry
 
 FETCH_COMMAND = "python -m fluidperc.weights fetch"
@@ -78,14 +78,6 @@ CATALOG: Registry[WeightFile] = Registry("weight file", "fluidperc.weights", key
 def register_weight_file(w: WeightFile) -> WeightFile:
     """Add a plugin's weight file to the catalog (fetch, list, verify and the preflight checks then know it)."""
     return CATALOG.register(w)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _with_digests(catalog: dict[str, WeightFile], path: Path) -> dict[str, WeightFile]:

@@ -24,7 +24,7 @@ from pydantic import (
 from fluidperc.datasets.import_spec import ImportSpec
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.losses import parse_loss_spec
-from fluidperc.plugins import import_plugins, import_plugins_first
+from fluidperc.plugins import ImportsPluginsFirst, import_plugins
 from fluidperc.sim.scenes import check_scene
 from fluidperc.tasks import check_task
 from fluidperc.tasks.settings import EvalSettings, TrainSettings
@@ -317,7 +317,7 @@ class EvaluateStage(Strict):
     resources: Resources | None = Field(None, description="overrides of the sweep's resources for this stage's jobs")
 
 
-class Sweep(Strict):
+class Sweep(Strict, ImportsPluginsFirst):
     name: str = Field(pattern=NAME_PATTERN, description="the sweep's name; its run directory is runs/<name> unless "
                       "--out says otherwise")
     plugins: list[str] = Field(default_factory=list, description="Python modules to import first: they register "
@@ -334,11 +334,6 @@ class Sweep(Strict):
     missing_weights: Literal["skip", "fail"] = Field(
         "fail", description="a loss whose weights are not staged: fail before submitting, or skip its cells"
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _plugins_first(cls, data: Any) -> Any:
-        return import_plugins_first(data)
 
     @field_validator("plugins", mode="after")
     @classmethod

@@ -32,7 +32,7 @@ import xarray as xr
 from fluidperc import __version__
 from fluidperc.atomic import swap_in, unique_sibling
 from fluidperc.errors import UserError
-from fluidperc.provenance import code_commit
+from fluidperc.provenance import code_commit, sha256_of
 from fluidperc.train.outputs import MODEL, PIECES, RESULT, read_pieces
 
 MANIFEST = "bundle.json"
@@ -97,14 +97,6 @@ def compute_record(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 # --- publishing -----------------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _zip_dir(src: Path, dest: Path) -> None:
     """A directory store as a zip of its files, byte for byte (stored: the chunks are compressed already)."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zf:
@@ -189,7 +181,7 @@ def publish(run_dir: str | Path, dest: str | Path, checkpoints: bool = True) -> 
                     if (cell / name).is_file() and (name == MODEL and result is not None or
                                                     name == CHECKPOINT and result is None and checkpoints):
                         weights.write(cell / name, f"{label}/{name}")
-                        files[name] = _sha256(cell / name)
+                        files[name] = sha256_of(cell / name)
                 try:
                     pieces = read_pieces(cell)
                 except ValueError as err:
@@ -214,7 +206,7 @@ def publish(run_dir: str | Path, dest: str | Path, checkpoints: bool = True) -> 
         doc = {"format": FORMAT, "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                "fluidperc": __version__, "code": code_commit(), "published_from": str(run),
                "sweep": sweep.read_text() if sweep.is_file() else None,
-               "files": {p.name: _sha256(p) for p in sorted(tmp.iterdir())}, "cells": cells}
+               "files": {p.name: sha256_of(p) for p in sorted(tmp.iterdir())}, "cells": cells}
         (tmp / MANIFEST).write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
         os.chmod(tmp, 0o755)
         if dest.exists():
@@ -233,7 +225,7 @@ def verify(bundle: str | Path) -> list[str]:
     bundle = Path(bundle)
     doc = manifest(bundle)
     bad = [f"{name}: sha256 differs" if (bundle / name).is_file() else f"{name}: missing"
-           for name, want in doc["files"].items() if not (bundle / name).is_file() or _sha256(bundle / name) != want]
+           for name, want in doc["files"].items() if not (bundle / name).is_file() or sha256_of(bundle / name) != want]
     if (bundle / WEIGHTS).is_file() and not any(b.startswith(WEIGHTS) for b in bad):
         with zipfile.ZipFile(bundle / WEIGHTS) as zf:
             for label, cell in doc["cells"].items():

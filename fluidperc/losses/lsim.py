@@ -16,7 +16,8 @@ from torch import nn
 
 from fluidperc.errors import UserError
 from fluidperc.losses.base import PerceptualLoss
-from fluidperc.weights import CATALOG, WeightStore, sha256_of
+from fluidperc.provenance import sha256_of
+from fluidperc.weights import CATALOG, WeightStore
 
 CHANNELS = (32, 96, 192, 128, 128)
 MIN_SIZE = 44  # 12x12 stride-4 conv, then two 4/2 max-pools: smaller inputs leave no feature map

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     field_validator,
@@ -15,13 +14,13 @@ from pydantic import (
 
 from fluidperc.datasets.names import grid_name, store_name
 from fluidperc.losses import parse_loss_spec
-from fluidperc.plugins import import_plugins, import_plugins_first
+from fluidperc.plugins import ImportsPluginsFirst, import_plugins
 from fluidperc.sim.scenes import check_scene
 from fluidperc.tasks import check_task, task_entry
 from fluidperc.tasks.settings import TrainSettings
 
 
-class CellConfig(BaseModel):
+class CellConfig(ImportsPluginsFirst):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     plugins: tuple[str, ...] = Field((), description="modules imported before the rest is validated (they register "
@@ -38,11 +37,6 @@ class CellConfig(BaseModel):
     seed: int = 0
     settings: TrainSettings = Field(default_factory=TrainSettings)
     settings_source: str = Field("train.settings", description="where the settings came from (the report says)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _plugins_first(cls, data: Any) -> Any:
-        return import_plugins_first(data)
 
     @field_validator("plugins", mode="after")
     @classmethod

@@ -3,7 +3,6 @@ instead of being half-loaded."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -11,16 +10,13 @@ from typing import Any
 import torch
 
 from fluidperc.errors import UserError
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from fluidperc.provenance import sha256_of
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(payload, tmp)
-    digest = _digest(tmp)
+    digest = sha256_of(tmp)
     sha_tmp = tmp.with_suffix(".sha256")
     sha_tmp.write_text(digest + "\n")
     # Order matters: a reader that sees the new checkpoint also sees its digest (or fails the check loudly).
@@ -35,7 +31,7 @@ def load(path: Path) -> dict[str, Any] | None:
     sha = path.with_name(path.name + ".sha256")
     if not sha.exists():
         raise UserError(f"checkpoint {path} has no {sha.name}; it may be torn. Delete it to start over.")
-    want, got = sha.read_text().strip(), _digest(path)
+    want, got = sha.read_text().strip(), sha256_of(path)
     if want != got:
         raise UserError(f"checkpoint {path} is corrupt (sha256 {got}, expected {want}); delete it to restart the cell")
     try:
