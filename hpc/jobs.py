@@ -11,7 +11,7 @@ from submitit.slurm.slurm import SlurmJobEnvironment
 
 
 class TrainJob(submitit.helpers.Checkpointable):
-    """Trains one cell. On Slurm's pre-timeout signal (or scancel --signal=USR2) submitit calls checkpoint() and
+    """Trains one cell, or several as one computation (fluidperc.train.run_pack). On Slurm's pre-timeout signal (or scancel --signal=USR2) submitit calls checkpoint() and
     requeues the job, which resumes from the checkpoint. While the training loop runs, the signal is held until
     the step in flight has finished and been logged, so the checkpoint holds exactly the steps done: the cell
     resumes where it stopped, not at its last periodic checkpoint."""
@@ -19,10 +19,10 @@ class TrainJob(submitit.helpers.Checkpointable):
     def __init__(self) -> None:
         self.trainer: Any = None
 
-    def __call__(self, cell_json: str, out_dir: str) -> dict:
+    def __call__(self, cells_json: list[str], out_dirs: list[str]) -> list:
         import torch
 
-        from fluidperc.train import run  # torch: in the job process only
+        from fluidperc.train.trainer import run_pack  # torch: in the job process only
 
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")
         if cpus:
@@ -34,7 +34,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         handler = signal.getsignal(usr)
         if callable(handler):  # submitit's checkpoint-and-requeue handler, installed before this call
             signal.signal(usr, self._at_step_end(handler))
-        return run(cell_json, out_dir, trainer_hook=self._keep)
+        return run_pack(cells_json, out_dirs, trainer_hook=self._keep)
 
     def _at_step_end(self, handler: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
         def deferred(signum: int, frame: Any) -> None:
@@ -49,12 +49,12 @@ class TrainJob(submitit.helpers.Checkpointable):
     def _keep(self, trainer: Any) -> None:
         self.trainer = trainer
 
-    def checkpoint(self, cell_json: str, out_dir: str) -> submitit.helpers.DelayedSubmission:
+    def checkpoint(self, cells_json: list[str], out_dirs: list[str]) -> submitit.helpers.DelayedSubmission:
         if self.trainer is not None:
             saved = self.trainer.save_if_consistent()
             print(f"checkpoint signal at step {self.trainer.step}: {'saved' if saved else 'mid-step, kept the last checkpoint'}",
                   flush=True)
-        return submitit.helpers.DelayedSubmission(TrainJob(), cell_json, out_dir)
+        return submitit.helpers.DelayedSubmission(TrainJob(), cells_json, out_dirs)
 
 
 def evaluate_cell(*args: Any) -> str:

@@ -23,7 +23,15 @@ class Task:
     label: str
     args: tuple[Any, ...]
     done: bool = False
-    output: str | None = None  # the path whose existence means the task is done (hpc.status counts them)
+    # the path whose existence means the task is done (hpc.status counts them); a packed job has one per cell
+    output: str | tuple[str, ...] | None = None
+    cells: list["Cell"] = field(default_factory=list)  # the cells a packed training job trains (the dry run shows)
+
+    @property
+    def outputs(self) -> list[str]:
+        if self.output is None:
+            return []
+        return [self.output] if isinstance(self.output, str) else list(self.output)
 
 
 @dataclass
@@ -57,12 +65,12 @@ class JobGroup:
         """What the launch decided for this group, for the manifest: hpc.status reads this, never the
         environment it runs in."""
         progress = dict(self.progress)
-        outputs = [t.output for t in self.tasks if t.output]
+        outputs = [o for t in self.tasks for o in t.outputs]
         if outputs and "outputs" not in progress:
             progress["outputs"] = outputs
             # outputs this launch writes again (a cell trained longer, its evaluation): done once they change
-            progress["stale"] = {t.output: Path(t.output).stat().st_mtime for t in self.pending
-                                 if t.output and Path(t.output).exists()}
+            progress["stale"] = {o: Path(o).stat().st_mtime for t in self.pending for o in t.outputs
+                                 if Path(o).exists()}
         return {"name": self.name, "stage": self.stage, "tasks": len(self.tasks), "pending": len(self.pending),
                 "progress": progress,
                 "skipped": [{"label": c.label, "reason": c.skipped} for c in self.cells if c.skipped]}
@@ -144,7 +152,31 @@ def format_cells(group: JobGroup) -> str:
     n_skip = sum(1 for c in group.cells if c.skipped)
     head = f"{group.name}: {len(group.cells)} cell(s)" + (f", {n_skip} skipped" if n_skip else "")
     body = format_table(["task", "dataset", "loss", "seeds", "state (by seed)"], table)
-    return head + "\n" + "\n".join("  " + line for line in body.splitlines())
+    return head + "\n" + "\n".join("  " + line for line in body.splitlines()) + format_packs(group)
+
+
+def format_packs(group: JobGroup, width: int = 120) -> str:
+    """Which cells share a job, for a group that packs them (train.cells_per_task): per job, its task and
+    dataset, then each loss row with its seeds."""
+    packed = [t for t in group.pending if len(t.cells) > 1]
+    if not packed:
+        return ""
+    lines = [f"  jobs that train several cells as one computation ({len(packed)}):"]
+    for i, task in enumerate(packed, 1):
+        rows: dict[str, list[int]] = {}
+        for c in task.cells:
+            rows.setdefault(c.loss, []).append(c.seed)
+        first = task.cells[0]
+        parts = [f"{loss} (seeds {_seed_list(seeds)})" for loss, seeds in rows.items()]
+        line = f"    {i}: {first.task} {first.dataset}, {len(task.cells)} cells: "
+        for j, piece in enumerate(parts):
+            piece += "; " if j < len(parts) - 1 else ""
+            if len(line) + len(piece) > width and not line.endswith(": "):
+                lines.append(line.rstrip())
+                line = " " * 7
+            line += piece
+        lines.append(line)
+    return "\n" + "\n".join(lines)
 
 
 def format_plan(groups: list[JobGroup], cells: bool = False) -> str:

@@ -190,9 +190,46 @@ class TrainStage(Strict):
     loss_settings: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="settings per loss label, written by hand (lsim: {lr: 3.0e-4}); they "
         "win over settings_from and task_settings")
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="settings tried as a grid ({lr: [1.0e-3, 3.0e-4]}): every cell trains "
+        "once per combination, which joins its label and its row in the results (mse lr=0.0003); they win over "
+        "every other source of settings")
+    cells_per_task: int | Literal["auto"] = Field(
+        1, description="cells one job trains as one computation (as datagen's sims_per_task): cells of a task that "
+        "share the dataset, architecture and every setting but seed, loss and lr; auto: as many as the job's "
+        "device and memory take at the best measured throughput (docs/training.md)")
     resources: Resources | None = Field(None, description="overrides of the sweep's resources for this stage's jobs")
     task_resources: dict[TaskName, Resources] = Field(default_factory=dict, description="resources per task, over the "
                                                       "stage's ({sr: {gpus_per_node: 2}})")
+
+    @field_validator("cells_per_task")
+    @classmethod
+    def _cells_per_task(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 1 <= v <= 1024:
+            raise ValueError(f"expected auto or a whole number from 1 to 1024, got {v}")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        fields = TrainSettings.model_fields
+        for key, values in grid.items():
+            if key not in fields:
+                raise ValueError(f"grid key {key!r} is not a training setting; expected one of "
+                                 f"{', '.join(sorted(fields))}")
+            if not values:
+                raise ValueError(f"grid.{key} is empty; list at least one value")
+            if len(values) > 64:
+                raise ValueError(f"grid.{key} lists {len(values)} values; at most 64")
+            for value in values:
+                try:
+                    TrainSettings.model_validate({key: value})
+                except ValidationError as err:
+                    raise ValueError(f"grid.{key} value {value!r}: {err.errors()[0]['msg']}") from None
+            twice = sorted({repr(v) for v in values if values.count(v) > 1})
+            if twice:
+                raise ValueError(f"grid.{key} lists {', '.join(twice)} more than once")
+        return grid
 
     @model_validator(mode="after")
     def _dataset_tasks(self) -> "TrainStage":

@@ -252,7 +252,7 @@ def settings_lines(run: Path) -> list[str]:
     settings written by hand): a comparison of losses is only fair if each had its own best settings."""
     seen: dict[tuple[str, str], list[str]] = {}
     for cfg in cell_configs(run):
-        label = CellConfig.model_validate(cfg).loss_spec.label  # imports the cell's plugins (their losses) first
+        label = CellConfig.model_validate(cfg).loss_row  # imports the cell's plugins (their losses) first
         st = cfg["settings"]
         seen.setdefault((cfg["task"], label), [cfg["task"], label, f"{st['lr']:.3g}", str(st["batch_size"]),
                                                str(st["unroll"]) if is_rollout(cfg["task"]) else "-", str(st["steps"]),

@@ -83,7 +83,7 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
     ds = xr.Dataset({**ev.results, **sample_vars}, coords={**coords, **ev.coords, "step": steps,
                                                            "sample_step": ("sample", steps[keep]),
                                                            **({"anim_step": ("anim", steps[shown])} if len(shown) else {})})
-    ds.attrs.update({"cell": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
+    ds.attrs.update({"cell": cell.label, "task": cell.task, "loss": cell.loss_row, "seed": cell.seed,
                      "scene": cell.scene, "imported": int(cell.imported), "domain": list(data.low.domain),
                      "resolution": grid_name(cell.scene, cell.resolution),
                      "variable": data.variable, "seconds_per_frame": json.dumps(ev.timing),

@@ -26,6 +26,12 @@ class FieldLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor, channels: Sequence[int] | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of each sample [N], whose mean is :meth:`forward`'s value: a packed job (fluidperc.train.pack)
+        gives the cells that share a loss one call on all their samples. A loss without it is called once per
+        cell on that cell's samples instead."""
+        raise NotImplementedError
+
     def staggered(self, pred: Sequence[torch.Tensor], target: Sequence[torch.Tensor]) -> torch.Tensor:
         """Sum of per-component losses for components of different shapes, each [N, 1, H_i, W_i]."""
         total = pred[0].new_zeros(())
@@ -49,6 +55,10 @@ class MSELoss(FieldLoss):
         _check_shapes(pred, target)
         return ((pred - target) ** 2).mean(dim=(0, 2, 3)).sum()
 
+    def per_sample(self, pred, target):
+        _check_shapes(pred, target)
+        return ((pred - target) ** 2).mean(dim=(2, 3)).sum(dim=1)
+
 
 class MAELoss(FieldLoss):
     label = "mae"
@@ -56,6 +66,10 @@ class MAELoss(FieldLoss):
     def forward(self, pred, target, channels=None):
         _check_shapes(pred, target)
         return (pred - target).abs().mean(dim=(0, 2, 3)).sum()
+
+    def per_sample(self, pred, target):
+        _check_shapes(pred, target)
+        return (pred - target).abs().mean(dim=(2, 3)).sum(dim=1)
 
 
 class PerceptualLoss(FieldLoss):
@@ -122,6 +136,12 @@ class PerceptualLoss(FieldLoss):
         return [f.float() for f in feats] if low else feats
 
     def forward(self, pred, target, channels=None):
+        return self._per_sample(pred, target, channels).mean()
+
+    def per_sample(self, pred, target):
+        return self._per_sample(pred, target, None)
+
+    def _per_sample(self, pred, target, channels):
         _check_shapes(pred, target)
         idx = list(channels) if channels is not None else list(range(pred.shape[1]))
         if len(idx) != pred.shape[1] or max(idx) >= len(self.lo):
@@ -130,4 +150,4 @@ class PerceptualLoss(FieldLoss):
         n, c = pred.shape[:2]
         p, t = (self.prepare(to_unit(x, lo, hi)) for x in (pred, target))
         p, t = (x.reshape(n * c, 1, *x.shape[-2:]).expand(-1, 3, -1, -1) for x in (p, t))
-        return self.distance(p, t).view(n, c).sum(dim=1).mean()
+        return self.distance(p, t).view(n, c).sum(dim=1)

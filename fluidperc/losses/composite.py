@@ -38,6 +38,19 @@ class SumLoss(FieldLoss):
         self.last_terms = parts
         return total
 
+    def per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Each term's per-sample values, weighted and added; ``last_terms`` holds them per sample [N]."""
+        total = pred.new_zeros(pred.shape[0])
+        parts = {}
+        for label, weight, term in zip(self.term_labels, self.weights, self.terms):
+            if weight == 0:
+                continue
+            value = weight * term.per_sample(pred, target)
+            parts[label] = value.detach()
+            total = total + value
+        self.last_terms = parts
+        return total
+
     def staggered(self, pred, target):
         total = pred[0].new_zeros(())
         parts: dict[str, torch.Tensor] = {}

@@ -23,7 +23,9 @@ class TaskEntry:
     """``implementation``: ``"module:Class"`` of the task (a fluidperc.tasks.base.Task). ``high_resolution``:
     the cells need a target grid (a dataset's ``high_resolution``). ``rollout``: the task steps a solver, so it
     uses ``unroll``/``val_rollout`` and is evaluated over rollout steps (error-vs-step figure). ``baselines``:
-    pseudo-losses the evaluation stores beside the cell's own results, as ``(name, variable suffix)``."""
+    pseudo-losses the evaluation stores beside the cell's own results, as ``(name, variable suffix)``.
+    ``packs``: the task has ``build_net``, so cells that differ only in seed, loss and learning rate may train
+    in one job (``train.cells_per_task``)."""
 
     name: str
     implementation: str
@@ -31,18 +33,20 @@ class TaskEntry:
     high_resolution: bool = False
     rollout: bool = False
     baselines: tuple[tuple[str, str], ...] = ()
+    packs: bool = False
 
     def load(self) -> Any:
         return resolve(self.implementation)()
 
 
 def _builtin() -> None:
-    register_task(TaskEntry("ae", "fluidperc.tasks.ae:Autoencoder", "autoencoder: a frame through a bottleneck"))
+    register_task(TaskEntry("ae", "fluidperc.tasks.ae:Autoencoder", "autoencoder: a frame through a bottleneck",
+                            packs=True))
     register_task(TaskEntry("sr", "fluidperc.tasks.sr:SuperResolution", "super-resolution (Johnson et al.): a low-res "
-                            "frame to the high-res one", high_resolution=True))
+                            "frame to the high-res one", high_resolution=True, packs=True))
     register_task(TaskEntry("sol", "fluidperc.tasks.sol:SolverInTheLoopTask", "Solver-in-the-Loop: a correction "
                             "network trained through m steps of the low-res solver", rollout=True,
-                            baselines=(("source", "_source"),)))
+                            baselines=(("source", "_source"),), packs=True))
 
 
 TASKS: Registry[TaskEntry] = Registry("task", ENTRY_POINT_GROUP, key=lambda e: e.name,

@@ -13,6 +13,9 @@ class Autoencoder(FrameTask):
         x = data.low.centred[sims, frames]
         return {"input": x, "target": x}
 
-    def build_model(self, cell, data, device):
+    def build_net(self, cell, data):
+        return ConvAutoencoder(channel_mean(data.low.stats, data.variable).shape[1], cell.settings.compression)
+
+    def build_model(self, cell, data, device, net=None):
         mean, std = channel_mean(data.low.stats, data.variable), channel_std(data.low.stats, data.variable)
-        return FrameModel(ConvAutoencoder(mean.shape[1], cell.settings.compression), mean, std, mean, std).to(device)
+        return FrameModel(net if net is not None else self.build_net(cell, data), mean, std, mean, std).to(device)

@@ -95,7 +95,16 @@ class Task:
     def batch(self, data: TaskData, sims: torch.Tensor, frames: torch.Tensor, horizon: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def build_model(self, cell: CellConfig, data: TaskData, device: torch.device | str) -> nn.Module:
+    def build_model(self, cell: CellConfig, data: TaskData, device: torch.device | str,
+                    net: nn.Module | None = None) -> nn.Module:
+        """The model on ``device``: the trainable network (``net``, else :meth:`build_net`) wrapped in what
+        the cells of one dataset share (normalisation, the solver). The network is the model's ``net``."""
+        raise NotImplementedError
+
+    def build_net(self, cell: CellConfig, data: TaskData) -> nn.Module:
+        """The trainable network alone, on the CPU, initialised from the caller's seed. A task that has it (and
+        says ``packs=True`` in its entry) can train several cells in one job (fluidperc.train.pack): each gets
+        its own network inside one shared model, whose other parts hold no trainable parameters."""
         raise NotImplementedError
 
     def objective(self, model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLoss, cell: CellConfig) -> torch.Tensor:
@@ -189,9 +198,13 @@ class TaskData:
         return self.task.batch(self, sims, frames, horizon or self.task.horizon(self.cell.settings))
 
 
-def build_model(cell: CellConfig, data: TaskData, device: torch.device | str = "cpu") -> nn.Module:
-    """Seeded by the caller; every rank builds the same initial weights, on ``device`` (SOL's solver included)."""
-    return data.task.build_model(cell, data, device)
+def build_model(cell: CellConfig, data: TaskData, device: torch.device | str = "cpu",
+                net: nn.Module | None = None) -> nn.Module:
+    """Seeded by the caller; every rank builds the same initial weights, on ``device`` (SOL's solver included).
+    ``net``: the network to wrap (a packed job's), for a task whose entry says it packs."""
+    if net is None:
+        return data.task.build_model(cell, data, device)
+    return data.task.build_model(cell, data, device, net=net)
 
 
 def sample_loss(model: nn.Module, batch: dict[str, torch.Tensor], loss: FieldLoss, cell: CellConfig) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import (
@@ -13,6 +14,7 @@ from pydantic import (
 )
 
 from fluidperc.datasets.names import grid_name, store_name
+from fluidperc.errors import UserError
 from fluidperc.losses import parse_loss_spec
 from fluidperc.plugins import ImportsPluginsFirst, import_plugins
 from fluidperc.sim.scenes import check_scene
@@ -37,6 +39,8 @@ class CellConfig(ImportsPluginsFirst):
     seed: int = 0
     settings: TrainSettings = Field(default_factory=TrainSettings)
     settings_source: str = Field("train.settings", description="where the settings came from (the report says)")
+    variant: str = Field("", description="the point of train.grid this cell trains (e.g. lr=0.0003), part of its "
+                         "label and of its loss row in the results; empty without a grid")
 
     @field_validator("plugins", mode="after")
     @classmethod
@@ -73,6 +77,67 @@ class CellConfig(ImportsPluginsFirst):
         return store_name(self.scene, self.high_resolution)
 
     @property
+    def loss_row(self) -> str:
+        """The cell's row on the results' loss axis: its loss, and the grid point it trains when there is one."""
+        return f"{self.loss_spec.label} {self.variant}" if self.variant else self.loss_spec.label
+
+    @property
     def label(self) -> str:
         ny, nx = self.resolution
-        return f"{self.task}-{grid_name(self.scene, (ny, nx))}-{self.loss_spec.label}-s{self.seed}"
+        variant = f"-{self.variant}" if self.variant else ""
+        return f"{self.task}-{grid_name(self.scene, (ny, nx))}-{self.loss_spec.label}{variant}-s{self.seed}"
+
+    def pack_key(self) -> str:
+        """What cells must share to train as one computation (one job, fluidperc.train.pack): everything but
+        the fields in :data:`PER_CELL`."""
+        fields = self.model_dump(mode="json")
+        for name in PER_CELL:
+            owner = fields
+            *path, last = name.split(".")
+            for part in path:
+                owner = owner[part]
+            owner.pop(last)
+        return json.dumps(fields, sort_keys=True)
+
+
+# What may differ between the cells of one pack: each keeps its own initialisation and batches (seed), loss,
+# learning rate and Adam state. The rest (task, data, grids, architecture, batch size, unroll, steps, ...) is
+# one computation.
+PER_CELL = ("seed", "loss", "settings.lr", "settings_source", "variant")
+
+
+def pack_differences(a: CellConfig, b: CellConfig) -> list[str]:
+    """The settings in which two cells differ that keep them from sharing a job (dotted keys)."""
+    fa, fb = json.loads(a.pack_key()), json.loads(b.pack_key())
+    out = []
+
+    def walk(x: Any, y: Any, where: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in sorted(set(x) | set(y)):
+                walk(x.get(key), y.get(key), f"{where}.{key}" if where else key)
+        elif x != y:
+            out.append(where)
+
+    walk(fa, fb, "")
+    return out
+
+
+def check_pack(cells: list[CellConfig]) -> None:
+    """Refuse, in one paragraph, cells that cannot train as one computation."""
+    if len(cells) < 2:
+        return
+    first = cells[0]
+    if not task_entry(first.task).packs:
+        raise UserError(f"task '{first.task}' does not say how to train several cells at once (its entry has no "
+                        f"packs=True and build_net), so {len(cells)} of its cells cannot share a job; set "
+                        "train.cells_per_task: 1")
+    labels = [c.label for c in cells]
+    twice = sorted({x for x in labels if labels.count(x) > 1})
+    if twice:
+        raise UserError(f"a pack names cell {', '.join(twice)} twice; each cell trains once")
+    for other in cells[1:]:
+        diff = pack_differences(first, other)
+        if diff:
+            raise UserError(f"cells {first.label} and {other.label} differ in {', '.join(diff)}, so they cannot "
+                            f"train as one computation; the cells of a pack may differ only in "
+                            f"{', '.join(PER_CELL[:3])}")

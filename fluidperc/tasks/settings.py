@@ -31,6 +31,11 @@ class TrainSettings(BaseModel):
                                                    "rank its own), else the CPU")
     cuda_graph: bool = Field(False, description="on CUDA with one process per cell, replay each training step as "
                              "one CUDA graph (fluidperc/train/graphed.py); ignored elsewhere")
+    pack_kernels: Literal["auto", "per_cell", "stacked"] = Field(
+        "auto", description="how a job that trains several cells (train.cells_per_task) runs their networks: "
+        "per_cell (one call per network: a cell's own kernels, so its weights match a cell trained alone), stacked "
+        "(torch.func.vmap over stacked parameters, one kernel per layer for the pack: for GPUs), auto (stacked on "
+        "CUDA, per_cell elsewhere)")
 
 
 class EvalSettings(BaseModel):

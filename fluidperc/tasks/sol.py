@@ -105,16 +105,20 @@ class SolverInTheLoopTask(Task):
                 "marker": low.marker[sims, frames], "reynolds": low.reynolds[sims].float(),
                 "targets": torch.stack(refs, dim=1)}
 
-    def build_model(self, cell, data, device):
+    def build_net(self, cell, data):
+        return MarsMoon()
+
+    def build_model(self, cell, data, device, net=None):
         from fluidperc.sim.simulation import Simulation  # PhiFlow only where a solver runs
 
+        net = net if net is not None else self.build_net(cell, data)  # before the solver, which draws no random numbers
         ny, nx = cell.resolution
         train_re = data.low.reynolds[data.low.train_sims]
         substeps = diffusion_substeps(scene_info(cell.scene), nx, float(data.low.reynolds.min()))
         sim = Simulation(cell.scene, ny, nx, [float(train_re[0])], substeps, device=device)
         re_std = float(train_re.double().std()) if len(train_re) > 1 else float(train_re[0])
         std = channel_std(data.low.stats, data.variable)
-        return SolverInTheLoop(MarsMoon(), sim, std, re_std).to(device)
+        return SolverInTheLoop(net, sim, std, re_std).to(device)
 
     def objective(self, model, batch, loss, cell):
         """Summed over the m corrected states. They go through the loss in one call, as m x batch samples (their

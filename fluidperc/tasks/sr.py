@@ -15,9 +15,12 @@ class SuperResolution(FrameTask):
     def batch(self, data, sims, frames, horizon):
         return {"input": data.low.centred[sims, frames], "target": data.high.centred[sims, frames]}
 
-    def build_model(self, cell, data, device):
+    def build_net(self, cell, data):
+        channels = channel_mean(data.low.stats, data.variable).shape[1]
+        return TransformNet(channels, channels, scale=cell.high_resolution[0] // cell.resolution[0], width=32)
+
+    def build_model(self, cell, data, device, net=None):
         low, high, v = data.low.stats, data.high.stats, data.variable
-        channels = channel_mean(low, v).shape[1]
-        ratio = cell.high_resolution[0] // cell.resolution[0]
-        return FrameModel(TransformNet(channels, channels, scale=ratio, width=32), channel_mean(high, v),
-                          channel_std(high, v), channel_mean(low, v), channel_std(low, v)).to(device)
+        net = net if net is not None else self.build_net(cell, data)
+        return FrameModel(net, channel_mean(high, v), channel_std(high, v), channel_mean(low, v),
+                          channel_std(low, v)).to(device)

@@ -1,22 +1,29 @@
-"""``fluidperc.train.run(cell, out_dir)``: train one cell on whatever the process is given (1 CPU process, N gloo
-processes, N GPUs with NCCL), checkpointing every K steps, resuming from the last checkpoint.
+"""``fluidperc.train.run(cell, out_dir)``: train one cell; ``run_pack(cells, out_dirs)``: train several cells that
+differ only in seed, loss and learning rate as one computation (fluidperc.train.pack). Either runs on whatever
+the process is given (1 CPU process, N gloo processes, N GPUs with NCCL), checkpointing every K steps and
+resuming each cell from its own last checkpoint.
 
-Determinism: the batch of step k depends only on (seed, k) through a seeded DistributedSampler, and a checkpoint
-holds the weights, the optimiser and the step. So a run that is interrupted and resumed on the CPU ends with the
-same weights and metrics as one that never stopped.
+Determinism: the batch of step k of a cell depends only on (its seed, k) through a seeded DistributedSampler, and
+a checkpoint holds the weights, the optimiser and the step. So a run that is interrupted and resumed on the CPU
+ends with the same weights and metrics as one that never stopped, whichever cells shared its jobs.
+
+Every cell writes its own directory, the same whether it trained alone or in a pack: config.json,
+metrics.jsonl, tb/, checkpoint.pt, model.pt, result.json, pieces.jsonl.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import math
 import os
 import socket
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -27,15 +34,19 @@ from tqdm import tqdm
 from fluidperc.atomic import write_text
 from fluidperc.datasets.frames import channel_stats
 from fluidperc.errors import UserError
-from fluidperc.provenance import code_commit
 from fluidperc.losses import get_loss
 from fluidperc.metrics import pixel_metrics
-from fluidperc.tasks.base import TaskData, build_model, sample_loss
-from fluidperc.tasks.cell import CellConfig
+from fluidperc.provenance import code_commit
+from fluidperc.tasks import task_entry
+from fluidperc.tasks.base import TaskData, build_model
+from fluidperc.tasks.cell import CellConfig, check_pack
 from fluidperc.train import checkpoint as ckpt
 from fluidperc.train import distributed
 from fluidperc.train.graphed import GraphedStep
 from fluidperc.train.outputs import RESULT, append_piece, is_done  # noqa: F401  (is_done: re-exported)
+from fluidperc.train.pack import PackedNet, PackLoss, resolve_kernels
+
+LOCK = ".train.lock"
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -46,154 +57,341 @@ def weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-
 def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Trainer:
-    def __init__(self, cell: CellConfig, out_dir: Path, progress: bool = True):
+class CellRun:
+    """One cell of a job: its directory, network, loss, optimiser, step, batches and log."""
+
+    def __init__(self, cell: CellConfig, out: Path):
         self.cell = cell
-        self.out = Path(out_dir)
-        self.progress = progress
-        self.step = 0
-        self.resumed_from: int | None = None  # the checkpoint step this run started from
-        self.in_step = False
-        self.model: torch.nn.Module | None = None
+        self.out = Path(out)
+        self.net: torch.nn.Module | None = None  # the trainable network (the whole model for a task that cannot pack)
+        self.loss_fn: Any = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self.step = 0
+        self.resumed_from: int | None = None  # the checkpoint step this job started from
+        self.start = 0
+        self.started = ""
+        self.t0 = 0.0
+        self.cost_s = 0.0  # this cell's share of the job's wall time: each step's time over the cells it trained
+        self.batches: Any = None
+        self.log: _Log | None = None
+        self.last: dict[str, Any] = {}
+        self.failure: str | None = None
+        self.lock_fd: int | None = None
+        self.finished = False  # done before this job started: left untouched
+
+
+class Trainer:
+    def __init__(self, cells: Sequence[CellConfig], out_dirs: Sequence[Path], progress: bool = True):
+        if not cells or len(cells) != len(out_dirs):
+            raise UserError(f"a training job needs one output directory per cell; got {len(cells)} cell(s) and "
+                            f"{len(out_dirs)} director(ies)")
+        check_pack(list(cells))
+        self.runs = [CellRun(c, Path(o)) for c, o in zip(cells, out_dirs)]
+        self.cell = cells[0]  # what the cells share: task, data, architecture, schedule (check_pack)
+        self.progress = progress
+        self.in_step = False
+        self.model: torch.nn.Module | None = None  # the shared model, its ``net`` the active cells' networks
         self.use_graph = False
-        self.graph_step = None  # a fluidperc.train.graphed.GraphedStep when settings.cuda_graph applies
+        self.graph_step: GraphedStep | None = None
         self.dist: distributed.Dist | None = None
-        # Called on rank 0 after each validation, once that step's checkpoint is on disk (Ray Tune reports here).
+        self.kernels = "per_cell"
+        self.active: list[CellRun] = []
+        self._packs: dict[tuple[int, ...], PackedNet] = {}  # PackedNets by the cells in them, built once
+        # Called on rank 0 after each validation of a job's only cell, once that step's checkpoint is on disk (Ray
+        # Tune reports here).
         self.on_validate: Callable[[dict[str, Any], Path], None] | None = None
         # Set by a scheduler's signal handler while the loop runs: called once at the end of the current step (its
         # metrics written), where a checkpoint holds exactly the steps done (hpc.jobs.TrainJob).
         self.in_loop = False
         self.at_step_end: Callable[[], None] | None = None
 
-    # --- checkpoints ------------------------------------------------------------------------------------------
-    def _payload(self) -> dict[str, Any]:
-        return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+    @property
+    def step(self) -> int:
+        """The step of the job's least advanced cell (what a scheduler's message reports)."""
+        live = self.active or self.runs
+        return min(r.step for r in live)
 
-    def save_checkpoint(self) -> None:
+    # --- checkpoints ------------------------------------------------------------------------------------------
+    def _state(self, run: CellRun) -> dict[str, torch.Tensor]:
+        """The cell's weights as a model of its own would hold them (``net.`` + the network's), whichever pack
+        it trained in: checkpoints and model.pt read the same for a cell trained alone."""
+        if len(self.runs) == 1:
+            return self.model.state_dict()
+        shared = {k: v for k, v in self.model.state_dict().items() if not k.startswith("net.")}
+        return {**shared, **{f"net.{k}": v for k, v in run.net.state_dict().items()}}
+
+    def _load_state(self, run: CellRun, state: dict[str, torch.Tensor]) -> None:
+        if len(self.runs) == 1:
+            self.model.load_state_dict(state)
+        else:
+            run.net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+
+    def save_checkpoint(self, run: CellRun) -> None:
         if self.dist.is_main:
-            ckpt.save(self.out / "checkpoint.pt", self._payload())
+            ckpt.save(run.out / "checkpoint.pt", {"step": run.step, "model": self._state(run),
+                                                  "optimizer": run.optimizer.state_dict()})
 
     def save_if_consistent(self) -> bool:
-        """For a scheduler's checkpoint signal: save unless a step is half-done (then the last periodic
-        checkpoint stands; the run is deterministic per step, so redoing those steps changes nothing)."""
+        """For a scheduler's checkpoint signal: save every cell still training unless a step is half-done (then
+        the last periodic checkpoints stand; the run is deterministic per step, so redoing those steps changes
+        nothing)."""
         if self.model is None or self.in_step:
             return False
-        self.save_checkpoint()
+        for run in self.active:
+            self.save_checkpoint(run)
         return True
 
     # --- metrics ------------------------------------------------------------------------------------------------
-    def _reduce(self, value: torch.Tensor) -> float:
+    def _reduce(self, values: list[torch.Tensor]) -> list[float]:
+        """Scalars averaged over the ranks, in one collective and one read back to the host."""
+        if not values:
+            return []
+        flat = torch.stack([v.detach().reshape(()) for v in values])
         if self.dist.grouped:
-            value = value.detach().clone()
-            dist.all_reduce(value)
-            value /= self.dist.world_size
-        return float(value.detach())
+            flat = flat.clone()
+            dist.all_reduce(flat)
+            flat /= self.dist.world_size
+        return flat.cpu().tolist()
 
-    def _term_rows(self, loss_fn, value: torch.Tensor) -> dict[str, float]:
-        """A composite loss's terms, each its weighted share of ``train_loss`` (they add up to it; SOL's objective
-        is m times the loss call, so the shares are scaled alike): which term drives training."""
-        terms = getattr(loss_fn, "last_terms", None)
-        if not terms:
-            return {}
-        total = sum(float(v) for v in terms.values())
-        scale = float(value.detach()) / total if total else 1.0
-        return {f"train_loss/{label}": self._reduce(v * scale) for label, v in terms.items()}
+    def _rows(self, runs: list[CellRun], values: torch.Tensor, pack_loss: PackLoss) -> list[dict[str, Any]]:
+        """Each cell's training row: its loss and, for a sum, each term's weighted share of it (they add up to
+        it; SOL's objective is m times the loss call, so the shares are scaled alike): which term drives it."""
+        flat, where = [values[i] for i in range(len(runs))], []
+        for i in range(len(runs)):
+            terms = pack_loss.terms[i]
+            total = sum(float(v) for v in terms.values()) if terms else 0.0
+            scale = float(values[i].detach()) / total if total else 1.0
+            for label, v in terms.items():
+                where.append((i, f"train_loss/{label}"))
+                flat.append(v * scale)
+        reduced = self._reduce(flat)
+        rows = [{"step": r.step, "train_loss": reduced[i]} for i, r in enumerate(runs)]
+        for (i, key), v in zip(where, reduced[len(runs):]):
+            rows[i][key] = v
+        return rows
 
-    def validate(self, data: TaskData, loss_fn) -> dict[str, float]:
+    def validate(self, runs: list[CellRun], data: TaskData) -> list[dict[str, float]]:
         """The evaluation stage's pixel metrics (mean over validation frames and rollout steps) and the training
-        loss on validation samples. Only the metrics compare across losses; Tune selects on them."""
-        model = self.model
-        batch = {k: v.to(self.dist.device) for k, v in data.batch(data.val_index, data.val_horizon).items()}
+        loss on validation samples, per cell; the cells' networks run as one pack on the same samples. Only the
+        metrics compare across losses; Tune selects on them."""
+        k = len(runs)
+        batch = {key: v.to(self.dist.device) for key, v in data.batch(data.val_index, data.val_horizon).items()}
+        if k > 1:
+            batch = {key: torch.cat([v] * k) for key, v in batch.items()}
+        model = self._forward_model(runs)
         with torch.no_grad():
-            preds, target, value = data.task.validation_outputs(model, batch, loss_fn, data, self.cell)
-        metrics = pixel_metrics(preds.float().cpu(), target.float().cpu(), *data.low.spacing(*preds.shape[-2:]))
-        return {"val_loss": float(value), **{f"val_{k}": float(v.mean()) for k, v in metrics.items()}}
+            preds, target, values = data.task.validation_outputs(model, batch, self._pack_loss(runs), data, self.cell)
+        spacing = data.low.spacing(*preds.shape[-2:])
+        rows = []
+        for run, p, t, value in zip(runs, preds.float().cpu().chunk(k), target.float().cpu().chunk(k), values):
+            metrics = pixel_metrics(p, t, *spacing)
+            rows.append({"val_loss": float(value), **{f"val_{name}": float(v.mean()) for name, v in metrics.items()}})
+        if k > 1:
+            self._forward_model(self.active)
+        return rows
+
+    # --- the model of the cells that train --------------------------------------------------------------------
+    def _forward_model(self, runs: list[CellRun]) -> torch.nn.Module:
+        """The shared model with ``runs``' networks in it: the network itself for one cell, else a pack."""
+        if len(self.runs) == 1:
+            return self.model
+        if len(runs) == 1:
+            self.model.net = runs[0].net
+            return self.model
+        key = tuple(id(r) for r in runs)
+        if key not in self._packs:
+            self._packs[key] = PackedNet([r.net for r in runs], stacked=self.kernels == "stacked")
+        self.model.net = self._packs[key]
+        return self.model
+
+    def _pack_loss(self, runs: list[CellRun]) -> PackLoss:
+        return PackLoss([r.loss_fn for r in runs], grouped=self.kernels == "stacked")
 
     # --- the loop -------------------------------------------------------------------------------------------------
-    def fit(self) -> dict[str, Any]:
-        cell, s = self.cell, self.cell.settings
-        self.dist = d = distributed.setup(self.cell.settings.device, rendezvous_dir=self.out)
+    def fit(self) -> list[dict[str, Any] | None]:
+        self.dist = d = distributed.setup(self.cell.settings.device, rendezvous_dir=self.runs[0].out)
         try:
-            return self._fit(cell, s, d)
+            return self._fit(d)
         finally:
             distributed.teardown(d)
+            for run in self.runs:
+                if run.lock_fd is not None:
+                    os.close(run.lock_fd)  # releases the cell's lock
 
-    def _fit(self, cell, s, d) -> dict[str, Any]:
-        """Build (resuming from a checkpoint), then step until ``steps``, validating, logging and checkpointing."""
-        data, loss_fn = self._build(cell, d)
-        wrapped = DistributedDataParallel(self.model) if d.grouped else self.model
-        if self.use_graph:
-            self.graph_step = GraphedStep(self._graph_body(wrapped, loss_fn))
-        batches = self._batches(data, cell, d)
-        log = _Log(self.out, self.step) if d.is_main else None
-        bar = tqdm(total=s.steps, initial=self.step, desc=cell.label, unit="step", file=sys.stderr,
-                   disable=not (self.progress and d.is_main), mininterval=10)
-        last: dict[str, Any] = {}
-        start, started, t0 = self.step, _utc_now(), time.monotonic()
+    def _fit(self, d) -> list[dict[str, Any] | None]:
+        """Build (resuming each cell from its checkpoint), then step until ``steps``, validating, logging and
+        checkpointing each cell; a cell whose loss is not finite stops and the others go on."""
+        s = self.cell.settings
+        results: dict[int, dict[str, Any]] = {}
+        for i, run in enumerate(self.runs):  # finished already (a relaunch packed it with unfinished ones)
+            if is_done(run.out, s.steps):
+                results[i] = json.loads((run.out / RESULT).read_text())
+                run.finished = True
+        data = self._build(d)
+        if data is None:  # finished, or another job trains them
+            return [results.get(i) for i in range(len(self.runs))]
+        self.active = [r for r in self.runs if r.net is not None and r.step < s.steps]
+        for i, run in enumerate(self.runs):
+            if run.net is not None and run.step >= s.steps:  # finished but for its result (killed right there)
+                results[i] = self._finish(run, d)
+        for run in self.active:
+            run.batches = self._batches(data, run, d)
+            run.log = _Log(run.out, run.step) if d.is_main else None
+            run.start, run.started, run.t0 = run.step, _utc_now(), time.monotonic()
+        label = self.cell.label if len(self.runs) == 1 else f"{len(self.active)} cells"
+        bar = tqdm(total=sum(s.steps - r.step for r in self.active), desc=label, unit="step", file=sys.stderr,
+                   disable=not (self.progress and d.is_main) or not self.active, mininterval=10)
+        wrapped, body = self._prepare_step(d)
         self.in_loop = True
         try:
-            while self.step < s.steps:
-                value = self._train_step(wrapped, next(batches), loss_fn)
-                row: dict[str, Any] = {"step": self.step, "train_loss": self._reduce(value),
-                                       **self._term_rows(loss_fn, value)}
-                if self.step % s.validate_every == 0 or self.step == s.steps:
-                    row.update(self.validate(data, loss_fn))
-                last = row
-                if log is not None:
-                    log.write(row)
-                if self.step % s.checkpoint_every == 0 or self.step == s.steps:
-                    self.save_checkpoint()
+            while self.active:
+                runs = list(self.active)
+                t_step = time.monotonic()
+                values, pack_loss = self._train_step(wrapped, body, runs)
+                rows = self._rows(runs, values, pack_loss)
+                due_val = [i for i, r in enumerate(runs) if r.step % s.validate_every == 0 or r.step == s.steps]
+                failed = [r for r in runs if r.failure is not None]
+                due_val = [i for i in due_val if runs[i].failure is None]
+                if due_val:
+                    for i, row in zip(due_val, self.validate([runs[i] for i in due_val], data)):
+                        rows[i].update(row)
+                dt = time.monotonic() - t_step
+                for run, row in zip(runs, rows):
+                    run.cost_s += dt / len(runs)
+                    if run.failure is not None:
+                        continue
+                    run.last = row
+                    if run.log is not None:
+                        run.log.write(row)
+                saved = [r for r in runs if r.failure is None and (r.step % s.checkpoint_every == 0 or r.step == s.steps)]
+                for run in saved:
+                    self.save_checkpoint(run)
+                if saved:
                     distributed.barrier(d)
-                if d.is_main and self.on_validate is not None and "val_loss" in row:
-                    self.on_validate(row, self.out / "checkpoint.pt")
-                bar.update(1)
+                if d.is_main and self.on_validate is not None and len(self.runs) == 1 and "val_loss" in rows[0]:
+                    self.on_validate(rows[0], self.runs[0].out / "checkpoint.pt")
+                bar.update(len(runs))
+                done = [r for r in runs if r.failure is None and r.step >= s.steps]
+                for run in done:
+                    self._close(run, d)
+                    results[self.runs.index(run)] = self._finish(run, d)
+                for run in failed:
+                    self._close(run, d)
+                if done or failed:
+                    self.active = [r for r in self.active if r not in done and r not in failed]
+                    if self.active:
+                        wrapped, body = self._prepare_step(d)
                 if self.at_step_end is not None:
                     hook, self.at_step_end = self.at_step_end, None
                     hook()
         finally:
             self.in_loop = False
             bar.close()
-            if log is not None:
-                log.close()
-            if d.is_main and self.step > start:  # this job's share of the cell, whatever ended it
-                append_piece(self.out, {"start": start, "to": self.step, "seconds": round(time.monotonic() - t0, 1),
-                                        "host": socket.gethostname(), "code": code_commit(), "started": started,
-                                        "ended": _utc_now(), "ranks": d.world_size, "device": str(d.device)})
-        return self._finish(cell, d, last)
+            for run in self.active:
+                self._close(run, d)
+        failures = [r.failure for r in self.runs if r.failure is not None]
+        if failures:
+            raise FloatingPointError("; ".join(failures))
+        return [results.get(i) for i in range(len(self.runs))]
 
-    def _build(self, cell, d) -> tuple[TaskData, Any]:
-        """Data, model, loss and optimiser on the process's device; the checkpoint's state when there is one."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        if d.is_main:
-            write_text(self.out / "config.json", cell.model_dump_json(indent=1))
-        torch.manual_seed(cell.seed)
-        data = TaskData(cell)
-        self.model = build_model(cell, data, d.device)
-        target_stats = (data.high or data.low).stats
-        loss_fn = get_loss(cell.loss_spec, channel_stats(target_stats, data.variable)).to(d.device)
-        self.use_graph = self._graphed(cell, d)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cell.settings.lr, capturable=self.use_graph)
-        state = ckpt.load(self.out / "checkpoint.pt")
-        if state is not None:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.step = int(state["step"])
-            self.resumed_from = self.step
-            if d.is_main:
-                print(f"cell {cell.label}: resuming from step {self.step} ({self.out / 'checkpoint.pt'})",
-                      file=sys.stderr, flush=True)
-        return data, loss_fn
+    def _close(self, run: CellRun, d) -> None:
+        """Close the cell's log and record this job's share of it (whatever ended it)."""
+        if run.log is not None:
+            run.log.close()
+            run.log = None
+        if d.is_main and run.step > run.start:
+            append_piece(run.out, {"start": run.start, "to": run.step, "seconds": round(time.monotonic() - run.t0, 1),
+                                   "host": socket.gethostname(), "code": code_commit(), "started": run.started,
+                                   "ended": _utc_now(), "ranks": d.world_size, "device": str(d.device),
+                                   "cells": len(self.runs), "cost_seconds": round(run.cost_s, 1)})
+        run.start = run.step
 
-    def _batches(self, data: TaskData, cell, d):
-        """This rank's batch for each step from ``self.step`` on: a function of (seed, step) only, so a resumed
-        run sees the batches an uninterrupted one would have."""
-        s = cell.settings
+    def _lock(self, run: CellRun) -> bool:
+        """Hold the cell's lock for the job's life: two jobs never train one cell at once (a relaunch may pack
+        cells differently from a job still running). A POSIX lock, as NFS honours them."""
+        run.out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run.out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        run.lock_fd = fd
+        return True
+
+    def _claim(self, d) -> list[bool]:
+        """Which cells this job trains: those whose lock rank 0 holds (every rank learns the same)."""
+        held = [not r.finished and self._lock(r) for r in self.runs] if d.is_main else [False] * len(self.runs)
+        if d.grouped:
+            box = [held]
+            dist.broadcast_object_list(box, src=0)
+            held = box[0]
+        for run, ok in zip(self.runs, held):
+            if not ok and not run.finished and d.is_main:
+                print(f"cell {run.cell.label}: another job is training it ({run.out / LOCK} is locked); this job "
+                      "leaves it to that one", file=sys.stderr, flush=True)
+        return held
+
+    def _build(self, d) -> TaskData | None:
+        """Data, the shared model, each claimed cell's network, loss and optimiser on the process's device; each
+        cell's checkpoint state when it has one."""
+        held = self._claim(d)
+        if not any(held):
+            return None
+        data = TaskData(self.cell)
+        target_stats = channel_stats((data.high or data.low).stats, data.variable)
+        losses: dict[str, Any] = {}  # cells that share a loss share its module (and its frozen weights)
+        packed = len(self.runs) > 1
+        for i, run in enumerate(self.runs):
+            cell = run.cell
+            if d.is_main and held[i]:
+                write_text(run.out / "config.json", cell.model_dump_json(indent=1))
+            torch.manual_seed(cell.seed)
+            if not packed:
+                self.model = build_model(cell, data, d.device)
+                net = self.model
+            else:
+                net = data.task.build_net(cell, data).to(d.device)
+                if self.model is None:
+                    self.model = build_model(cell, data, d.device, net=net)
+            if not held[i]:
+                continue
+            run.net = net
+            label = cell.loss_spec.label
+            if label not in losses:
+                losses[label] = get_loss(cell.loss_spec, target_stats).to(d.device)
+            run.loss_fn = losses[label]
+        if packed:
+            shared = [n for n, _ in self.model.named_parameters() if not n.startswith("net.")]
+            if shared:
+                raise UserError(f"task '{self.cell.task}': its model has trainable parameters outside its network "
+                                f"({', '.join(shared[:4])}), so its cells cannot share a job; set "
+                                "train.cells_per_task: 1")
+        self.kernels = resolve_kernels(self.cell.settings.pack_kernels, d.device) if packed else "per_cell"
+        self.use_graph = self._graphed(d)
+        for run in self.runs:
+            if run.net is None:
+                continue
+            run.optimizer = torch.optim.Adam(run.net.parameters(), lr=run.cell.settings.lr,
+                                             capturable=self.use_graph)
+            state = ckpt.load(run.out / "checkpoint.pt")
+            if state is not None:
+                self._load_state(run, state["model"])
+                run.optimizer.load_state_dict(state["optimizer"])
+                run.step = run.resumed_from = int(state["step"])
+                if d.is_main:
+                    print(f"cell {run.cell.label}: resuming from step {run.step} ({run.out / 'checkpoint.pt'})",
+                          file=sys.stderr, flush=True)
+        return data
+
+    def _batches(self, data: TaskData, run: CellRun, d):
+        """This rank's batch of the cell for each step from its ``step`` on: a function of (seed, step) only, so
+        a resumed run sees the batches an uninterrupted one would have."""
+        cell, s = run.cell, run.cell.settings
         sampler = DistributedSampler(range(len(data.train_index)), num_replicas=d.world_size, rank=d.rank,
                                      shuffle=True, seed=cell.seed, drop_last=True)
         per_epoch = len(sampler) // s.batch_size
@@ -202,78 +400,100 @@ class Trainer:
         order: list[int] = []
         epoch_loaded = -1
         while True:
-            epoch, j = divmod(self.step, per_epoch)
+            epoch, j = divmod(run.step, per_epoch)
             if epoch != epoch_loaded:
                 sampler.set_epoch(epoch)
                 order, epoch_loaded = list(sampler), epoch
             index = [data.train_index[i] for i in order[j * s.batch_size:(j + 1) * s.batch_size]]
             yield {k: v.to(d.device) for k, v in data.batch(index).items()}
 
-    def _graphed(self, cell, d) -> bool:
+    def _graphed(self, d) -> bool:
         """Whether this run replays its steps as a CUDA graph: asked for, on CUDA, one process (DDP's all-reduce
         would have to be captured too)."""
-        if not cell.settings.cuda_graph:
+        if not self.cell.settings.cuda_graph:
             return False
         if d.device.type != "cuda" or d.grouped:
             if d.is_main:
-                print(f"cell {cell.label}: cuda_graph needs a CUDA device and one process per cell; training "
+                print(f"cell {self.cell.label}: cuda_graph needs a CUDA device and one process per job; training "
                       f"eagerly on {d.device} with {d.world_size} process(es)", file=sys.stderr, flush=True)
             return False
         return True
 
-    def _train_step(self, wrapped: torch.nn.Module, batch: dict[str, torch.Tensor], loss_fn) -> torch.Tensor:
-        """One optimiser step; a non-finite loss stops the cell with a message instead of poisoning the weights
-        (under a CUDA graph the replay has already stepped: the last checkpoint on disk predates it)."""
-        cell = self.cell
-        self.in_step = True
-        if self.graph_step is not None:
-            value = self.graph_step(batch)
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            value = sample_loss(wrapped, batch, loss_fn, cell)
-        if not torch.isfinite(value):
-            raise FloatingPointError(
-                f"cell {cell.label}: the {cell.loss_spec.label} loss is {float(value)} at step {self.step + 1}; "
-                "lower the learning rate or check the data"
-            )
-        if self.graph_step is None:
-            value.backward()
-            self.optimizer.step()
-        self.step += 1
-        self.in_step = False
-        return value
+    def _prepare_step(self, d) -> tuple[torch.nn.Module, Callable[[dict[str, torch.Tensor]], Any]]:
+        """The model of the cells that train now (DDP-wrapped across ranks) and their step, captured as a CUDA
+        graph when asked: again whenever a cell leaves the pack."""
+        model = self._forward_model(self.active)
+        wrapped = DistributedDataParallel(model) if d.grouped and self.active else model
+        body = self._step_body(wrapped, list(self.active))
+        self.graph_step = GraphedStep(body) if self.use_graph and self.active else None
+        return wrapped, body
 
-    def _graph_body(self, wrapped: torch.nn.Module, loss_fn) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-        """The whole step as GraphedStep captures it (gradients zeroed in place: a graph keeps its addresses)."""
+    def _step_body(self, wrapped: torch.nn.Module, runs: list[CellRun]):
+        """One optimiser step of every cell in ``runs`` on its batch (cell-major), returning the [K] losses. A
+        cell whose loss is not finite adds nothing to the gradient of the others and takes no step (under a CUDA
+        graph the replay has already stepped it: the last checkpoint on disk predates it)."""
+        pack_loss = self._pack_loss(runs)
+        task = task_entry(self.cell.task).load()
+
         def body(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            self.optimizer.zero_grad(set_to_none=False)
-            value = sample_loss(wrapped, batch, loss_fn, self.cell)
-            value.backward()
-            self.optimizer.step()
-            return value
+            graphed = self.graph_step is not None  # a graph keeps its addresses: gradients are zeroed in place
+            for run in runs:
+                run.optimizer.zero_grad(set_to_none=not graphed)
+            values = task.objective(wrapped, batch, pack_loss, self.cell)
+            values.where(torch.isfinite(values), torch.zeros_like(values)).sum().backward()
+            if graphed:  # no read back to the host inside a graph: every cell steps
+                for run in runs:
+                    run.optimizer.step()
+            return values
+
+        body.pack_loss = pack_loss  # type: ignore[attr-defined]
         return body
 
-    def _finish(self, cell, d, last: dict[str, Any]) -> dict[str, Any]:
+    def _train_step(self, wrapped: torch.nn.Module, body, runs: list[CellRun]) -> tuple[torch.Tensor, PackLoss]:
+        """One step of every active cell; a cell whose loss is not finite is stopped with a message instead of
+        poisoning its weights."""
+        self.in_step = True
+        batches = [next(r.batches) for r in runs]
+        batch = batches[0] if len(runs) == 1 else {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+        values = self.graph_step(batch) if self.graph_step is not None else body(batch)
+        for run, value in zip(runs, values.detach().cpu().tolist()):
+            if not math.isfinite(value):
+                run.failure = (f"cell {run.cell.label}: the {run.cell.loss_spec.label} loss is {value} at step "
+                               f"{run.step + 1}; lower the learning rate or check the data")
+                print(run.failure, file=sys.stderr, flush=True)
+                continue
+            if self.graph_step is None:
+                run.optimizer.step()
+            run.step += 1
+        self.in_step = False
+        return values, body.pack_loss
+
+    def _finish(self, run: CellRun, d) -> dict[str, Any]:
         """Check that every rank ended with the same weights, then write model.pt and result.json (last: its
         presence marks the cell done)."""
-        digest = weights_digest(self.model)
+        state = self._state(run)
+        h = hashlib.sha256()
+        for name, t in sorted(state.items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        digest = h.hexdigest()
         ranks = [(digest, socket.gethostname())]
         if d.grouped:  # data parallelism is only right if every rank ends with the same weights
             ranks = [None] * d.world_size
             dist.all_gather_object(ranks, (digest, socket.gethostname()))
         digests = [r[0] for r in ranks]
         if len(set(digests)) != 1:
-            raise RuntimeError(f"cell {cell.label}: ranks ended with different weights {digests}")
+            raise RuntimeError(f"cell {run.cell.label}: ranks ended with different weights {digests}")
         # where the ranks ran and how they met, so a multi-node run can be checked after the fact
-        result = {"cell": cell.label, "steps": self.step, "weights_sha256": digest, "rank_digests": digests,
+        result = {"cell": run.cell.label, "steps": run.step, "weights_sha256": digest, "rank_digests": digests,
                   "world_size": d.world_size, "rank_hosts": [r[1] for r in ranks],
                   "rendezvous": d.rendezvous,  # rank 0's: the store it made (file, or tcp bound to its address)
                   "master_addr": os.environ.get("MASTER_ADDR") if d.grouped else None,
-                  "resumed_from_step": self.resumed_from,
-                  **{k: v for k, v in last.items() if k != "step"}}
+                  "resumed_from_step": run.resumed_from, "pack_cells": len(self.runs),
+                  **{k: v for k, v in run.last.items() if k != "step"}}
         if d.is_main:
-            ckpt.save(self.out / "model.pt", {"model": self.model.state_dict(), "step": self.step})
-            write_text(self.out / RESULT, json.dumps(result, indent=1))
+            ckpt.save(run.out / "model.pt", {"model": state, "step": run.step})
+            write_text(run.out / RESULT, json.dumps(result, indent=1))
         return result
 
 
@@ -302,13 +522,25 @@ class _Log:
         self.metrics.close()
 
 
+def _cell(cell: CellConfig | dict | str) -> CellConfig:
+    if isinstance(cell, str):
+        return CellConfig.model_validate_json(cell)
+    if isinstance(cell, dict):
+        return CellConfig.model_validate(cell)
+    return cell
+
+
 def run(cell: CellConfig | dict | str, out_dir: str | Path, progress: bool = True, trainer_hook=None) -> dict[str, Any]:
     """Train one cell into ``out_dir``; resumes from ``out_dir/checkpoint.pt`` when present."""
-    if isinstance(cell, str):
-        cell = CellConfig.model_validate_json(cell)
-    elif isinstance(cell, dict):
-        cell = CellConfig.model_validate(cell)
-    trainer = Trainer(cell, Path(out_dir), progress)
+    return run_pack([cell], [out_dir], progress, trainer_hook)[0]
+
+
+def run_pack(cells: Sequence[CellConfig | dict | str], out_dirs: Sequence[str | Path], progress: bool = True,
+             trainer_hook=None) -> list[dict[str, Any] | None]:
+    """Train cells that differ only in seed, loss and learning rate as one computation, each into its own
+    directory (resuming from its checkpoint there). Their results, in order; None for a cell that another job
+    is training (its lock is held)."""
+    trainer = Trainer([_cell(c) for c in cells], [Path(o) for o in out_dirs], progress)
     if trainer_hook is not None:
         trainer_hook(trainer)
     return trainer.fit()

@@ -94,11 +94,11 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         out = eval_path(run_dir, cell.label)
         tasks.append(Task(cell.label, (cell.model_dump_json(), str(cell_dir(run_dir, cell)), str(out), settings),
                           done=evaluated(out, cell, run_dir), output=str(out)))
-        entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
+        entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_row, "seed": cell.seed,
                         "resolution": grid_name(cell.scene, cell.resolution), "eval_path": str(out),
                         "train_dir": str(cell_dir(run_dir, cell))})
     for cell, reason in skipped:
-        entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_spec.label, "seed": cell.seed,
+        entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_row, "seed": cell.seed,
                         "resolution": grid_name(cell.scene, cell.resolution),
                         "eval_path": str(eval_path(run_dir, cell.label)), "reason": reason})
     after = sorted({f"train.{c.task}" for c in trained})

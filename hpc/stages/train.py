@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,19 @@ def loss_settings(stage, task: str, loss: Any, tuned: Any, dataset: Any = None,
     return loss, overrides, source
 
 
+def _value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], str]]:
+    """train.grid's combinations, each with its variant name (``lr=0.0003``); one empty point without a grid."""
+    points: list[tuple[dict[str, Any], str]] = [({}, "")]
+    for key, values in grid.items():
+        points = [({**p, key: v}, ",".join(filter(None, (name, f"{key}={_value(v)}")))) for p, name in points
+                  for v in values]
+    return points
+
+
 def cells(sweep: Sweep) -> list[CellConfig]:
     stage = sweep.train
     assert stage is not None
@@ -131,15 +145,17 @@ def cells(sweep: Sweep) -> list[CellConfig]:
                 raise UserError(f"train.datasets.{i}: task '{task}' needs high_resolution (the target grid) for {ds.name}")
             for loss in stage.losses:
                 spec, overrides, source = loss_settings(stage, task, loss, tuned, ds, f"train.datasets.{i}")
-                settings = TrainSettings.model_validate({**stage.settings.model_dump(), **overrides})
-                if ds.imported is not None:
-                    check_imported(sweep, ds, task, settings, f"train.datasets.{i}")
-                for seed in stage.seeds:
-                    out.append(CellConfig(plugins=tuple(sweep.plugins), task=task, loss=spec, **ds.cell_source(),
-                                          data_dir=str(root),
-                                          resolution=ds.resolution,
-                                          high_resolution=ds.high_resolution if needs_high else None,
-                                          seed=seed, settings=settings, settings_source=source))
+                for point, variant in grid_points(stage.grid):
+                    settings = TrainSettings.model_validate({**stage.settings.model_dump(), **overrides, **point})
+                    if ds.imported is not None:
+                        check_imported(sweep, ds, task, settings, f"train.datasets.{i}")
+                    for seed in stage.seeds:
+                        out.append(CellConfig(plugins=tuple(sweep.plugins), task=task, loss=spec, **ds.cell_source(),
+                                              data_dir=str(root), resolution=ds.resolution,
+                                              high_resolution=ds.high_resolution if needs_high else None,
+                                              seed=seed, settings=settings,
+                                              settings_source=source + (" + train.grid" if variant else ""),
+                                              variant=variant))
     return out
 
 
@@ -170,7 +186,42 @@ def cell_dir(run_dir: Path, cell: CellConfig) -> Path:
 def plan_cell(cell: CellConfig, skipped: str = "") -> Cell:
     """The row a plan shows for a cell (train and evaluate groups)."""
     ny, nx = cell.resolution
-    return Cell(cell.label, cell.task, grid_name(cell.scene, (ny, nx)), cell.loss_spec.label, cell.seed, skipped)
+    return Cell(cell.label, cell.task, grid_name(cell.scene, (ny, nx)), cell.loss_row, cell.seed, skipped)
+
+
+# Without measurements for the job's device: the pack sizes at which the throughput of SOL, SR and AE cells had
+# stopped growing in benchmarks/bench_pack.py (BENCHMARKS.md).
+AUTO_CPU, AUTO_GPU = 4, 24
+
+
+def pack_size(setting: int | str, cell: CellConfig, res) -> int:
+    """train.cells_per_task for the jobs of ``cell``'s task: the number, or (auto) what the job's device takes."""
+    if setting != "auto":
+        return int(setting)
+    return AUTO_GPU if res.gpus_per_node else AUTO_CPU
+
+
+def packs(cells: list[CellConfig], size: int) -> list[list[CellConfig]]:
+    """Cells in jobs of at most ``size``: only cells that can share a step (CellConfig.pack_key) share one, in
+    the order planned; a kind of cell is split into even jobs (7 cells at 4: 4 + 3, not 4 + 2 + 1)."""
+    kinds: dict[str, list[CellConfig]] = {}
+    for cell in cells:
+        kinds.setdefault(cell.pack_key() if size > 1 else cell.label, []).append(cell)
+    out = []
+    for group in kinds.values():
+        n_jobs = -(-len(group) // size)
+        per = -(-len(group) // n_jobs)
+        out += [group[i:i + per] for i in range(0, len(group), per)]
+    return out
+
+
+def pack_label(pack: list[CellConfig]) -> str:
+    """A job's label: its cell's, or its first cell's with the count and a digest of the others (a relaunch
+    that packs the same cells finds the same job)."""
+    if len(pack) == 1:
+        return pack[0].label
+    digest = hashlib.sha256("\n".join(c.label for c in pack).encode()).hexdigest()[:8]
+    return f"{pack[0].label}+{len(pack) - 1}-{digest}"
 
 
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
@@ -188,14 +239,27 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
                                     progress={"unit": "cells trained"})
         return groups[name]
 
+    pending: dict[str, list[CellConfig]] = {}
     for cell in ready:
         after = store_dependencies(cell, made, f"train: cell {cell.label}", "train")
         group = group_of(cell)
         group.after = sorted(set(group.after) | after)
         out = cell_dir(run_dir, cell)
-        group.tasks.append(Task(cell.label, (cell.model_dump_json(), str(out)), done=is_done(out, cell.settings.steps),
-                                output=str(out / RESULT)))
         group.cells.append(plan_cell(cell))
+        if is_done(out, cell.settings.steps):  # a done cell stays a task of its own, never submitted
+            group.tasks.append(Task(cell.label, ([cell.model_dump_json()], [str(out)]), done=True,
+                                    output=str(out / RESULT)))
+        else:
+            pending.setdefault(group.name, []).append(cell)
+    for name, todo in pending.items():
+        group = groups[name]
+        size = pack_size(stage.cells_per_task, todo[0], group.resources)
+        for pack in packs(todo, size):
+            outs = [cell_dir(run_dir, c) for c in pack]
+            group.tasks.append(Task(pack_label(pack), ([c.model_dump_json() for c in pack], [str(o) for o in outs]),
+                                    output=tuple(str(o / RESULT) for o in outs), cells=[plan_cell(c) for c in pack]))
+        if size > 1:
+            group.note = f"{len(todo)} cells in {len(group.pending)} jobs of up to {size} (train.cells_per_task)"
     for cell, reason in skipped:
         group_of(cell).cells.append(plan_cell(cell, reason))
     return list(groups.values())

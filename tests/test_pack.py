@@ -1,0 +1,241 @@
+"""Packed cells (fluidperc.train.pack): several cells as one computation end as they would alone, each in its own
+directory; a cell that diverges stops alone; a killed pack resumes per cell, in other packs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fluidperc.errors import UserError
+from fluidperc.tasks.cell import CellConfig
+from fluidperc.train.trainer import LOCK, run, run_pack
+
+LSIM_PADDED = {"name": "lsim", "pad_to": [64, 64]}
+SUM = {"name": "sum", "terms": [{"weight": 1.0, "loss": "mse"}, {"weight": 0.1, "loss": LSIM_PADDED}]}
+
+
+def cell(data_dir: Path, task: str, loss="mse", seed: int = 0, **settings) -> CellConfig:
+    base = {"steps": 20, "batch_size": 3, "lr": 1e-3, "checkpoint_every": 5, "validate_every": 5, "val_samples": 4}
+    return CellConfig(task=task, loss=loss, scene="karman", data_dir=str(data_dir), resolution=(32, 16),
+                      high_resolution=(64, 32) if task == "sr" else None, seed=seed, settings={**base, **settings})
+
+
+def trio(data_dir: Path, task: str, **settings) -> list[CellConfig]:
+    """Three cells that differ in seed, loss (mse, lsim, a sum) and learning rate."""
+    return [cell(data_dir, task, "mse", 0, lr=1e-3, **settings), cell(data_dir, task, LSIM_PADDED, 1, lr=3e-4, **settings),
+            cell(data_dir, task, SUM, 2, lr=5e-4, **settings)]
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "model.pt", weights_only=True)["model"]
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def lsim_env(monkeypatch, lsim_weights):
+    monkeypatch.setenv("FLUIDPERC_WEIGHTS", str(lsim_weights.parent))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["ae", "sr", "sol"])
+def test_a_pack_of_three_cells_ends_with_the_weights_and_metrics_each_has_alone(task, data_dir, tmp_path, lsim_env):
+    cells = trio(data_dir, task)
+    alone = [run(c, tmp_path / "alone" / c.label, progress=False) for c in cells]
+    packed = run_pack(cells, [tmp_path / "pack" / c.label for c in cells], progress=False)
+    for c, a, p in zip(cells, alone, packed):
+        assert p["cell"] == c.label and p["steps"] == 20 and p["pack_cells"] == 3 and a["pack_cells"] == 1
+        wa, wp = weights(tmp_path / "alone" / c.label), weights(tmp_path / "pack" / c.label)
+        assert wa.keys() == wp.keys()
+        for name in wa:
+            torch.testing.assert_close(wp[name], wa[name], rtol=1e-4, atol=1e-7, msg=lambda m: f"{c.label} {name}: {m}")
+        ma, mp = metrics(tmp_path / "alone" / c.label), metrics(tmp_path / "pack" / c.label)
+        assert [r.keys() for r in ma] == [r.keys() for r in mp], "the same rows: losses, terms, validations"
+        for ra, rp in zip(ma, mp):
+            assert rp == pytest.approx(ra, rel=1e-4, abs=1e-8)
+        for name in ("config.json", "checkpoint.pt", "checkpoint.pt.sha256", "result.json", "pieces.jsonl"):
+            assert (tmp_path / "pack" / c.label / name).is_file(), name
+        assert list((tmp_path / "pack" / c.label / "tb").glob("events.out.tfevents.*"))
+    # different seeds, losses and rates really trained differently
+    assert len({p["weights_sha256"] for p in packed}) == 3
+
+
+@pytest.mark.parametrize("task", ["ae", "sr", "sol"])
+def test_stacked_kernels_give_each_cell_the_loss_and_gradient_of_its_own_kernels(task, data_dir, lsim_env):
+    """One packed step with the networks under vmap and the cells that share a loss in one call (the GPU path)
+    against one call per network: the same [K] losses and the same gradients, to rounding. (Over many Adam steps
+    rounding grows, and a gradient that is zero in exact arithmetic, a bias before an instance norm, is
+    normalised into noise; so the path is compared here, step by step.)"""
+    from fluidperc.datasets.frames import channel_stats
+    from fluidperc.losses import get_loss
+    from fluidperc.tasks import get_task
+    from fluidperc.tasks.base import TaskData, build_model
+    from fluidperc.train.pack import PackedNet, PackLoss
+
+    cells = trio(data_dir, task) + [cell(data_dir, task, "mse", 3)]  # two cells share mse: one grouped call
+    data = TaskData(cells[0])
+    stats = channel_stats((data.high or data.low).stats, data.variable)
+    losses = {c.loss_spec.label: get_loss(c.loss_spec, stats) for c in cells}
+    batch = {k: torch.cat([v] * len(cells)) for k, v in data.batch(data.train_index[:3]).items()}
+    runs = {}
+    for kernels in ("per_cell", "stacked"):
+        nets = []
+        for c in cells:
+            torch.manual_seed(c.seed)
+            nets.append(get_task(task).build_net(c, data))
+        if task == "sol":  # its output layer starts at zero: give every layer a gradient
+            for net in nets:
+                torch.nn.init.normal_(net.out.weight, std=1e-3)
+        model = build_model(cells[0], data, net=PackedNet(nets, stacked=kernels == "stacked"))
+        pack_loss = PackLoss([losses[c.loss_spec.label] for c in cells], grouped=kernels == "stacked")
+        values = get_task(task).objective(model, batch, pack_loss, cells[0])
+        values.sum().backward()
+        runs[kernels] = (values.detach(), [[p.grad for p in net.parameters()] for net in nets], pack_loss.terms)
+    (v1, g1, t1), (v2, g2, t2) = runs["per_cell"], runs["stacked"]
+    assert v1.shape == (4,) and torch.isfinite(v1).all()
+    torch.testing.assert_close(v2, v1, rtol=1e-5, atol=0)
+    assert v1[0] != v1[3], "two seeds of one loss: two networks"
+    for c, a, b in zip(cells, g1, g2):
+        scale = max(float(x.abs().max()) for x in a)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-5 * scale, msg=lambda m: f"{c.label}: {m}")
+    assert t1[2].keys() == t2[2].keys() == {"mse", "lsim"}
+    for k in t1[2]:
+        torch.testing.assert_close(t2[2][k], t1[2][k], rtol=1e-5, atol=0)
+
+
+@pytest.mark.slow
+def test_stacked_kernels_train_a_pack_as_its_cells_train_alone(data_dir, tmp_path, lsim_env):
+    """The AE through the whole trainer with stacked kernels: over 20 steps every training loss and validation
+    metric stays within 1e-4 of the cell alone (4.6e-6 measured on a 2-core AMD EPYC VM)."""
+    cells = trio(data_dir, "ae", pack_kernels="stacked")
+    for c in cells:
+        run(c, tmp_path / "alone" / c.label, progress=False)
+    run_pack(cells, [tmp_path / "pack" / c.label for c in cells], progress=False)
+    for c in cells:
+        ma, mp = metrics(tmp_path / "alone" / c.label), metrics(tmp_path / "pack" / c.label)
+        assert len(ma) == len(mp) == 20
+        for ra, rp in zip(ma, mp):
+            assert rp == pytest.approx(ra, rel=1e-4), c.label
+
+
+def test_a_cell_whose_loss_diverges_stops_alone_and_the_pack_goes_on(data_dir, tmp_path):
+    """Cell 1 (lr 1e12) turns non-finite: it stops with the trainer's message and no result, its last checkpoint
+    from before; the other two finish with exactly the weights they have alone; the job then fails, naming it."""
+    cells = [cell(data_dir, "ae", "mse", 0, steps=12), cell(data_dir, "ae", "mae", 1, steps=12, lr=1e12),
+             cell(data_dir, "ae", "mse", 2, steps=12)]
+    outs = [tmp_path / "pack" / c.label for c in cells]
+    with pytest.raises(FloatingPointError, match=r"cell ae-karman_32x16-mae-s1: the mae loss is (nan|inf) at step \d+"):
+        run_pack(cells, outs, progress=False)
+    assert not (outs[1] / "result.json").exists()
+    for i in (0, 2):
+        alone = run(cells[i], tmp_path / "alone" / cells[i].label, progress=False)
+        assert json.loads((outs[i] / "result.json").read_text())["weights_sha256"] == alone["weights_sha256"]
+    rows = metrics(outs[1])
+    assert rows and all(r["step"] < 12 for r in rows), "the stopped cell's log ends before the failing step"
+
+
+def test_cells_that_cannot_share_a_step_are_refused_in_one_paragraph(data_dir, tmp_path):
+    a, b = cell(data_dir, "ae", "mse", 0), cell(data_dir, "ae", "mse", 1, batch_size=4)
+    with pytest.raises(UserError, match=r"cells ae-karman_32x16-mse-s0 and ae-karman_32x16-mse-s1 differ in "
+                                        r"settings.batch_size, so they cannot train as one computation") as err:
+        run_pack([a, b], [tmp_path / "a", tmp_path / "b"], progress=False)
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="names cell ae-karman_32x16-mse-s0 twice"):
+        run_pack([a, a], [tmp_path / "a", tmp_path / "b"], progress=False)
+
+
+def test_a_cell_locked_by_another_job_is_left_to_it(data_dir, tmp_path):
+    """A relaunch may pack cells differently from a job still running: a cell whose lock is held is not trained
+    twice at once."""
+    import fcntl
+    import os
+
+    cells = [cell(data_dir, "ae", "mse", 0, steps=4), cell(data_dir, "ae", "mse", 1, steps=4)]
+    outs = [tmp_path / c.label for c in cells]
+    outs[0].mkdir()
+    fd = os.open(outs[0] / LOCK, os.O_RDWR | os.O_CREAT)
+    try:
+        import multiprocessing
+
+        holder = multiprocessing.get_context("fork").Process(target=_hold_lock, args=(str(outs[0] / LOCK), 30))
+        holder.start()
+        for _ in range(100):  # until the other process holds it
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(fd, fcntl.LOCK_UN)
+            except OSError:
+                break
+            import time
+
+            time.sleep(0.05)
+        results = run_pack(cells, outs, progress=False)
+        holder.kill()
+        holder.join()
+    finally:
+        os.close(fd)
+    assert results[0] is None and results[1]["steps"] == 4
+    assert not (outs[0] / "result.json").exists() and (outs[1] / "result.json").exists()
+    results = run_pack(cells, outs, progress=False)  # the lock is free again: the cell trains; the other is left as it is
+    assert results[0]["steps"] == 4 and results[1]["resumed_from_step"] is None
+
+
+def _hold_lock(path: str, seconds: float) -> None:
+    import fcntl
+    import os
+    import time
+
+    fd = os.open(path, os.O_RDWR)
+    fcntl.lockf(fd, fcntl.LOCK_EX)
+    time.sleep(seconds)
+
+
+KILL_AT = """
+import os, signal, sys
+from fluidperc.tasks.cell import CellConfig
+from fluidperc.train.trainer import run_pack
+
+cells = [CellConfig.model_validate_json(line) for line in open(sys.argv[1]).read().splitlines()]
+outs = sys.argv[2].split(",")
+
+def hook(trainer):
+    step = trainer._train_step
+
+    def killing(*args):
+        if trainer.step == int(sys.argv[3]):
+            os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no handler, no flush
+        return step(*args)
+
+    trainer._train_step = killing
+
+run_pack(cells, outs, progress=False, trainer_hook=hook)
+"""
+
+
+@pytest.mark.slow
+def test_a_pack_killed_with_sigkill_resumes_each_cell_from_its_checkpoint_in_other_packs(data_dir, tmp_path, lsim_env):
+    """SOL: three cells killed with SIGKILL at step 13 (checkpoints at 10) continue as one cell alone and a pack of
+    two, and end with the weights and metrics of cells that never stopped."""
+    import subprocess
+    import sys
+
+    cells = trio(data_dir, "sol")
+    outs = [tmp_path / "pack" / c.label for c in cells]
+    (tmp_path / "cells.jsonl").write_text("".join(c.model_dump_json() + "\n" for c in cells))
+    (tmp_path / "kill.py").write_text(KILL_AT)
+    res = subprocess.run([sys.executable, str(tmp_path / "kill.py"), str(tmp_path / "cells.jsonl"),
+                          ",".join(map(str, outs)), "13"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == -9, res.stderr[-2000:]
+    assert all(torch.load(o / "checkpoint.pt", weights_only=True)["step"] == 10 for o in outs)
+    assert not any((o / "result.json").exists() for o in outs)
+    run_pack(cells[:1], outs[:1], progress=False)
+    run_pack(cells[1:], outs[1:], progress=False)
+    for c, o in zip(cells, outs):
+        whole = run(c, tmp_path / "whole" / c.label, progress=False)
+        assert json.loads((o / "result.json").read_text())["weights_sha256"] == whole["weights_sha256"], c.label
+        assert (o / "metrics.jsonl").read_text() == (tmp_path / "whole" / c.label / "metrics.jsonl").read_text()
