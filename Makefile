@@ -4,7 +4,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SLURM_DIR ?= /tmp/fluidperc-slurm
 MN_DIR ?= /tmp/fluidperc-mn
-PYTEST_ARGS ?= --durations=15
+# Tests run in 4 pytest-xdist workers: many wait on Slurm, Ray or a subprocess. Those that share a cluster or Ray run
+# one after another in one worker (tests/conftest.py, --dist loadgroup).
+PYTEST_WORKERS ?= 4
+PYTEST_ARGS ?= --durations=15 -n $(PYTEST_WORKERS) --dist loadgroup
 # LSiM's weights for the study: the staged copy beside the checkout when there is one (FLUIDPERC_WEIGHTS wins)
 STUDY_ENV := $(if $(FLUIDPERC_WEIGHTS),,$(if $(wildcard ../shared/weights/LSiM.pth),FLUIDPERC_WEIGHTS=$(abspath ../shared/weights),))
 

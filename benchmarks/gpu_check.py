@@ -8,6 +8,8 @@ Checks (each passes or fails on its own; the exit code is 1 if any failed):
 - a Solver-in-the-Loop rollout on the device equal to the CPU rollout within float32 tolerance;
 - a DDP training cell through NCCL (gloo on the CPU) with world size 1, via fluidperc.train.run;
 - a SOL cell trained with ``cuda_graph: true`` against the same cell trained eagerly;
+- packed cells: 24 SOL cells as one graphed computation against one cell (step times, the projected training
+  stage of sweeps/sol_all_losses.yaml), and stacked kernels against per-call ones;
 - the pressure solve: the device's dense inverse against the host LU, values and time per solve;
 - probes: whether a SOL rollout, and a whole SOL training step, can be captured as one CUDA graph, and the
   replay's time against eager;
@@ -381,6 +383,62 @@ def check_graph_cell(root: Path, device: torch.device, quick: bool, tmp: Path, r
             f"against {out['eager'][2]:.1f} s eager (build and warm-up included)")
 
 
+def check_packed_cells(root: Path, device: torch.device, quick: bool, tmp: Path, report: Report) -> str:
+    """Packed cells (train.cells_per_task) on the device: K SOL cells trained as one computation through
+    fluidperc.train.run_pack against one cell, both with cuda_graph on CUDA; the median step of each, their
+    ratio (issue: a pack of 24 at most 2.4x one cell's step), and the projected training stage of
+    sweeps/sol_all_losses.yaml (24 cells x 20000 steps) as packs of K against one cell after another. Also: the
+    stacked kernels' losses over the first steps against per-call kernels (to rounding)."""
+    import statistics as st
+
+    from fluidperc.train.trainer import run_pack
+
+    k = 2 if quick else 24
+    steps = 5 if quick else 20
+
+    def train(n: int, kernels: str, name: str) -> tuple[list[float], list[list[float]]]:
+        cells = [make_cell(root, "sol", "mse", device.type, quick, steps=steps) for _ in range(n)]
+        cells = [c.model_copy(update={"seed": i, "settings": c.settings.model_copy(update={
+            "cuda_graph": device.type == "cuda", "pack_kernels": kernels, "lr": 1e-3 * (1 + 0.05 * i)})})
+            for i, c in enumerate(cells)]
+        times: list[float] = []
+
+        def hook(trainer) -> None:
+            inner = trainer._train_step
+
+            def timed_step(*a):
+                t0 = time.perf_counter()
+                out = inner(*a)
+                synchronize(device)
+                times.append(time.perf_counter() - t0)
+                return out
+
+            trainer._train_step = timed_step
+
+        outs = [tmp / f"pack-{name}" / c.label for c in cells]
+        run_pack(cells, outs, progress=False, trainer_hook=hook)
+        losses = [[json.loads(line)["train_loss"] for line in (o / "metrics.jsonl").read_text().splitlines()]
+                  for o in outs]
+        return times, losses
+
+    one, _ = train(1, "auto", "one")
+    pack, _ = train(k, "auto", "pack")
+    t1, tk = st.median(one[4:]), st.median(pack[4:])
+    _, stacked = train(2, "stacked", "stacked")
+    _, per_cell = train(2, "per_cell", "per-cell")
+    worst = max(abs(a - b) / max(abs(b), 1e-12) for x, y in zip(stacked, per_cell) for a, b in zip(x[:3], y[:3]))
+    if worst > 1e-3:
+        raise AssertionError(f"stacked kernels' first losses differ from per-call kernels' by {worst:.1e}")
+    stage = {"one cell after another": 24 * 20000 * t1, f"packs of {k}": -(-24 // k) * 20000 * tk}
+    report.timings["packed_cells"] = {"k": k, "steps": steps, "one_cell_step_s": t1, "pack_step_s": tk,
+                                      "ratio": tk / t1, "throughput_x": k * t1 / tk, "stacked_vs_per_cell": worst,
+                                      "sol_all_losses_training_stage_min": {n: v / 60 for n, v in stage.items()}}
+    return (f"a pack of {k}: {tk * 1e3:.1f} ms per step against {t1 * 1e3:.1f} ms for one cell ({tk / t1:.2f}x, "
+            f"{k * t1 / tk:.1f}x the throughput); sol_all_losses' 24 x 20000 steps: "
+            f"{stage[f'packs of {k}'] / 60:.1f} min packed, {stage['one cell after another'] / 60:.1f} min one by one; "
+            f"stacked vs per-call losses {worst:.1e}")
+
+
 def check_pressure(device: torch.device, report: Report, quick: bool) -> str:
     """Dense inverse on the device against the host LU: the same solution, and seconds per solve of 4 sims."""
     from fluidperc.sim.simulation import Simulation
@@ -515,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         report.check("SOL rollout equals the CPU's", lambda: check_sol_rollout(root, device, args.quick, report))
         report.check("DDP cell, world size 1", lambda: check_ddp(root, device, args.quick, tmp))
         report.check("SOL cell with cuda_graph", lambda: check_graph_cell(root, device, args.quick, tmp, report))
+        report.check("packed SOL cells", lambda: check_packed_cells(root, device, args.quick, tmp, report))
         report.check("pressure solve", lambda: check_pressure(device, report, args.quick))
         report.check("SOL step times", lambda: rows.extend(sol_step_times(root, store, device, args.quick, repeats,
                                                                           report)) or "timed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any, Callable
 
 import submitit
@@ -57,11 +58,23 @@ class TrainJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(TrainJob(), cells_json, out_dirs)
 
 
-def evaluate_cell(*args: Any) -> str:
-    """The evaluate stage's per-cell job; fluidperc's evaluation (torch, xarray) loads in the job, not the planner."""
+def evaluate_cells(jobs: list[tuple[str, str, str, str]]) -> list[str]:
+    """The evaluate stage's job: its cells' evaluations one after another in this process (evaluate.cells_per_task),
+    each written when it is done; a cell that fails does not stop the others, and the job then fails naming it.
+    fluidperc's evaluation (torch, xarray) loads in the job, not the planner."""
     from fluidperc.evaluation.evaluate import evaluate_cell as evaluate
 
-    return evaluate(*args)
+    if len(jobs) == 1:
+        return [evaluate(*jobs[0])]
+    done, failed = [], []
+    for args in jobs:
+        try:
+            done.append(evaluate(*args))
+        except Exception as err:  # noqa: BLE001 - reported below, after the others
+            failed.append(f"{Path(args[2]).stem}: {type(err).__name__}: {err}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(jobs)} evaluation(s) failed: " + "; ".join(failed))
+    return done
 
 
 def evaluate_combined(*args: Any) -> str:

@@ -36,6 +36,7 @@ from hpc.backends import (
     resolve_backend,
 )
 from hpc.errors import UserError, run_cli
+from hpc.estimate import estimate
 from hpc.lock import LaunchLocks
 from hpc.plan import JobGroup, Task, default_run_dir, format_plan
 from hpc.spec import load_sweep
@@ -345,12 +346,15 @@ def launch(
     wait: bool = False,
     lock_timeout: float | None = None,
     overrides: list[str] | tuple[str, ...] = (),
+    calibrate: bool = False,
 ) -> int:
-    """Validate, plan and submit a sweep (with command-line ``KEY=VALUE`` overrides). Returns the exit status."""
+    """Validate, plan and submit a sweep (with command-line ``KEY=VALUE`` overrides). Returns the exit status.
+    ``calibrate``: a dry run whose cost estimate times a few steps of each kind of job here (hpc.estimate)."""
     sweep = load_sweep(sweep_path, overrides)
     run_dir = Path(out) if out else default_run_dir(sweep.name)
     try:
-        return _launch(sweep, sweep_path, run_dir, backend, dry_run, wait, lock_timeout, list(overrides))
+        return _launch(sweep, sweep_path, run_dir, backend, dry_run or calibrate, wait, lock_timeout, list(overrides),
+                       calibrate)
     except UserError as err:  # every refusal names the sweep file it is about
         if str(sweep_path) in str(err):
             raise
@@ -358,7 +362,7 @@ def launch(
 
 
 def _launch(sweep, sweep_path, run_dir: Path, backend: str, dry_run: bool, wait: bool,
-            lock_timeout: float | None, overrides: list[str]) -> int:
+            lock_timeout: float | None, overrides: list[str], calibrate: bool = False) -> int:
     if backend != "auto":
         get_backend(backend)  # the name, also for a dry run (the sweep's plugins may register it); reachability below
     if dry_run:
@@ -374,6 +378,9 @@ def _launch(sweep, sweep_path, run_dir: Path, backend: str, dry_run: bool, wait:
         limits = dry_run_limits(groups, backend)
         if limits:
             print(limits)
+        cost = estimate(groups, calibrated=calibrate)
+        if cost:
+            print(cost)
         return 0
     backend = resolve_backend(backend)
     # A first, read-only plan finds bad input before anything is created (a refused launch leaves no run
@@ -462,7 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
         "jobs in this process), or a backend that a module under the sweep's plugins: registers "
         "(hpc.backends.register_backend); checked once the sweep is loaded",
     )
-    p.add_argument("--dry-run", action="store_true", help="print the plan (stages, arrays, resources) and submit nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (stages, arrays, resources, which cells "
+                   "share a job) and its estimated cost, and submit nothing")
+    p.add_argument("--estimate", action="store_true", help="a dry run whose cost estimate is calibrated here: a few "
+                   "training steps of each kind of job and one evaluation are timed on this machine (it needs the "
+                   "stores the cells read)")
     p.add_argument("--out", help="run directory (default: runs/<sweep name>)")
     p.add_argument("--wait", action="store_true", help="on Slurm, wait for every job and report failures")
     p.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
@@ -474,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)  # overrides may come after the options too
     return launch(args.sweep, backend=args.backend, out=args.out, dry_run=args.dry_run, wait=args.wait,
-                  lock_timeout=args.lock_timeout, overrides=args.overrides)
+                  lock_timeout=args.lock_timeout, overrides=args.overrides, calibrate=args.estimate)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -86,6 +87,24 @@ class JobGroup:
     @property
     def pending(self) -> list[Task]:
         return [t for t in self.tasks if not t.done]
+
+
+def batch_label(labels: list[str]) -> str:
+    """The label of a task that does the work of several cells: the first one's, with the count and a digest of
+    them all (a relaunch that batches the same cells finds the same task)."""
+    if len(labels) == 1:
+        return labels[0]
+    digest = hashlib.sha256("\n".join(labels).encode()).hexdigest()[:8]
+    return f"{labels[0]}+{len(labels) - 1}-{digest}"
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` in runs of at most ``size``, as even as they can be (7 at 4: 4 + 3, not 4 + 2 + 1)."""
+    if not items:
+        return []
+    n = -(-len(items) // size)
+    per = -(-len(items) // n)
+    return [items[i:i + per] for i in range(0, len(items), per)]
 
 
 def check_plan(groups: list[JobGroup]) -> None:

@@ -351,6 +351,8 @@ class EvaluateStage(Strict):
                                    "(evaluate.settings below)")
     combined: CombinedPipeline | None = Field(None, description="the combined pipeline: low-res sim + SOL + SR against "
                                               "the high-res sim")
+    cells_per_task: int = Field(8, ge=1, le=1024, description="trained cells one evaluation job evaluates, one "
+                                "after another: a small cell's evaluation takes less time than starting the process")
     resources: Resources | None = Field(None, description="overrides of the sweep's resources for this stage's jobs")
 
 

@@ -139,16 +139,49 @@ TINY_KARMAN = {
 }
 
 
+def shared_dir(tmp_path_factory) -> Path:
+    """Where session data lives that every worker of one run shares (pytest-xdist's workers each have a
+    session of their own; their base directories are siblings)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    """A tiny Karman dataset pair (64x32 -> 32x16), generated in-process with the real generator."""
+    """A tiny Karman dataset pair (64x32 -> 32x16), generated in-process with the real generator, once per run:
+    the first worker to get here makes it, under a lock, and the others read it. Tests only read it."""
+    import fcntl
+
     from fluidperc.datasets import generate
     from fluidperc.datasets.spec import DatasetSpec
 
-    root = tmp_path_factory.mktemp("data")
-    spec = DatasetSpec.model_validate(TINY_KARMAN)
-    generate.generate_all(spec, root)
+    shared = shared_dir(tmp_path_factory)
+    root = shared / "tiny-karman"
+    with open(shared / "tiny-karman.lock", "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        if not (root / ".complete").exists():
+            root.mkdir(exist_ok=True)
+            generate.generate_all(DatasetSpec.model_validate(TINY_KARMAN), root)
+            (root / ".complete").touch()
     return root
+
+
+# Tests that share something only one of them may use at a time run one after another in one pytest-xdist worker
+# (make test: --dist loadgroup): the single-node cluster (its queue and its limits are asserted), and the
+# multi-node cluster together with every Ray (Ray's workers are told apart from other runs' by name only).
+def _group(item) -> str | None:
+    if "slurm_cluster" in item.fixturenames:
+        return "slurm"
+    if "multinode_cluster" in item.fixturenames or item.get_closest_marker("ray") is not None:
+        return "multinode-and-ray"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = _group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ SUM = {"name": "sum", "terms": [{"weight": 1.0, "loss": "mse"}, {"weight": 0.1, 
 
 
 def cell(data_dir: Path, task: str, loss="mse", seed: int = 0, **settings) -> CellConfig:
-    base = {"steps": 20, "batch_size": 3, "lr": 1e-3, "checkpoint_every": 5, "validate_every": 5, "val_samples": 4}
+    base = {"steps": 20, "batch_size": 2, "lr": 1e-3, "unroll": 2, "checkpoint_every": 10, "validate_every": 10,
+            "val_samples": 2}
     return CellConfig(task=task, loss=loss, scene="karman", data_dir=str(data_dir), resolution=(32, 16),
                       high_resolution=(64, 32) if task == "sr" else None, seed=seed, settings={**base, **settings})
 
@@ -219,12 +220,13 @@ run_pack(cells, outs, progress=False, trainer_hook=hook)
 
 @pytest.mark.slow
 def test_a_pack_killed_with_sigkill_resumes_each_cell_from_its_checkpoint_in_other_packs(data_dir, tmp_path, lsim_env):
-    """SOL: three cells killed with SIGKILL at step 13 (checkpoints at 10) continue as one cell alone and a pack of
-    two, and end with the weights and metrics of cells that never stopped."""
+    """Three cells killed with SIGKILL at step 13 (checkpoints at 10) continue as one cell alone and a pack of two,
+    and end with the weights and metrics of cells that never stopped (the AE: the trainer's logic is the
+    task's alike, and the launcher tests below kill SOL packs)."""
     import subprocess
     import sys
 
-    cells = trio(data_dir, "sol")
+    cells = trio(data_dir, "ae")
     outs = [tmp_path / "pack" / c.label for c in cells]
     (tmp_path / "cells.jsonl").write_text("".join(c.model_dump_json() + "\n" for c in cells))
     (tmp_path / "kill.py").write_text(KILL_AT)
@@ -239,3 +241,107 @@ def test_a_pack_killed_with_sigkill_resumes_each_cell_from_its_checkpoint_in_oth
         whole = run(c, tmp_path / "whole" / c.label, progress=False)
         assert json.loads((o / "result.json").read_text())["weights_sha256"] == whole["weights_sha256"], c.label
         assert (o / "metrics.jsonl").read_text() == (tmp_path / "whole" / c.label / "metrics.jsonl").read_text()
+
+
+PACK_SWEEP = """
+name: packed
+resources: {{cpus_per_task: 1, time_min: 20}}
+train:
+  data_dir: {data}
+  tasks: [sol]
+  datasets: [{{scene: karman, resolution: [32, 16]}}]
+  losses: [mse, mae]
+  seeds: [0, 1, 2]
+  grid: {{lr: [1.0e-3, 3.0e-4]}}
+  cells_per_task: 6
+  settings: {{steps: 12, batch_size: 2, unroll: 2, checkpoint_every: 3, validate_every: 12, val_samples: 2}}
+evaluate:
+  cells_per_task: 6
+  settings: {{rollout_steps: 3, frames: 2, samples: 1, animation_frames: 0, ladder: []}}
+"""
+
+
+def launch_packed_then_kill_one_pack(tmp_path: Path, data_dir: Path, backend: str, kill, runner=None) -> None:
+    """The study-like packed sweep (2 losses x 3 seeds x 2 lr, SOL: 12 cells in 2 jobs of 6) launched, one job
+    killed with SIGKILL once its cells have checkpoints, then relaunched: only that job's cells train again, each
+    from its own checkpoint, and every cell is evaluated."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    sweep = tmp_path / "packed.yaml"
+    sweep.write_text(PACK_SWEEP.format(data=data_dir))
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "hpc.launch", str(sweep), "--backend", backend, "--out", str(run_dir)]
+    cmd += ["--wait"] if backend == "slurm" else []
+    dry = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert "12 cells in 2 jobs of up to 6 (train.cells_per_task)" in dry.stdout, dry.stdout
+    assert "1: sol karman_32x16, 6 cells: mse lr=0.001 (seeds 0 1 2); mse lr=0.0003 (seeds 0 1 2)" in dry.stdout
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    victim_cells = [run_dir / "train" / f"sol-karman_32x16-mae-lr={lr}-s{s}" for lr in ("0.001", "0.0003")
+                    for s in range(3)]
+    deadline = time.time() + 400
+    while not all((c / "checkpoint.pt.sha256").exists() for c in victim_cells):
+        assert first.poll() is None and time.time() < deadline, first.communicate()[1][-3000:]
+        time.sleep(0.2)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    jobs = {t["label"]: t["job_id"] for g in manifest["launches"][0]["groups"] if g["name"] == "train.sol"
+            for t in g["tasks"]}
+    victim = next(job for label, job in jobs.items() if label.startswith("sol-karman_32x16-mae-lr=0.001-s0+5-"))
+    kill(victim)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 1 and "train.sol task sol-karman_32x16-mae-lr=0.001-s0+5-" in err, err[-3000:]
+    kept = {c: (c / "model.pt").stat().st_mtime for c in (run_dir / "train").iterdir() if c not in victim_cells}
+    assert len(kept) == 6 and not any((c / "result.json").exists() for c in victim_cells)
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert all((c / "model.pt").stat().st_mtime == t for c, t in kept.items()), "finished cells are not trained again"
+    for c in victim_cells:
+        result = json.loads((c / "result.json").read_text())
+        assert result["steps"] == 12 and result["resumed_from_step"] >= 3 and result["pack_cells"] == 6
+        rows = [json.loads(line)["step"] for line in (c / "metrics.jsonl").read_text().splitlines()]
+        assert rows == list(range(1, 13)), "each cell's log continues from its own checkpoint"
+    import numpy as np
+    import xarray as xr
+
+    ds = xr.open_zarr(run_dir / "results.zarr")
+    rows = ["mse lr=0.001", "mse lr=0.0003", "mae lr=0.001", "mae lr=0.0003"]
+    assert list(ds.loss.values) == rows + ["source"]
+    assert bool(np.isfinite(ds.rel_l2.sel(task="sol", loss=rows)).all()), "every packed cell is evaluated"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_packed_sweep_survives_a_killed_pack_on_the_local_backend(data_dir, tmp_path):
+    import os
+    import signal
+
+    def kill(job: str) -> None:  # a local job's id is its submitit controller's pid: kill the job it runs
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == int(job)]
+        assert children, f"job {job} runs no process"
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+
+    launch_packed_then_kill_one_pack(tmp_path, data_dir, "local", kill)
+
+
+def _parent(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_packed_sweep_survives_a_killed_pack_on_the_slurm_test_cluster(slurm_cluster, data_dir, tmp_path):
+    import subprocess
+
+    def kill(job: str) -> None:
+        subprocess.run(["scancel", "--signal=KILL", "--full", job], check=True, timeout=60)
+
+    launch_packed_then_kill_one_pack(tmp_path, data_dir, "slurm", kill)

@@ -130,6 +130,7 @@ def test_a_plugin_loss_is_a_tune_search_option_and_an_unknown_plugin_is_refused(
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.timeout(600)
 def test_tune_trains_trials_with_the_plugin_loss_on_a_local_ray(tmp_path, plugin_env):
     sweep = base_sweep(tmp_path)

@@ -105,6 +105,7 @@ def test_missing_vgg_weights_stop_the_tune_stage_before_ray(tmp_path, tune_env):
 
 # --- local Ray -------------------------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.ray
 def test_local_asha_sweep_over_vgg_layers_with_the_dashboard_on_loopback(tmp_path, tune_env):
     port = free_port("127.0.0.1")
     sweep = tune_sweep(tmp_path / "t.yaml", tune_env["DATA_DIR"], VGG_LAYERS, 4, port)
@@ -151,6 +152,7 @@ def test_local_asha_sweep_over_vgg_layers_with_the_dashboard_on_loopback(tmp_pat
 
 # --- a tune run's best trials as a train stage's settings ------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.ray
 def test_train_settings_from_a_tune_run_take_each_losss_best_trial_and_hand_overrides_win(tmp_path, tune_env):
     """A real tiny search over a sum's term weight (a domain inside a list) and the learning rate; then a train
     stage that names the run takes, per loss, the best trial's lr and loss spec."""

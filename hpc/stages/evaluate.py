@@ -8,7 +8,7 @@ from pathlib import Path
 from fluidperc.datasets.names import grid_name
 from fluidperc.train.outputs import is_current, is_done
 from hpc.errors import UserError
-from hpc.plan import Cell, JobGroup, Task
+from hpc.plan import Cell, JobGroup, Task, batch_label, chunks
 from hpc.spec import Sweep
 from hpc.stages.train import cell_dir, plan_cell, trainable_cells
 
@@ -89,11 +89,14 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
     trained, skipped = trainable_cells(sweep)
     settings = stage.settings.model_dump_json()
     res = sweep.resources.merged(stage.resources)
-    tasks, entries = [], []
+    tasks, entries, todo = [], [], []
     for cell in trained:
         out = eval_path(run_dir, cell.label)
-        tasks.append(Task(cell.label, (cell.model_dump_json(), str(cell_dir(run_dir, cell)), str(out), settings),
-                          done=evaluated(out, cell, run_dir), output=str(out)))
+        job = (cell.model_dump_json(), str(cell_dir(run_dir, cell)), str(out), settings)
+        if evaluated(out, cell, run_dir):  # an evaluated cell stays a task of its own, never submitted
+            tasks.append(Task(cell.label, ([job],), done=True, output=str(out)))
+        else:
+            todo.append((cell.label, job))
         entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_row, "seed": cell.seed,
                         "resolution": grid_name(cell.scene, cell.resolution), "eval_path": str(out),
                         "train_dir": str(cell_dir(run_dir, cell))})
@@ -101,9 +104,13 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         entries.append({"label": cell.label, "task": cell.task, "loss": cell.loss_row, "seed": cell.seed,
                         "resolution": grid_name(cell.scene, cell.resolution),
                         "eval_path": str(eval_path(run_dir, cell.label)), "reason": reason})
+    for batch in chunks(todo, stage.cells_per_task):
+        tasks.append(Task(batch_label([label for label, _ in batch]), ([job for _, job in batch],),
+                          output=tuple(job[2] for _, job in batch)))
     after = sorted({f"train.{c.task}" for c in trained})
-    cells_group = JobGroup("evaluate.cells", "evaluate", "hpc.jobs:evaluate_cell", tasks, res, after=after,
-                           note=f"{len(tasks)} trained cells on held-out test sims",
+    cells_group = JobGroup("evaluate.cells", "evaluate", "hpc.jobs:evaluate_cells", tasks, res, after=after,
+                           note=f"{len(trained)} trained cells on held-out test sims"
+                           + (f", up to {stage.cells_per_task} per job" if stage.cells_per_task > 1 else ""),
                            progress={"unit": "cells evaluated"},
                            cells=[plan_cell(c) for c in trained] + [plan_cell(c, r) for c, r in skipped])
     groups = [cells_group] if tasks or skipped else []

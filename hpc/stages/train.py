@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ from fluidperc.tasks.settings import TrainSettings
 from fluidperc.train.outputs import RESULT, is_done
 from fluidperc.weights import WeightStore
 from hpc.errors import UserError
-from hpc.plan import Cell, JobGroup, Task
+from hpc.measured import best_pack_size, pack_benchmark
+from hpc.plan import Cell, JobGroup, Task, batch_label, chunks
 from hpc.spec import Sweep
 from hpc.stages.datagen import data_dir as datagen_dir
 from hpc.stages.datagen import group_name, import_group_name
@@ -189,16 +189,20 @@ def plan_cell(cell: CellConfig, skipped: str = "") -> Cell:
     return Cell(cell.label, cell.task, grid_name(cell.scene, (ny, nx)), cell.loss_row, cell.seed, skipped)
 
 
-# Without measurements for the job's device: the pack sizes at which the throughput of SOL, SR and AE cells had
-# stopped growing in benchmarks/bench_pack.py (BENCHMARKS.md).
+# train.cells_per_task: auto without a measurement for the job's machine (docs/training.md).
 AUTO_CPU, AUTO_GPU = 4, 24
 
 
 def pack_size(setting: int | str, cell: CellConfig, res) -> int:
-    """train.cells_per_task for the jobs of ``cell``'s task: the number, or (auto) what the job's device takes."""
+    """train.cells_per_task for the jobs of ``cell``'s task: the number, or (auto) the size whose packs trained
+    fastest in benchmarks/bench_pack.py on a machine like this one with the job's threads and memory."""
     if setting != "auto":
         return int(setting)
-    return AUTO_GPU if res.gpus_per_node else AUTO_CPU
+    if res.gpus_per_node:
+        return AUTO_GPU
+    bench = pack_benchmark()
+    best = best_pack_size(cell.task, res.cpus_per_task, res.mem_gb, bench) if bench else None
+    return best or AUTO_CPU
 
 
 def packs(cells: list[CellConfig], size: int) -> list[list[CellConfig]]:
@@ -207,21 +211,7 @@ def packs(cells: list[CellConfig], size: int) -> list[list[CellConfig]]:
     kinds: dict[str, list[CellConfig]] = {}
     for cell in cells:
         kinds.setdefault(cell.pack_key() if size > 1 else cell.label, []).append(cell)
-    out = []
-    for group in kinds.values():
-        n_jobs = -(-len(group) // size)
-        per = -(-len(group) // n_jobs)
-        out += [group[i:i + per] for i in range(0, len(group), per)]
-    return out
-
-
-def pack_label(pack: list[CellConfig]) -> str:
-    """A job's label: its cell's, or its first cell's with the count and a digest of the others (a relaunch
-    that packs the same cells finds the same job)."""
-    if len(pack) == 1:
-        return pack[0].label
-    digest = hashlib.sha256("\n".join(c.label for c in pack).encode()).hexdigest()[:8]
-    return f"{pack[0].label}+{len(pack) - 1}-{digest}"
+    return [pack for group in kinds.values() for pack in chunks(group, size)]
 
 
 def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
@@ -256,7 +246,8 @@ def plan(sweep: Sweep, run_dir: Path, dry_run: bool = False) -> list[JobGroup]:
         size = pack_size(stage.cells_per_task, todo[0], group.resources)
         for pack in packs(todo, size):
             outs = [cell_dir(run_dir, c) for c in pack]
-            group.tasks.append(Task(pack_label(pack), ([c.model_dump_json() for c in pack], [str(o) for o in outs]),
+            group.tasks.append(Task(batch_label([c.label for c in pack]),
+                                    ([c.model_dump_json() for c in pack], [str(o) for o in outs]),
                                     output=tuple(str(o / RESULT) for o in outs), cells=[plan_cell(c) for c in pack]))
         if size > 1:
             group.note = f"{len(todo)} cells in {len(group.pending)} jobs of up to {size} (train.cells_per_task)"
