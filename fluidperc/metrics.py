@@ -59,3 +59,67 @@ def perceptual_metrics(pred: torch.Tensor, ref: torch.Tensor, losses: dict[str, 
         for name, loss in losses.items():
             out[name] = np.array([float(loss(pred[i : i + 1], ref[i : i + 1])) for i in range(pred.shape[0])])
     return out
+
+
+# PDEBench's Fourier bands (its metric_func: iLow = 4, iHigh = 12), in units of the fundamental wavenumber
+BANDS = {"low": (0, 4), "mid": (4, 12), "high": (12, None)}
+
+
+def radial_wavenumber(h: int, w: int) -> torch.Tensor:
+    """|k| of each FFT mode of an [H, W] field, rounded, in units of the x fundamental (as energy_spectrum)."""
+    ky = torch.fft.fftfreq(h, d=1 / h).abs()
+    kx = torch.fft.fftfreq(w, d=1 / w).abs()
+    return torch.sqrt(ky[:, None] ** 2 * (w / h) ** 2 + kx[None, :] ** 2).round().long()
+
+
+def band_rmse(pred: torch.Tensor, ref: torch.Tensor) -> dict[str, np.ndarray]:
+    """Fourier-band RMSE per frame (PDEBench's fRMSE): the error's orthonormal 2-D FFT per channel, the root mean
+    square of its modes whose |k| lies in each band, averaged over channels. With the orthonormal transform the
+    mean over all modes equals the mean squared error in space (Parseval). A band with no mode on the grid
+    (high, below 24 points a side) is NaN."""
+    err = torch.fft.fft2((pred - ref).double(), norm="ortho").abs() ** 2  # N, C, H, W
+    k = radial_wavenumber(*pred.shape[-2:])
+    out = {}
+    for name, (lo, hi) in BANDS.items():
+        mask = (k >= lo) & (k < hi) if hi is not None else k >= lo
+        if not bool(mask.any()):
+            out[f"frmse_{name}"] = np.full(pred.shape[0], np.nan)
+            continue
+        out[f"frmse_{name}"] = torch.sqrt(err[..., mask].mean(dim=-1)).mean(dim=1).numpy()
+    return out
+
+
+CORRELATION_THRESHOLD = 0.8  # Kochkov et al. 2021; PDE-Refiner (Lippe et al. 2023)
+
+
+def trajectory_metrics(pred: torch.Tensor, ref: torch.Tensor, dx: float, dy: float,
+                       rollout: bool) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """Metrics of whole test trajectories [sim, frame, C, H, W] (rollout steps or evaluated frames):
+
+    - ``nrmse`` [sim, frame]: per channel, the frame's RMSE over the reference's RMS over all evaluated frames
+      of that trajectory, averaged over channels (PDEBench, The Well);
+    - ``pooled_rel_l2`` [sim]: the L2 norm of the error over all evaluated frames at once over the reference's
+      (near-empty frames weigh what their energy weighs, not one frame's share);
+    - rollouts of a velocity only: ``vorticity_correlation`` [sim, step], the Pearson correlation of predicted and
+      reference vorticity per step, and ``high_correlation_time`` [sim], the first rollout step at which it falls
+      below 0.8 (the rollout's length + 1 when it never does: the value is censored there).
+    """
+    pred, ref = pred.double(), ref.double()
+    err = pred - ref
+    rms_ref = ref.pow(2).mean(dim=(1, 3, 4)).sqrt().clamp_min(1e-30)  # sim, C
+    rmse = err.pow(2).mean(dim=(3, 4)).sqrt()  # sim, frame, C
+    out = {"nrmse": (("test_sim", "step"), (rmse / rms_ref[:, None, :]).mean(dim=2).numpy()),
+           "pooled_rel_l2": (("test_sim",), (err.flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1).clamp_min(1e-30))
+                             .numpy())}
+    if rollout and pred.shape[2] == 2:
+        wp = vorticity(pred.flatten(0, 1), dx, dy).flatten(1)
+        wr = vorticity(ref.flatten(0, 1), dx, dy).flatten(1)
+        wp, wr = wp - wp.mean(dim=1, keepdim=True), wr - wr.mean(dim=1, keepdim=True)
+        corr = (wp * wr).sum(dim=1) / (wp.norm(dim=1) * wr.norm(dim=1)).clamp_min(1e-30)
+        corr = corr.view(pred.shape[0], pred.shape[1])
+        below = corr < CORRELATION_THRESHOLD
+        first = torch.where(below.any(dim=1), below.float().argmax(dim=1) + 1,
+                            torch.full((pred.shape[0],), pred.shape[1] + 1))
+        out["vorticity_correlation"] = (("test_sim", "step"), corr.numpy())
+        out["high_correlation_time"] = (("test_sim",), first.double().numpy())
+    return out

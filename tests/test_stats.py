@@ -58,7 +58,9 @@ def test_ratios_to_mse_pair_cells_by_seed_and_test_sim_and_skip_missing_seeds():
                     coords={"task": ["sol"], "loss": ["mse", "mae", "lsim"], "resolution": ["karman_32x16"]})
     out = ratios_to_mse(ds, "sol", "karman_32x16", "rel_l2")
     assert set(out) == {"mae", "lsim"}
-    assert (out["mae"].ratio, out["mae"].low, out["mae"].high) == pytest.approx((2, 2, 2))
+    assert (out["mae"].ratio, out["mae"].boot.low, out["mae"].boot.high) == pytest.approx((2, 2, 2))
+    assert (out["mae"].t.low, out["mae"].t.high) == pytest.approx((2, 2)) and out["mae"].n_seeds == 3
+    assert out["lsim"].n_seeds == 2, "the seed without a result is left out of both intervals"
     assert out["lsim"].ratio == pytest.approx(0.5) and out["lsim"].excludes_one
 
 
@@ -129,3 +131,50 @@ def test_error_against_time_plots_each_loss_with_a_time_and_needs_two_of_them(tm
     assert plot_error_against_time(ds, "ae", "k", tmp_path / "a.png") and (tmp_path / "a.png").stat().st_size > 1000
     one = ds.sel(loss=["mse", "mae"])  # mae has no time: one point is no comparison
     assert not plot_error_against_time(one, "ae", "k", tmp_path / "b.png") and not (tmp_path / "b.png").exists()
+
+
+def test_seed_t_interval_of_log_ratios_reproduces_a_hand_computation():
+    """3 seeds whose ratios are 2, 4 and 8: log2 ratios 1, 2, 3; mean 2, sample SD 1, t(0.975, 2) = 4.3027;
+    the interval is 2^(2 +- 4.3027 / sqrt(3)) around the geometric mean 4."""
+    from fluidperc.analysis.stats import seed_t_interval
+
+    base = np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]])
+    values = np.array([[2.0, 2.0], [4.0, 4.0], [8.0, 8.0]])
+    r = seed_t_interval(values, base)
+    half = 4.302652729911275 / np.sqrt(3) * np.log(2)
+    assert r.ratio == pytest.approx(4.0)
+    assert (r.low, r.high) == pytest.approx((4 * np.exp(-half), 4 * np.exp(half)))
+
+
+def test_hierarchical_bootstrap_resamples_trajectories_within_each_drawn_seed():
+    """2 seeds x 2 trajectories, enumerated: 4 seed draws x (4 trajectory draws)^2 = 64 resamples, checked
+    against a direct enumeration of the scheme."""
+    from fluidperc.analysis.stats import hierarchical_bootstrap
+
+    values = np.array([[1.0, 3.0], [2.0, 6.0]])
+    base = np.ones((2, 2))
+    ratios = []
+    for seeds in itertools.product(range(2), repeat=2):
+        for t0 in itertools.product(range(2), repeat=2):
+            for t1 in itertools.product(range(2), repeat=2):
+                draw = [values[seeds[0], list(t0)], values[seeds[1], list(t1)]]
+                ratios.append(np.mean(draw) / 1.0)
+    r = hierarchical_bootstrap(values, base)
+    assert len(ratios) == 64 and r.ratio == pytest.approx(3.0)
+    assert (r.low, r.high) == pytest.approx(tuple(np.quantile(ratios, [0.025, 0.975])))
+
+
+def test_a_difference_counts_only_where_both_intervals_exclude_one_and_here_they_disagree():
+    """Three seeds, each 20% better on its two test trajectories but by very different margins in log terms
+    (0.45x, 0.95x, 0.98x): the bootstrap over 3 seeds excludes 1, the t-interval with 2 degrees of freedom does
+    not; the table marks nothing."""
+    from fluidperc.analysis.stats import compare
+
+    base = np.array([[1.0, 1.2], [1.0, 1.2], [1.0, 1.2]])
+    values = base * np.array([[0.45], [0.95], [0.98]])
+    c = compare(values, base)
+    assert c.boot.excludes_one and not c.t.excludes_one
+    assert not c.excludes_one and "*" not in str(c)
+    assert c.n_seeds == 3
+    clear = compare(base * 0.8, base)  # the same 20% on every seed: both exclude 1
+    assert clear.excludes_one and str(clear).endswith("*")

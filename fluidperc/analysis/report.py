@@ -20,7 +20,7 @@ from fluidperc.analysis.cost import cost_lines, plot_error_against_time  # noqa:
 from fluidperc.analysis.curves import validation_lines  # noqa: E402
 from fluidperc.analysis.fields import sample_field  # noqa: E402
 from fluidperc.analysis.figures import save_png  # noqa: E402
-from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_to_mse  # noqa: E402
+from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_per_test_sim, ratios_to_mse  # noqa: E402
 from fluidperc.analysis.tables import markdown_table  # noqa: E402
 from fluidperc.analysis.tuning import report_lines
 from fluidperc.errors import UserError  # noqa: E402
@@ -33,7 +33,9 @@ COMBINED_NOTE = ("The combined pipeline compares, for the marker density against
                  "the low-resolution sim corrected by each loss's SOL network and upscaled by the same loss's SR "
                  "network (rows named by loss), the uncorrected low-resolution sim upscaled by SR (`source`), and the "
                  "high-resolution sim itself (`high-res sim`). Wall times per frame were measured in the same job.")
-PIXEL_ORDER = ("rel_l2", "mse", "mae", "vorticity_rmse", "spectrum_error")
+PIXEL_ORDER = ("rel_l2", "mse", "mae", "vorticity_rmse", "spectrum_error", "nrmse", "pooled_rel_l2", "frmse_low",
+               "frmse_mid", "frmse_high", "vorticity_correlation", "high_correlation_time")
+HIGHER_IS_BETTER = frozenset({"vorticity_correlation", "high_correlation_time"})
 
 
 def _metrics(ds: xr.Dataset) -> list[str]:
@@ -42,7 +44,7 @@ def _metrics(ds: xr.Dataset) -> list[str]:
     present = [m for m in order if m in ds.data_vars]
     # not the ladder's variables (fluidperc.analysis.cost) nor the validation curves (over val_step)
     return present + sorted(v for v in ds.data_vars if v not in present and v != "seconds_per_frame"
-                            and {"loss", "step"} <= set(ds[v].dims))
+                            and {"loss", "test_sim"} <= set(ds[v].dims))
 
 
 def is_rollout(task: str) -> bool:
@@ -57,18 +59,22 @@ def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str]
     metrics = [m for m in _metrics(ds) if bool(np.isfinite(sub[m]).any())]
     if not metrics:  # a task this grid's dataset does not train (SOL on the plume)
         return [], []
-    per_seed = sub[metrics].mean(["test_sim", "step"])  # loss, seed
-    mean, std = per_seed.mean("seed"), per_seed.std("seed")
+    per_seed = sub[metrics].mean(["test_sim", "step"])  # loss, seed (a metric of whole trajectories has no step)
+    mean, std = per_seed.mean("seed"), per_seed.std("seed", ddof=1)  # the sample SD: n is small
+    n_seeds = np.isfinite(per_seed[metrics[0]]).sum("seed")
     losses = [str(loss) for loss in sub.loss.values if bool(np.isfinite(per_seed[metrics[0]].sel(loss=loss)).any())]
     pseudo = pseudo_names()
     trained = [loss for loss in losses if loss not in pseudo]
-    best = {m: min(trained, key=lambda loss: float(mean[m].sel(loss=loss))) for m in metrics} if trained else {}
+    best = {m: (max if m in HIGHER_IS_BETTER else min)(trained, key=lambda loss: float(mean[m].sel(loss=loss)))
+            for m in metrics} if trained else {}
     improvement = "source" in losses and "rel_l2" in metrics  # a task with a source baseline (SOL, combined)
     rows = []
     for loss in losses:
         row = [loss]
+        n = int(n_seeds.sel(loss=loss))
         for m in metrics:
-            cell = f"{float(mean[m].sel(loss=loss)):.4g} ± {float(std[m].sel(loss=loss)):.2g}"
+            sd = float(std[m].sel(loss=loss))
+            cell = f"{float(mean[m].sel(loss=loss)):.4g}" + (f" ± {sd:.2g}" if n > 1 else "")
             row.append(f"**{cell}**" if best.get(m) == loss else cell)
         if improvement:
             denominator = float(mean["rel_l2"].sel(loss=loss))
@@ -76,8 +82,8 @@ def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str]
             row.append("1x" if loss == "source" else "-" if loss in pseudo else f"{factor:.2f}x")
         if task == "combined":
             row.append(f"{float(sub.seconds_per_frame.sel(loss=loss).mean('seed')) * 1e3:.3g}")
-        rows.append(row)
-    headers = ["loss"] + metrics + (["SOL improvement (rel_l2 source / loss)"] if improvement else [])
+        rows.append([*row[:1], str(n), *row[1:]])
+    headers = ["loss", "n"] + metrics + (["SOL improvement (rel_l2 source / loss)"] if improvement else [])
     headers += ["wall time per frame [ms]"] if task == "combined" else []
     return headers, rows
 
@@ -207,8 +213,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, animations:
 
 def _evaluation_lines(run: Path, out: Path, animations: bool = True) -> list[str]:
     ds = load(run)
-    lines = [f"Run directory: `{run}`. Values are the mean over test sims and steps "
-             "(frames), then mean ± std over seeds; the best trained loss per column is in bold; lower is better.", ""]
+    lines = [f"Run directory: `{run}`. Values are the mean over test sims and steps (frames), then the mean ± "
+             "the sample standard deviation (ddof = 1) over the n seeds; the best trained loss per column is in bold; "
+             f"lower is better, except for {', '.join(sorted(HIGHER_IS_BETTER))}.", ""]
     missing = ds.attrs.get("missing_cells", {})
     if missing:
         lines += ["## Cells without results", ""] + [f"- `{k}`: {v}" for k, v in missing.items()] + [""]
@@ -225,7 +232,7 @@ def _evaluation_lines(run: Path, out: Path, animations: bool = True) -> list[str
             lines += [f"## {task} on {res}", "", *note, markdown_table(headers, rows), ""]
             paired = paired_table(ds, str(task), str(res))
             if paired:
-                lines += [f"Ratio to MSE, with its paired 95% interval. {METHOD.format(draws=DRAWS, exact=EXACT_LIMIT)}",
+                lines += [f"Ratio to MSE, with its 95% intervals. {METHOD.format(draws=DRAWS, exact=EXACT_LIMIT)}",
                           "", markdown_table(*paired), ""]
             name = f"error_vs_step_{res}.png" if task == "sol" else f"error_vs_step_{task}_{res}.png"
             if is_rollout(str(task)) and plot_error_vs_step(ds, str(res), out / name, task=str(task)):
@@ -244,7 +251,32 @@ def _evaluation_lines(run: Path, out: Path, animations: bool = True) -> list[str
                 lines += [f"![reference, source and each loss's result, first test sim](rollout_{task}_{res}.gif)", ""]
     if plot_time_cost(ds, out / "time_cost.png"):
         lines += ["## Time cost", "", "![time cost per frame](time_cost.png)", ""]
-    return lines + settings_lines(run)
+    return lines + settings_lines(run) + appendix_lines(ds)
+
+
+def appendix_lines(ds: xr.Dataset) -> list[str]:
+    """Every ratio to MSE broken down per test sim (the geometric mean of the seeds' ratios on that sim, with
+    the t-interval over seeds): whether a conclusion rests on one test sim."""
+    lines = []
+    for task in ds.task.values:
+        for res in ds.resolution.values:
+            sub = ds.sel(task=task, resolution=res)
+            metrics = [m for m in _metrics(ds) if bool(np.isfinite(sub[m]).any())]
+            per = {m: ratios_per_test_sim(ds, str(task), str(res), m) for m in metrics}
+            keys = sorted({k for r in per.values() for k in r}, key=lambda k: (str(k[0]), k[1]))
+            if not keys:
+                continue
+            reynolds = ds.test_reynolds.sel(resolution=res).values if "test_reynolds" in ds else None
+            rows = []
+            for loss, i in keys:
+                sim = f"{i}" + (f" (Re {reynolds[i]:.3g})" if reynolds is not None and np.isfinite(reynolds[i]) else "")
+                rows.append([loss, sim, *(str(per[m].get((loss, i), "-")) for m in metrics)])
+            lines += [f"### {task} on {res}, per test sim", "", markdown_table(["loss / mse", "test sim", *metrics], rows), ""]
+    if not lines:
+        return []
+    return ["## Appendix: ratios to MSE per test sim", "",
+            "The geometric mean over seeds of each seed's ratio on one test sim, with the 95% t-interval over seeds.",
+            "", *lines]
 
 
 def settings_lines(run: Path) -> list[str]:

@@ -89,10 +89,14 @@ def collect(run_dir: str, cells: list[dict]) -> str:
     baseline_suffixes = suffixes()
     metrics = sorted({v for ds in found.values() for v in ds.data_vars
                       if ds[v].dims == ("test_sim", "step") and not v.endswith(baseline_suffixes)})
+    # metrics of whole test trajectories (fluidperc.metrics.trajectory_metrics): one value per test sim
+    whole = sorted({v for ds in found.values() for v in ds.data_vars
+                    if ds[v].dims == ("test_sim",) and not v.endswith(baseline_suffixes)})
     n_sims = max([ds.sizes["test_sim"] for ds in found.values()] or [1])
     steps = sorted({int(s) for ds in found.values() for s in ds.step.values}) or [0]
     shape = (len(tasks), len(losses), len(resolutions), len(seeds), n_sims, len(steps))
     arrays = {m: np.full(shape, np.nan) for m in metrics}
+    per_sim = {m: np.full(shape[:5], np.nan) for m in whole}
     timing = np.full(shape[:4], np.nan)
     test_re = np.full((len(resolutions), n_sims), np.nan)
     step_index = {s: i for i, s in enumerate(steps)}
@@ -113,9 +117,13 @@ def collect(run_dir: str, cells: list[dict]) -> str:
             for m in metrics:
                 if m + suffix in ds:
                     arrays[m][t, li, r, s, :n][:, cols] = ds[m + suffix].values
+            for m in whole:
+                if m + suffix in ds:
+                    per_sim[m][t, li, r, s, :n] = ds[m + suffix].values
     dims = ("task", "loss", "resolution", "seed", "test_sim", "step")
     out = xr.Dataset(
-        {m: (dims, a) for m, a in arrays.items()} | {"seconds_per_frame": (dims[:4], timing)},
+        {m: (dims, a) for m, a in arrays.items()} | {m: (dims[:5], a) for m, a in per_sim.items()}
+        | {"seconds_per_frame": (dims[:4], timing)},
         coords={"task": tasks, "loss": losses, "resolution": resolutions, "seed": seeds,
                 "test_sim": np.arange(n_sims), "step": steps, "test_reynolds": (("resolution", "test_sim"), test_re)},
     )

@@ -22,10 +22,13 @@ from fluidperc.errors import UserError
 from fluidperc.evaluation.output import write_atomically
 from fluidperc.losses import get_loss, missing_weights
 from fluidperc.metrics import (
+    band_rmse,
     perceptual_metric_specs,
     perceptual_metrics,
     pixel_metrics,
+    trajectory_metrics,
 )
+from fluidperc.tasks import task_entry
 from fluidperc.tasks.base import TaskData, build_model
 from fluidperc.tasks.cell import CellConfig
 from fluidperc.tasks.settings import EvalSettings
@@ -47,7 +50,7 @@ def perceptual_losses(stats, variable: str, store: WeightStore) -> tuple[dict, d
 
 def frame_metrics(pred: torch.Tensor, ref: torch.Tensor, dx: float, dy: float, losses: dict) -> dict[str, np.ndarray]:
     """Every metric of one batch of frames, per frame (shared by cell evaluation and the combined pipeline)."""
-    return {**pixel_metrics(pred, ref, dx, dy), **perceptual_metrics(pred, ref, losses)}
+    return {**pixel_metrics(pred, ref, dx, dy), **band_rmse(pred, ref), **perceptual_metrics(pred, ref, losses)}
 
 
 def load_trained(cell: CellConfig, train_dir: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, TaskData]:
@@ -76,6 +79,8 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
     coords = {"test_sim": np.arange(len(sims)), "test_reynolds": ("test_sim", data.low.reynolds[sims].numpy())}
     with torch.no_grad():
         ev = data.task.evaluate(model, data, cell, settings, device, lambda p, r: frame_metrics(p, r, dx, dy, losses))
+    if ev.trajectories is not None:
+        ev.results.update(trajectory_metrics(*ev.trajectories, dx, dy, task_entry(cell.task).rollout))
     steps, keep, shown = ev.steps, ev.sample_index, ev.anim_index
     sample_vars = {f"sample_{k}": (("sample", "channel", "y", "x"), v.detach().numpy()) for k, v in ev.samples.items()}
     if len(shown):

@@ -70,6 +70,9 @@ class Evaluation:
     anim_index: np.ndarray
     timing: dict[str, float] = field(default_factory=dict)
     coords: dict[str, Any] = field(default_factory=dict)  # extra coordinates of the results (e.g. a ladder's rungs)
+    # every test trajectory whole, (prediction, reference) [test_sim, step, C, H, W], for the metrics of whole
+    # trajectories (fluidperc.metrics.trajectory_metrics); None: a task that does not give them
+    trajectories: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class Task:
@@ -151,7 +154,8 @@ class FrameTask(Task):
         keep = np.arange(min(settings.samples, len(frames)))
         shown = np.arange(min(settings.animation_frames, len(frames)))
         return Evaluation(results, frames, {"prediction": pred[0, keep], "reference": ref[0, keep]}, keep,
-                          {"prediction": pred[0, shown], "reference": ref[0, shown]}, shown, timing)
+                          {"prediction": pred[0, shown], "reference": ref[0, shown]}, shown, timing,
+                          trajectories=(pred, ref))
 
 
 class TaskData:

@@ -174,7 +174,8 @@ class SolverInTheLoopTask(Task):
                                              np.stack([np.stack([m[name] for m in rung], axis=1) for rung in per_rung]))
             results["ladder_seconds_per_frame"] = (("rung",), np.array([ladder[g][1] for g in grids]))
             coords = {"rung": [grid_name(cell.scene, g) for g in grids], "rung_cells": ("rung", [g[0] * g[1] for g in grids])}
-        return Evaluation(results, np.arange(1, n_steps + 1), frames(keep), keep, frames(shown), shown, timing, coords)
+        return Evaluation(results, np.arange(1, n_steps + 1), frames(keep), keep, frames(shown), shown, timing, coords,
+                          trajectories=(preds[True], ref))
 
     def ladder(self, model, data, cell, settings, device, n_steps: int) -> dict | None:
         """The plain sim at grids from the low one up to the high-resolution store's, each from the high-res test
