@@ -4,10 +4,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SLURM_DIR ?= /tmp/fluidperc-slurm
 MN_DIR ?= /tmp/fluidperc-mn
-# Tests run in 4 pytest-xdist workers: many wait on Slurm, Ray or a subprocess. Those that share a cluster or Ray run
-# one after another in one worker (tests/conftest.py, --dist loadgroup).
-PYTEST_WORKERS ?= 4
-PYTEST_ARGS ?= --durations=15 -n $(PYTEST_WORKERS) --dist loadgroup
+# One process: on 2 cores the suite is CPU-bound, and pytest-xdist workers made it slower (docs/development.md).
+# On a bigger machine: make test PYTEST_ARGS="--durations=15 -n 4 --dist loadgroup" (tests that share a cluster or
+# Ray stay in one worker, tests/conftest.py).
+PYTEST_ARGS ?= --durations=15
 # LSiM's weights for the study: the staged copy beside the checkout when there is one (FLUIDPERC_WEIGHTS wins)
 STUDY_ENV := $(if $(FLUIDPERC_WEIGHTS),,$(if $(wildcard ../shared/weights/LSiM.pth),FLUIDPERC_WEIGHTS=$(abspath ../shared/weights),))
 

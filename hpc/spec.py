@@ -328,7 +328,9 @@ class TuneStage(Strict):
     @classmethod
     def _settings(cls, settings: TrainSettings) -> TrainSettings:
         defaults = TrainSettings()
-        managed = sorted(k for k in MANAGED if getattr(settings, k) != getattr(defaults, k))
+        # val_rollout: null was the default before 16 was (a sweep resolved then says so); it changes nothing here
+        managed = sorted(k for k in MANAGED if getattr(settings, k) != getattr(defaults, k)
+                         and not (k == "val_rollout" and settings.val_rollout is None))
         if managed:
             raise ValueError(f"{', '.join(managed)} are set by the tune stage (epochs, epoch_steps, val_sims, "
                              "val_rollout), not in tune.settings")

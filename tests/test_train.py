@@ -287,3 +287,57 @@ def test_sol_objective_is_the_sum_over_the_m_steps_of_each_steps_loss(loss, data
                     for k, s in enumerate(states)]
     assert len(set(round(v.item(), 8) for v in per_step)) == 3
     assert batched.item() == pytest.approx(sum(v.item() for v in per_step), rel=1e-5)
+
+
+def test_schedules_set_each_steps_rate_and_log_it_and_a_resumed_run_keeps_them(data_dir, tmp_path):
+    """Cosine with a 2-step warm-up: metrics.jsonl's lr is the schedule's rate at every step, and a run resumed
+    half-way ends with the weights of one that never stopped (the rate is a function of the step)."""
+    from fluidperc.tasks.settings import TrainSettings
+
+    c = cell(data_dir, "ae", steps=10, schedule="cosine", warmup_steps=2, final_lr_fraction=0.1, lr=2e-3,
+             checkpoint_every=5)
+    whole = run(c, tmp_path / "whole", progress=False)
+    rows = [json.loads(ln) for ln in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == pytest.approx([c.settings.lr_at(k) for k in range(1, 11)])
+    assert rows[0]["lr"] == pytest.approx(1e-3) and rows[1]["lr"] == pytest.approx(2e-3)
+    assert rows[-1]["lr"] == pytest.approx(2e-4), "cosine ends at lr x final_lr_fraction"
+    assert TrainSettings(steps=9, schedule="step", lr_decay_every=3, lr_decay_factor=0.5, lr=1.0).lr_at(7) == 0.25
+
+    def stop_at_step_7(trainer) -> None:  # the same cell, stopped after its checkpoint at step 5
+        step = trainer._train_step
+
+        def stopping(*args):
+            if trainer.step == 7:
+                raise KeyboardInterrupt
+            return step(*args)
+
+        trainer._train_step = stopping
+
+    with pytest.raises(KeyboardInterrupt):
+        run(c, tmp_path / "parts", progress=False, trainer_hook=stop_at_step_7)
+    resumed = run(c, tmp_path / "parts", progress=False)
+    assert resumed["resumed_from_step"] == 5 and resumed["weights_sha256"] == whole["weights_sha256"]
+
+
+def test_keep_best_keeps_the_weights_of_the_best_validation_and_says_which(data_dir, tmp_path):
+    """A rate that makes training diverge after a good start: keep: best keeps the best validation's weights
+    (by select_on), their step is in result.json and the weights are those the checkpoint of that step holds."""
+    c = cell(data_dir, "ae", steps=12, lr=3e-2, validate_every=2, checkpoint_every=2, keep="best",
+             select_on="val_mse")
+    result = run(c, tmp_path / "c", progress=False)
+    rows = [json.loads(ln) for ln in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
+    vals = {r["step"]: r["val_mse"] for r in rows if "val_mse" in r}
+    best_step = min(vals, key=vals.get)
+    assert result["kept"] == "best" and result["kept_step"] == best_step and result["select_on"] == "val_mse"
+    assert result["selected_value"] == pytest.approx(vals[best_step])
+    kept = torch.load(tmp_path / "c" / "model.pt", weights_only=True)
+    assert kept["step"] == best_step
+    last = run(c.model_copy(update={"settings": c.settings.model_copy(update={"keep": "last"})}), tmp_path / "last",
+               progress=False)
+    assert last["kept"] == "last" and last["kept_step"] == 12
+    if best_step != 12:
+        assert result["weights_sha256"] != last["weights_sha256"]
+    # the kept weights are the ones the run had at that step: a run stopped there ends with them
+    at = run(c.model_copy(update={"settings": c.settings.model_copy(update={"steps": best_step, "keep": "last"})}),
+             tmp_path / "at", progress=False)
+    assert at["weights_sha256"] == result["weights_sha256"]

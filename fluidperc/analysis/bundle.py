@@ -86,6 +86,14 @@ def cell_configs(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((path / "train").glob("*/config.json"))]
 
 
+def cell_results(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Cell label -> its result.json (finished cells), from a run directory's train/ or a bundle's manifest."""
+    path = Path(path)
+    if is_bundle(path):
+        return {label: c["result"] for label, c in manifest(path)["cells"].items() if c["result"] is not None}
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted((path / "train").glob(f"*/{RESULT}"))}
+
+
 def compute_record(path: str | Path) -> dict[str, dict[str, Any]]:
     """Cell label -> {"pieces": its jobs' records, "finished": whether it has a result}."""
     path = Path(path)

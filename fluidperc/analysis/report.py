@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from fluidperc.analysis import load  # noqa: E402
-from fluidperc.analysis.bundle import cell_configs, has_store  # noqa: E402
+from fluidperc.analysis.bundle import cell_configs, cell_results, has_store  # noqa: E402
 from fluidperc.analysis.animation import write_gif  # noqa: E402
 from fluidperc.analysis.cost import cost_lines, plot_error_against_time  # noqa: E402
 from fluidperc.analysis.curves import validation_lines  # noqa: E402
@@ -26,6 +26,7 @@ from fluidperc.analysis.tuning import report_lines
 from fluidperc.errors import UserError  # noqa: E402
 from fluidperc.evaluation.collect import pseudo_names  # noqa: E402  (baselines, never "best")
 from fluidperc.metrics import perceptual_metric_specs
+from fluidperc.datasets.names import grid_name
 from fluidperc.tasks import tasks
 from fluidperc.tasks.cell import CellConfig  # noqa: E402
 
@@ -283,16 +284,29 @@ def settings_lines(run: Path) -> list[str]:
     """Each trained (task, loss)'s settings and where they came from (train.settings, a tune run's best trial,
     settings written by hand): a comparison of losses is only fair if each had its own best settings."""
     seen: dict[tuple[str, str], list[str]] = {}
+    kept: dict[tuple[str, str], list[str]] = {}
+    results = cell_results(run)
     for cfg in cell_configs(run):
-        label = CellConfig.model_validate(cfg).loss_row  # imports the cell's plugins (their losses) first
-        st = cfg["settings"]
-        seen.setdefault((cfg["task"], label), [cfg["task"], label, f"{st['lr']:.3g}", str(st["batch_size"]),
+        cell = CellConfig.model_validate(cfg)  # imports the cell's plugins (their losses) first
+        label, st = cell.loss_row, cfg["settings"]
+        schedule = st.get("schedule", "constant") + (f", warm-up {st['warmup_steps']}" if st.get("warmup_steps") else "")
+        grid = grid_name(cell.scene, cell.resolution)
+        seen.setdefault((cfg["task"], grid, label), [cfg["task"], grid, label, f"{st['lr']:.3g}", schedule,
+                                                     str(st["batch_size"]),
                                                str(st["unroll"]) if is_rollout(cfg["task"]) else "-", str(st["steps"]),
                                                cfg.get("settings_source", "train.settings")])
+        result = results.get(cell.label)
+        if result is not None:
+            how = result.get("kept", "last")
+            kept.setdefault((cfg["task"], grid, label), []).append(
+                f"s{cell.seed}: {how} ({result.get('select_on', '')} at {result.get('kept_step', result['steps'])})"
+                if how == "best" else f"s{cell.seed}: last ({result['steps']})")
     if not seen:
         return []
-    headers = ["task", "loss", "lr", "batch_size", "unroll (m)", "steps", "settings from"]
-    return ["## Training settings per loss", "", markdown_table(headers, list(seen.values())), ""]
+    rows = [[*row, "; ".join(kept.get(key, ["-"]))] for key, row in seen.items()]
+    headers = ["task", "grid", "loss", "lr", "schedule", "batch_size", "unroll (m)", "steps", "settings from",
+               "weights kept (step)"]
+    return ["## Training settings per loss", "", markdown_table(headers, rows), ""]
 
 
 def main_table(run_dir: str | Path) -> str:

@@ -3,6 +3,7 @@ and how they are evaluated (``evaluate.settings``). Light: sweep validation and 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,17 +26,50 @@ class TrainSettings(BaseModel):
     val_samples: int = Field(16, ge=1, description="validation frames (SOL: rollouts) on held-out sims")
     val_sims: int = Field(0, ge=0, description="validate on the last K training sims, held out from training "
                           "(0: validate on the test sims). Tuning needs K >= 1 so that it never sees the test sims")
-    val_rollout: int | None = Field(None, ge=1, description="SOL: steps rolled out per validation sample "
-                                    "(default: unroll). Fix it when unroll varies, so that runs compare")
+    val_rollout: int | None = Field(16, ge=1, description="SOL: steps rolled out per validation sample (None: "
+                                    "unroll). The default, 16, is long enough that validation speaks for a 100-step "
+                                    "test rollout; fix it when unroll varies, so that runs compare")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when the job holds a GPU (each "
                                                    "rank its own), else the CPU")
     cuda_graph: bool = Field(False, description="on CUDA with one process per cell, replay each training step as "
                              "one CUDA graph (fluidperc/train/graphed.py); ignored elsewhere")
+    schedule: Literal["constant", "cosine", "step"] = Field(
+        "constant", description="the learning rate over training: constant; cosine (from lr down to lr x "
+        "final_lr_fraction at the last step); step (times lr_decay_factor every lr_decay_every steps). Each step's "
+        "rate is logged (metrics.jsonl's lr)")
+    warmup_steps: int = Field(0, ge=0, description="steps over which the rate rises linearly from lr / warmup_steps "
+                              "to lr before the schedule starts")
+    final_lr_fraction: float = Field(0.0, ge=0, le=1, description="cosine: the rate at the last step, as a fraction "
+                                     "of lr")
+    lr_decay_every: int = Field(1000, ge=1, description="step: steps between decays")
+    lr_decay_factor: float = Field(0.1, gt=0, le=1, description="step: what each decay multiplies the rate by")
+    keep: Literal["last", "best"] = Field("last", description="which weights a cell keeps as model.pt: those of its "
+                                          "last step, or those of its best validation by select_on (its step is in "
+                                          "result.json and the report)")
+    select_on: Literal["val_rel_l2", "val_mse", "val_mae", "val_vorticity_rmse", "val_spectrum_error", "val_loss"] = (
+        Field("val_rel_l2", description="keep: best ranks validations by this metric (lower is better); val_loss is "
+              "the cell's own loss, which does not compare across losses"))
     pack_kernels: Literal["auto", "per_cell", "stacked"] = Field(
         "auto", description="how a job that trains several cells (train.cells_per_task) runs their networks: "
         "per_cell (one call per network: a cell's own kernels, so its weights match a cell trained alone), stacked "
         "(torch.func.vmap over stacked parameters, one kernel per layer for the pack: for GPUs), auto (stacked on "
         "CUDA, per_cell elsewhere)")
+
+
+    def lr_at(self, step: int, lr: float | None = None) -> float:
+        """The rate of optimiser step ``step`` (1-based; a function of the step alone, so a resumed run uses the
+        rates an uninterrupted one would). ``lr``: the cell's base rate (default: this setting's)."""
+        base = self.lr if lr is None else lr
+        if self.warmup_steps and step <= self.warmup_steps:
+            return base * step / self.warmup_steps
+        if self.schedule == "cosine":
+            span = max(1, self.steps - self.warmup_steps)
+            t = min(1.0, (step - self.warmup_steps) / span)
+            low = base * self.final_lr_fraction
+            return low + (base - low) * 0.5 * (1 + math.cos(math.pi * t))
+        if self.schedule == "step":
+            return base * self.lr_decay_factor ** ((step - self.warmup_steps - 1) // self.lr_decay_every)
+        return base
 
 
 class EvalSettings(BaseModel):

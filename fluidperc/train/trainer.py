@@ -81,6 +81,9 @@ class CellRun:
         self.last: dict[str, Any] = {}
         self.failure: str | None = None
         self.lock_fd: int | None = None
+        # keep: best: the best validation so far by settings.select_on ({"step", "value", "model"}), in checkpoints
+        self.best: dict[str, Any] | None = None
+        self.lr = 0.0  # the rate of its last step
         self.finished = False  # done before this job started: left untouched
 
 
@@ -132,8 +135,31 @@ class Trainer:
 
     def save_checkpoint(self, run: CellRun) -> None:
         if self.dist.is_main:
-            ckpt.save(run.out / "checkpoint.pt", {"step": run.step, "model": self._state(run),
-                                                  "optimizer": run.optimizer.state_dict()})
+            payload = {"step": run.step, "model": self._state(run), "optimizer": run.optimizer.state_dict()}
+            if run.best is not None:
+                payload["best"] = run.best
+            ckpt.save(run.out / "checkpoint.pt", payload)
+
+    def _track_best(self, run: CellRun, row: dict[str, Any]) -> None:
+        """keep: best: remember the weights of the cell's best validation so far (lower select_on is better)."""
+        s = run.cell.settings
+        value = row.get(s.select_on)
+        if s.keep != "best" or value is None or not math.isfinite(value):
+            return
+        if run.best is None or value < run.best["value"]:
+            run.best = {"step": run.step, "value": float(value),
+                        "model": {k: v.detach().cpu().clone() for k, v in self._state(run).items()}}
+
+    def _set_lr(self, run: CellRun) -> float:
+        """The rate of the cell's next step (train.settings.schedule), set in place: a CUDA graph captured the
+        optimiser's rate tensor, not a number."""
+        lr = run.cell.settings.lr_at(run.step + 1, run.cell.settings.lr)
+        for group in run.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        return lr
 
     def save_if_consistent(self) -> bool:
         """For a scheduler's checkpoint signal: save every cell still training unless a step is half-done (then
@@ -169,7 +195,7 @@ class Trainer:
                 where.append((i, f"train_loss/{label}"))
                 flat.append(v * scale)
         reduced = self._reduce(flat)
-        rows = [{"step": r.step, "train_loss": reduced[i]} for i, r in enumerate(runs)]
+        rows = [{"step": r.step, "train_loss": reduced[i], "lr": r.lr} for i, r in enumerate(runs)]
         for (i, key), v in zip(where, reduced[len(runs):]):
             rows[i][key] = v
         return rows
@@ -259,6 +285,7 @@ class Trainer:
                 if due_val:
                     for i, row in zip(due_val, self.validate([runs[i] for i in due_val], data)):
                         rows[i].update(row)
+                        self._track_best(runs[i], rows[i])
                 dt = time.monotonic() - t_step
                 for run, row in zip(runs, rows):
                     run.cost_s += dt / len(runs)
@@ -376,13 +403,15 @@ class Trainer:
         for run in self.runs:
             if run.net is None:
                 continue
-            run.optimizer = torch.optim.Adam(run.net.parameters(), lr=run.cell.settings.lr,
-                                             capturable=self.use_graph)
+            lr = run.cell.settings.lr
+            run.optimizer = torch.optim.Adam(run.net.parameters(), capturable=self.use_graph,
+                                             lr=torch.tensor(lr, device=d.device) if self.use_graph else lr)
             state = ckpt.load(run.out / "checkpoint.pt")
             if state is not None:
                 self._load_state(run, state["model"])
                 run.optimizer.load_state_dict(state["optimizer"])
                 run.step = run.resumed_from = int(state["step"])
+                run.best = state.get("best")
                 if d.is_main:
                     print(f"cell {run.cell.label}: resuming from step {run.step} ({run.out / 'checkpoint.pt'})",
                           file=sys.stderr, flush=True)
@@ -453,6 +482,8 @@ class Trainer:
         """One step of every active cell; a cell whose loss is not finite is stopped with a message instead of
         poisoning its weights."""
         self.in_step = True
+        for run in runs:
+            run.lr = self._set_lr(run)
         batches = [next(r.batches) for r in runs]
         batch = batches[0] if len(runs) == 1 else {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
         values = self.graph_step(batch) if self.graph_step is not None else body(batch)
@@ -471,7 +502,9 @@ class Trainer:
     def _finish(self, run: CellRun, d) -> dict[str, Any]:
         """Check that every rank ended with the same weights, then write model.pt and result.json (last: its
         presence marks the cell done)."""
-        state = self._state(run)
+        s = run.cell.settings
+        best = run.best if s.keep == "best" and run.best is not None else None
+        state = best["model"] if best is not None else self._state(run)
         h = hashlib.sha256()
         for name, t in sorted(state.items()):
             h.update(name.encode())
@@ -490,9 +523,11 @@ class Trainer:
                   "rendezvous": d.rendezvous,  # rank 0's: the store it made (file, or tcp bound to its address)
                   "master_addr": os.environ.get("MASTER_ADDR") if d.grouped else None,
                   "resumed_from_step": run.resumed_from, "pack_cells": len(self.runs),
+                  "kept": "best" if best is not None else "last", "kept_step": best["step"] if best else run.step,
+                  **({"select_on": s.select_on, "selected_value": best["value"]} if best else {}),
                   **{k: v for k, v in run.last.items() if k != "step"}}
         if d.is_main:
-            ckpt.save(run.out / "model.pt", {"model": state, "step": run.step})
+            ckpt.save(run.out / "model.pt", {"model": state, "step": best["step"] if best else run.step})
             write_text(run.out / RESULT, json.dumps(result, indent=1))
         return result
 
