@@ -24,6 +24,7 @@ from pydantic import (
 from fluidperc.datasets.import_spec import ImportSpec
 from fluidperc.datasets.spec import DatasetSpec
 from fluidperc.losses import parse_loss_spec
+from fluidperc.losses.grids import expand_loss, expand_losses
 from fluidperc.plugins import ImportsPluginsFirst, import_plugins
 from fluidperc.sim.scenes import check_scene
 from fluidperc.tasks import check_task
@@ -176,7 +177,9 @@ class TrainStage(Strict):
     tasks: list[TaskName] = Field(min_length=1, description="registered tasks to train (ae, sr, sol, ...)")
     datasets: list[TrainStageDataset] = Field(min_length=1, description="the datasets the cells train on, each with "
                                               "its grids")
-    losses: list[Any] = Field(min_length=1, description="loss specs: 'mse' or {name: vgg, layer: relu3_3}")
+    losses: list[Any] = Field(min_length=1, description="loss specs: 'mse' or {name: vgg, layer: relu3_3}; a sum's "
+                              "weight may be a grid that holds 0 ({weight: [0, 0.01, 0.1], loss: lsim}): one loss "
+                              "per value, chosen among on validation")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="every cell's seeds "
                              "(initialisation and batch order)")
     settings: TrainSettings = Field(default_factory=TrainSettings, description="settings for every cell "
@@ -240,9 +243,17 @@ class TrainStage(Strict):
                                  f"({', '.join(self.tasks)}) does not list; a dataset picks among the stage's tasks")
         return self
 
+    def expanded_losses(self) -> list[tuple[str, Any]]:
+        """(family, spec) of every loss, weight grids expanded (fluidperc.losses.grids)."""
+        return expand_losses(self.losses)
+
     @model_validator(mode="after")
     def _loss_settings(self) -> "TrainStage":
-        labels = [parse_loss_spec(loss).label for loss in self.losses]
+        labels = [parse_loss_spec(spec).label for _, spec in self.expanded_losses()]
+        twice = sorted({lb for lb in labels if labels.count(lb) > 1})
+        if twice:
+            raise ValueError(f"losses: the label {', '.join(twice)} names two losses; each loss needs a label of its "
+                             "own (a resize shows in it, e.g. lsim-r224)")
         for label, overrides in self.loss_settings.items():
             if label not in labels:
                 raise ValueError(f"loss_settings has key {label!r}, which is not the label of a loss in train.losses "
@@ -258,7 +269,7 @@ class TrainStage(Strict):
     @classmethod
     def _losses(cls, losses: list[Any]) -> list[Any]:
         for i, loss in enumerate(losses):
-            _as_value_error(parse_loss_spec, loss, where=f"losses.{i}")
+            _as_value_error(expand_loss, loss, where=f"losses.{i}")
         return losses
 
     @field_validator("task_settings")

@@ -399,3 +399,40 @@ def test_channels_last_trunk_computes_torchvisions_vgg16_features(trunk_dir, sto
     expected = reference.eval()((x - loss.mean) / loss.std)
     assert ours.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_lsim_in_its_own_regime_resizes_fields_to_224_and_matches_the_network_where_the_paths_must_agree(store, stats):
+    """``resize_to: [224, 224]`` (bilinear) feeds the LSiM network 224x224 images, whose feature maps are the sizes
+    its normalisation statistics were collected at (55, 26, 12, 12, 12: none interpolated), unlike ``pad_to: [64,
+    64]`` (15, 6, 2, 2, 2). On a field that is already 224x224 both paths are the identity and give the reference
+    network's own distance on the images."""
+    from fluidperc.losses.fields import to_unit
+
+    target = torch.stack([smooth_field(64, 32), 0.5 * smooth_field(64, 32, phase=1.0)])[None].repeat(2, 1, 1, 1)
+    pred = target + 0.2 * torch.randn_like(target)
+    sizes = {}
+    for name, spec in (("resize", {"name": "lsim", "resize_to": [224, 224]}), ("pad", {"name": "lsim", "pad_to": [64, 64]})):
+        loss = get_loss(spec, stats, store)
+        seen = []
+        hooks = [block.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+                 for block in loss.model.trunk]
+        inputs = []
+        first = loss.model.trunk[0].register_forward_pre_hook(lambda m, i: inputs.append(tuple(i[0].shape[-2:])))
+        loss(pred, target)
+        for h in (*hooks, first):
+            h.remove()
+        sizes[name] = (inputs[0], seen[:5])
+    assert sizes["resize"] == ((224, 224), [(55, 55), (26, 26), (12, 12), (12, 12), (12, 12)])
+    norm = [tuple(getattr(loss.model, f"norm_mean{i}").shape) for i in range(5)]
+    assert sizes["resize"][1] == norm, "at 224 no normalisation statistic is interpolated"
+    assert sizes["pad"] == ((64, 64), [(15, 15), (6, 6), (2, 2), (2, 2), (2, 2)])
+
+    big_t = torch.stack([smooth_field(224, 224), 0.5 * smooth_field(224, 224, phase=1.0)])[None]
+    big_p = big_t + 0.2 * torch.randn_like(big_t)
+    resized = get_loss({"name": "lsim", "resize_to": [224, 224]}, stats, store)
+    padded = get_loss({"name": "lsim", "pad_to": [224, 224]}, stats, store)
+    lo, hi = resized.lo, resized.hi
+    images = [to_unit(x, lo, hi).reshape(2, 1, 224, 224).expand(-1, 3, -1, -1) * 255.0 for x in (big_p, big_t)]
+    direct = resized.model(*images).sum()  # the reference network on the same images, channel by channel
+    torch.testing.assert_close(resized(big_p, big_t), direct, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(padded(big_p, big_t), direct, rtol=1e-5, atol=1e-7)

@@ -141,3 +141,31 @@ def test_the_step_on_value_tensors_equals_the_step_on_fields_bit_for_bit_and_its
         assert torch.equal(new[k], old[k]), k
     assert new_grad.abs().sum() > 0
     torch.testing.assert_close(new_grad, old_grad, rtol=1e-5, atol=1e-6 * float(old_grad.abs().max()))
+
+
+def test_the_ladder_and_the_high_res_path_step_through_the_code_sols_rollouts_use(monkeypatch):
+    """Every path of the accuracy-vs-cost comparison is timed through Simulation.step_tensors, the stepping code
+    SOL's unroll and source rollout run (the field-object Simulation.step costs about twice as much at 64x32):
+    with Simulation.step made to fail, the ladder still runs, and its low rung steps exactly as step_tensors does."""
+    import torch
+
+    from fluidperc.sim.ladder import rollout_tensors, run_ladder
+    from fluidperc.sim.simulation import Simulation, state_tensors
+
+    from fluidperc.sim.scenes import diffusion_substeps, scene_info
+
+    high = Simulation("karman", 32, 16, [2.0e5], diffusion_substeps(scene_info("karman"), 16, 2.0e5))
+    start = high.initial_state([0])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a timed path stepped through Simulation.step")
+
+    monkeypatch.setattr(Simulation, "step", refuse)
+    out = run_ladder("karman", [(16, 8), (32, 16)], start, [2.0e5], 2.0e5, 3, torch.device("cpu"),
+                     lambda sim, frames: torch.stack([f["velocity_x"] for f in frames], dim=1), start_grid=(32, 16))
+    assert set(out) == {(16, 8), (32, 16)} and all(seconds > 0 for _, seconds in out.values())
+    again = rollout_tensors(high, start, 3, torch.tensor([2.0e5]))
+    stepped = torch.stack([f["velocity_x"] for f in again], dim=1)
+    assert stepped.abs().max() > 0 and torch.equal(out[(32, 16)][0], stepped), \
+        "the top rung is the plain sim stepped by step_tensors from the same state"
+    assert state_tensors(start)["marker"].shape == (1, 32, 16)

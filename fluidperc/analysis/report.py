@@ -20,6 +20,7 @@ from fluidperc.analysis.cost import cost_lines, plot_error_against_time  # noqa:
 from fluidperc.analysis.curves import validation_lines  # noqa: E402
 from fluidperc.analysis.fields import sample_field  # noqa: E402
 from fluidperc.analysis.figures import save_png  # noqa: E402
+from fluidperc.analysis.selection import selection_lines  # noqa: E402
 from fluidperc.analysis.stats import DRAWS, EXACT_LIMIT, METHOD, ratios_per_test_sim, ratios_to_mse  # noqa: E402
 from fluidperc.analysis.tables import markdown_table  # noqa: E402
 from fluidperc.analysis.tuning import report_lines
@@ -252,7 +253,7 @@ def _evaluation_lines(run: Path, out: Path, animations: bool = True) -> list[str
                 lines += [f"![reference, source and each loss's result, first test sim](rollout_{task}_{res}.gif)", ""]
     if plot_time_cost(ds, out / "time_cost.png"):
         lines += ["## Time cost", "", "![time cost per frame](time_cost.png)", ""]
-    return lines + settings_lines(run) + appendix_lines(ds)
+    return lines + settings_lines(run) + selection_lines(run) + appendix_lines(ds)
 
 
 def appendix_lines(ds: xr.Dataset) -> list[str]:

@@ -162,20 +162,27 @@ def compare(values: np.ndarray, baseline: np.ndarray) -> Comparison:
     return Comparison(hierarchical_bootstrap(values, baseline), seed_t_interval(values, baseline), seeds)
 
 
+def baseline_row(loss: str, baseline: str = "mse") -> str:
+    """The row a loss is compared with: the baseline at the same train.grid point (``mae lr=0.001`` against
+    ``mse lr=0.001``), or the baseline itself."""
+    _, _, variant = str(loss).partition(" ")
+    return f"{baseline} {variant}" if variant else baseline
+
+
 def ratios_to_mse(ds: xr.Dataset, task: str, resolution: str, metric: str, baseline: str = "mse") -> dict[str, Comparison]:
-    """For every other loss in ``ds`` (results.zarr), ``metric`` against ``baseline``'s (:func:`compare`)."""
+    """For every other loss in ``ds`` (results.zarr), ``metric`` against ``baseline``'s at the same grid point
+    (:func:`compare`)."""
     sub = ds[metric].sel(task=task, resolution=resolution)
     per = sub.mean("step") if "step" in sub.dims else sub  # seed, test_sim (loss)
-    if baseline not in per.loss.values:
-        return {}
-    base = per.sel(loss=baseline).transpose("seed", "test_sim").values
+    rows = [str(x) for x in per.loss.values]
     out = {}
-    for loss in per.loss.values:
-        if str(loss) == baseline:
+    for loss in rows:
+        base = baseline_row(loss, baseline)
+        if loss == base or base not in rows:
             continue
         values = per.sel(loss=loss).transpose("seed", "test_sim").values
         if np.isfinite(values).any():
-            out[str(loss)] = compare(values, base)
+            out[loss] = compare(values, per.sel(loss=base).transpose("seed", "test_sim").values)
     return out
 
 
@@ -185,15 +192,15 @@ def ratios_per_test_sim(ds: xr.Dataset, task: str, resolution: str, metric: str,
     t-interval of its log ratio: the report's appendix, which shows whether one test sim carries a conclusion."""
     sub = ds[metric].sel(task=task, resolution=resolution)
     per = sub.mean("step") if "step" in sub.dims else sub
-    if baseline not in per.loss.values:
-        return {}
+    rows = [str(x) for x in per.loss.values]
     out = {}
-    for loss in per.loss.values:
-        if str(loss) == baseline:
+    for loss in rows:
+        row = baseline_row(loss, baseline)
+        if loss == row or row not in rows:
             continue
         for i in range(per.sizes["test_sim"]):
             values = per.sel(loss=loss).isel(test_sim=[i]).transpose("seed", "test_sim").values
-            base = per.sel(loss=baseline).isel(test_sim=[i]).transpose("seed", "test_sim").values
+            base = per.sel(loss=row).isel(test_sim=[i]).transpose("seed", "test_sim").values
             if np.isfinite(values).any() and np.isfinite(base).any():
                 out[(str(loss), i)] = seed_t_interval(values, base)
     return out

@@ -33,10 +33,19 @@ class Frames:
     stats: dict
     dt: float
     domain: tuple[float, float] = (1.0, 1.0)  # width, height: the grid spacing metrics take (vorticity)
+    split: np.ndarray | None = None  # each sim's split code (fluidperc.datasets.spec.SPLITS); None: from is_test
+
+    def _codes(self) -> np.ndarray:
+        return self.split if self.split is not None else np.where(self.is_test, 2, 0)
 
     @property
     def train_sims(self) -> list[int]:
-        return [int(i) for i in np.flatnonzero(~self.is_test)]
+        return [int(i) for i in np.flatnonzero(self._codes() == 0)]
+
+    @property
+    def val_sims(self) -> list[int]:
+        """Sims declared for validation (datagen's val_reynolds x val_seeds): neither trained nor tested on."""
+        return [int(i) for i in np.flatnonzero(self._codes() == 1)]
 
     @property
     def test_sims(self) -> list[int]:
@@ -81,7 +90,7 @@ def load_frames(path: Path, variable: str = "velocity") -> Frames:
         centred=fields.float().contiguous(),
         velocity_x=vx, velocity_y=vy, marker=marker,
         reynolds=torch.from_numpy(group["reynolds"][:][keep]),
-        is_test=group["is_test"][:][keep].astype(bool),
+        is_test=group["is_test"][:][keep].astype(bool), split=layout.sim_splits(group)[keep],
         stats=dict(group.attrs["statistics"]), dt=float(group.attrs["dt"]),
         domain=tuple(float(v) for v in group.attrs["domain"]),
     )

@@ -65,5 +65,22 @@ def expected_attrs(spec: DatasetSpec, which: Literal["high", "low"], high_path: 
     }
 
 
+def sim_splits(group: "zarr.Group") -> np.ndarray:
+    """Each sim's split code (fluidperc.datasets.spec.SPLITS); a store written before validation splits existed
+    (no ``split`` array) has training and test sims only."""
+    if "split" in group:
+        return group["split"][:].astype(np.int8)
+    return np.where(group["is_test"][:].astype(bool), 2, 0).astype(np.int8)
+
+
+def same_spec(recorded: dict[str, Any], spec: DatasetSpec) -> bool:
+    """A store's recorded spec is ``spec`` (compared as validated specs: fields added since it was written take
+    their defaults)."""
+    try:
+        return DatasetSpec.model_validate(recorded) == spec
+    except Exception:  # noqa: BLE001 - a spec that no longer validates is another spec
+        return False
+
+
 def recorded_checksums(group: "zarr.Group") -> dict[int, dict[str, str]]:
     return {int(k): v for k, v in dict(group["complete"].attrs).get(CHECKSUM_ATTR, {}).items()}

@@ -13,8 +13,12 @@ from fluidperc.datasets.names import store_name
 from fluidperc.sim.scenes import check_scene, scene_info
 
 
+SPLITS = ("train", "validation", "test")  # a store's split codes 0, 1, 2
+
+
 class DatasetSpec(BaseModel):
-    """One high/low dataset pair. Sims are the training grid (reynolds x seeds) followed by the test grid."""
+    """One high/low dataset pair. Sims are the training grid (reynolds x seeds), then the validation grid, then
+    the test grid; no (Re, seed) pair is in two of them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -25,6 +29,10 @@ class DatasetSpec(BaseModel):
                                                 "training seed)")
     train_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="perturbation seeds of the "
                                    "training sims")
+    val_reynolds: list[PositiveFloat] = Field(default_factory=list, description="Re of the validation sims: trained "
+                                              "on by no cell and tested on by none, used to select weights and "
+                                              "settings (one sim per Re and validation seed)")
+    val_seeds: list[int] = Field(default_factory=lambda: [500], description="perturbation seeds of the validation sims")
     test_reynolds: list[PositiveFloat] = Field(default_factory=list, description="Re of the held-out test sims")
     test_seeds: list[int] = Field(default_factory=lambda: [1000], description="perturbation seeds of the test sims")
     steps: int | None = Field(None, ge=1, description="default: the scene's (Karman 1500, plume 250)")
@@ -39,7 +47,8 @@ class DatasetSpec(BaseModel):
             raise ValueError(f"keep_from ({self.keep_from}) must be below steps ({self.n_steps})")
         sims = self.sims()
         if len(set(sims)) != len(sims):
-            raise ValueError("an (Re, seed) pair appears twice across the training and test grids")
+            raise ValueError("an (Re, seed) pair appears twice across the training, validation and test grids; "
+                             "each sim belongs to one split")
         return self
 
     @property
@@ -54,14 +63,20 @@ class DatasetSpec(BaseModel):
     def low_resolution(self) -> tuple[int, int]:
         return self.resolution[0] // self.factor, self.resolution[1] // self.factor
 
+    def _grids(self) -> list[list[tuple[float, int]]]:
+        return [list(itertools.product(r, s)) for r, s in ((self.train_reynolds, self.train_seeds),
+                                                           (self.val_reynolds, self.val_seeds),
+                                                           (self.test_reynolds, self.test_seeds))]
+
     def sims(self) -> list[tuple[float, int]]:
-        train = list(itertools.product(self.train_reynolds, self.train_seeds))
-        test = list(itertools.product(self.test_reynolds, self.test_seeds))
-        return [(float(r), int(s)) for r, s in train + test]
+        return [(float(r), int(s)) for grid in self._grids() for r, s in grid]
+
+    def splits(self) -> list[int]:
+        """Each sim's split, as an index into SPLITS (0 train, 1 validation, 2 test)."""
+        return [code for code, grid in enumerate(self._grids()) for _ in grid]
 
     def is_test(self) -> list[bool]:
-        n_train = len(self.train_reynolds) * len(self.train_seeds)
-        return [i >= n_train for i in range(len(self.sims()))]
+        return [code == 2 for code in self.splits()]
 
     def store_name(self, which: Literal["high", "low"]) -> str:
         ny, nx = self.resolution if which == "high" else self.low_resolution

@@ -23,6 +23,7 @@ import numpy as np
 
 from fluidperc import __version__
 from fluidperc.atomic import swap_in, unique_sibling
+from fluidperc.datasets import layout
 from fluidperc.datasets.layout import (
     CHECKSUM_ATTR,
     SIM_COORDS,
@@ -30,7 +31,7 @@ from fluidperc.datasets.layout import (
     expected_attrs,
     face_shapes,
 )
-from fluidperc.datasets.spec import DatasetSpec
+from fluidperc.datasets.spec import SPLITS, DatasetSpec
 from fluidperc.datasets.verify import inspect_store
 from fluidperc.errors import UserError
 from fluidperc.provenance import code_commit
@@ -123,12 +124,15 @@ def create_store(path: Path, spec: DatasetSpec, which: Literal["high", "low"], h
         "reynolds": np.array([r for r, _ in sims]), "seed": np.array([s for _, s in sims]),
         "viscosity": np.array([viscosity(info, r) for r, _ in sims]),
         "is_test": np.array(spec.is_test()),
+        "split": np.array(spec.splits(), dtype=np.int8),
     }
     coords["reynolds_ud"] = info.characteristic_velocity * info.characteristic_length / coords["viscosity"]
-    dim_of = {"time": "frame", **{k: "sim" for k in SIM_COORDS}}
+    dim_of = {"time": "frame", "split": "sim", **{k: "sim" for k in SIM_COORDS}}
     for name, values in coords.items():
         arr = group.create_array(name, shape=values.shape, dtype=values.dtype, dimension_names=[dim_of.get(name, name)])
         arr[:] = values
+    group["split"].attrs.update({"flag_values": list(range(len(SPLITS))), "flag_meanings": " ".join(SPLITS),
+                                 "long_name": "the sim's split: training, validation (selection) or test"})
     group.attrs.update({**attrs, "versions": versions()})
     consolidate(tmp)
     # A crash mid-creation never leaves something that looks like a store; if another process created it
@@ -204,7 +208,7 @@ def record_checksums(path: Path, sums: dict[int, dict[str, str]], shared: bool =
 def compute_statistics(path: Path) -> dict[str, dict[str, float]]:
     """mean/std/min/max per variable over the complete training sims (what the losses normalise with)."""
     group = open_group(path, "r")
-    train = np.flatnonzero(~group["is_test"][:] & group["complete"][:])
+    train = np.flatnonzero((layout.sim_splits(group) == 0) & group["complete"][:])
     if train.size == 0:
         raise UserError(f"{path}: no complete training sims to compute statistics from")
     stats = {}
@@ -228,7 +232,7 @@ def write_statistics(path: Path, stats: dict[str, dict[str, float]]) -> None:
     """One attribute write, then the consolidated copy that xarray reads; has_statistics checks both, so a crash
     between the two is finished by the relaunch."""
     group = open_group(path)
-    group.attrs.update({"statistics": stats, "statistics_over": "complete training sims (is_test == False)"})
+    group.attrs.update({"statistics": stats, "statistics_over": "complete training sims (split == train)"})
     consolidate(path)
 
 

@@ -21,6 +21,7 @@ from fluidperc.datasets.layout import (
     face_shapes,
     frames_sha256,
     recorded_checksums,
+    same_spec,
 )
 from fluidperc.datasets.spec import DatasetSpec
 
@@ -88,14 +89,15 @@ def inspect_store(path: Path, spec: DatasetSpec | None = None, which: Literal["h
         return report
     if spec is not None and which is not None:
         want = expected_attrs(spec, which, high_path or Path(path))
-        if attrs["spec"] != want["spec"] or list(attrs["resolution"]) != list(want["resolution"]):
+        if not same_spec(attrs["spec"], spec) or list(attrs["resolution"]) != list(want["resolution"]):
             report.foreign = True
     try:
         shapes = expected_shapes(attrs)
     except Exception as err:
         report.problems.append(f"its recorded spec does not validate ({str(err).splitlines()[0][:200]})")
         return report
-    for name in (*VARIABLES, "complete", *COORDS, *SIM_COORDS):
+    shapes.setdefault("split", shapes["complete"])  # optional: stores written before validation splits lack it
+    for name in (*VARIABLES, "complete", *COORDS, *SIM_COORDS, *(("split",) if "split" in names else ())):
         if name not in names:
             report.problems.append(f"array '{name}' is missing")
         elif tuple(group[name].shape) != shapes[name]:

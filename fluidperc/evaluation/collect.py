@@ -99,6 +99,9 @@ def collect(run_dir: str, cells: list[dict]) -> str:
     per_sim = {m: np.full(shape[:5], np.nan) for m in whole}
     timing = np.full(shape[:4], np.nan)
     test_re = np.full((len(resolutions), n_sims), np.nan)
+    # which test sim and start frame each trajectory is (SOL's rollout_starts; otherwise sim i from frame 0)
+    traj_sim = np.tile(np.arange(n_sims), (len(resolutions), 1))
+    traj_start = np.zeros((len(resolutions), n_sims), dtype=int)
     step_index = {s: i for i, s in enumerate(steps)}
     for c in cells:
         ds = found.get(c["label"])
@@ -108,6 +111,8 @@ def collect(run_dir: str, cells: list[dict]) -> str:
         cols = [step_index[int(x)] for x in ds.step.values]
         n = ds.sizes["test_sim"]
         test_re[r, :n] = ds.test_reynolds.values
+        if "trajectory_sim" in ds.coords:
+            traj_sim[r, :n], traj_start[r, :n] = ds.trajectory_sim.values, ds.trajectory_start.values
         per_frame = json.loads(ds.attrs["seconds_per_frame"])
         rows = [(losses.index(c["loss"]), "", per_frame.get("corrected", per_frame.get("network")))]
         for name, suffix in baselines.get(c["task"], {}).items():
@@ -125,7 +130,9 @@ def collect(run_dir: str, cells: list[dict]) -> str:
         {m: (dims, a) for m, a in arrays.items()} | {m: (dims[:5], a) for m, a in per_sim.items()}
         | {"seconds_per_frame": (dims[:4], timing)},
         coords={"task": tasks, "loss": losses, "resolution": resolutions, "seed": seeds,
-                "test_sim": np.arange(n_sims), "step": steps, "test_reynolds": (("resolution", "test_sim"), test_re)},
+                "test_sim": np.arange(n_sims), "step": steps, "test_reynolds": (("resolution", "test_sim"), test_re),
+                "trajectory_sim": (("resolution", "test_sim"), traj_sim),
+                "trajectory_start": (("resolution", "test_sim"), traj_start)},
     )
     out = out.merge(ladder_results(cells, found, tasks, resolutions, steps))
     trained = [c for c in cells if c["label"] in found]

@@ -79,8 +79,15 @@ def evaluate_cell(cell_json: str, train_dir: str, out_path: str, settings_json: 
     coords = {"test_sim": np.arange(len(sims)), "test_reynolds": ("test_sim", data.low.reynolds[sims].numpy())}
     with torch.no_grad():
         ev = data.task.evaluate(model, data, cell, settings, device, lambda p, r: frame_metrics(p, r, dx, dy, losses))
+    if "trajectory_sim" in ev.coords:  # several trajectories per test sim (SOL's rollout_starts)
+        which = np.asarray(ev.coords["trajectory_sim"][1])
+        coords = {"test_sim": np.arange(len(which)),
+                  "test_reynolds": ("test_sim", data.low.reynolds[sims].numpy()[which])}
+    rollout = task_entry(cell.task).rollout
     if ev.trajectories is not None:
-        ev.results.update(trajectory_metrics(*ev.trajectories, dx, dy, task_entry(cell.task).rollout))
+        ev.results.update(trajectory_metrics(*ev.trajectories, dx, dy, rollout))
+    for suffix, (pred, ref) in ev.baseline_trajectories.items():
+        ev.results.update({name + suffix: v for name, v in trajectory_metrics(pred, ref, dx, dy, rollout).items()})
     steps, keep, shown = ev.steps, ev.sample_index, ev.anim_index
     sample_vars = {f"sample_{k}": (("sample", "channel", "y", "x"), v.detach().numpy()) for k, v in ev.samples.items()}
     if len(shown):

@@ -51,7 +51,14 @@ class _ImageSpec(_Spec):
 
     @property
     def _suffix(self) -> str:
-        return "-bf16" if self.precision == "bfloat16" else ""
+        """What sets this spec apart in its label: a resize (``-r224``: fields resized to 224x224, the
+        reference regime of the ImageNet trunks and LSiM), bfloat16. Padding is the default policy and adds
+        nothing (the study's v1 labels stay what they were)."""
+        resize = ""
+        if self.resize_to is not None:
+            h, w = self.resize_to
+            resize = f"-r{h}" if h == w else f"-r{h}x{w}"
+        return resize + ("-bf16" if self.precision == "bfloat16" else "")
 
     @model_validator(mode="after")
     def _one_size_policy(self) -> "_ImageSpec":

@@ -73,6 +73,7 @@ class Evaluation:
     # every test trajectory whole, (prediction, reference) [test_sim, step, C, H, W], for the metrics of whole
     # trajectories (fluidperc.metrics.trajectory_metrics); None: a task that does not give them
     trajectories: tuple[torch.Tensor, torch.Tensor] | None = None
+    baseline_trajectories: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # by suffix
 
 
 class Task:
@@ -178,7 +179,9 @@ class TaskData:
         if n_frames <= horizon:
             raise UserError(f"cell {cell.label}: {low_path} has {n_frames} frames, fewer than unroll+1 = {horizon + 1}")
         self.last_start = n_frames - 1 - horizon
-        train_sims, val_sims = self.low.train_sims, self.low.test_sims or self.low.train_sims
+        # validation: the store's declared validation sims; else (older stores) the test sims, or with val_sims: K
+        # the last K training sims held out
+        train_sims, val_sims = self.low.train_sims, self.low.val_sims or self.low.test_sims or self.low.train_sims
         if s.val_sims:
             if s.val_sims >= len(train_sims):
                 raise UserError(f"cell {cell.label}: val_sims {s.val_sims} leaves no training sims in {low_path} "

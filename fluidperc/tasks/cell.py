@@ -41,6 +41,8 @@ class CellConfig(ImportsPluginsFirst):
     settings_source: str = Field("train.settings", description="where the settings came from (the report says)")
     variant: str = Field("", description="the point of train.grid this cell trains (e.g. lr=0.0003), part of its "
                          "label and of its loss row in the results; empty without a grid")
+    loss_family: str = Field("", description="the weight grid the cell's loss is a point of (mse+λ*lsim), for the "
+                             "selection on validation; empty for a loss without one")
 
     @field_validator("plugins", mode="after")
     @classmethod
@@ -103,7 +105,7 @@ class CellConfig(ImportsPluginsFirst):
 # What may differ between the cells of one pack: each keeps its own initialisation and batches (seed), loss,
 # learning rate and Adam state. The rest (task, data, grids, architecture, batch size, unroll, steps, ...) is
 # one computation.
-PER_CELL = ("seed", "loss", "settings.lr", "settings_source", "variant")
+PER_CELL = ("seed", "loss", "settings.lr", "settings_source", "variant", "loss_family")
 
 
 def pack_differences(a: CellConfig, b: CellConfig) -> list[str]:

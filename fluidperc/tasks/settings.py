@@ -24,8 +24,10 @@ class TrainSettings(BaseModel):
     compression: float = Field(8.0, gt=1, description="AE: input values per latent value")
     variable: Literal["velocity", "marker"] = Field("velocity", description="AE/SR: which field the network sees")
     val_samples: int = Field(16, ge=1, description="validation frames (SOL: rollouts) on held-out sims")
-    val_sims: int = Field(0, ge=0, description="validate on the last K training sims, held out from training "
-                          "(0: validate on the test sims). Tuning needs K >= 1 so that it never sees the test sims")
+    val_sims: int = Field(0, ge=0, description="validate on the last K training sims, held out from training; 0: on "
+                          "the dataset's validation sims (datagen's val_reynolds x val_seeds), or, for a dataset "
+                          "that declares none, on its test sims. Tuning needs K >= 1 so that it never sees the "
+                          "test sims")
     val_rollout: int | None = Field(16, ge=1, description="SOL: steps rolled out per validation sample (None: "
                                     "unroll). The default, 16, is long enough that validation speaks for a 100-step "
                                     "test rollout; fix it when unroll varies, so that runs compare")
@@ -75,7 +77,11 @@ class TrainSettings(BaseModel):
 class EvalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    rollout_steps: int = Field(100, ge=1, description="SOL: steps rolled out from the first test frame")
+    rollout_steps: int = Field(100, ge=1, description="SOL: steps rolled out from each start frame of a test sim")
+    rollout_starts: int = Field(1, ge=1, le=64, description="SOL: rollouts per test sim, from this many stored frames "
+                                "evenly spaced from the first to the last that leaves rollout_steps to compare; each "
+                                "(test sim, start) is one test trajectory in the results (coordinates "
+                                "trajectory_sim, trajectory_start)")
     frames: int = Field(8, ge=1, description="SR/AE: test frames per sim, evenly spaced")
     samples: int = Field(4, ge=1, description="sample frames kept for the report's figure")
     animation_frames: int = Field(24, ge=0, description="frames of the first test sim kept for the report's "

@@ -135,12 +135,23 @@ class SolverInTheLoopTask(Task):
         value = sum(loss(preds[:, k], target[:, k]) for k in range(preds.shape[1]))
         return preds.flatten(0, 1), target.flatten(0, 1), value
 
+    @staticmethod
+    def trajectories(data, settings) -> tuple[int, np.ndarray, np.ndarray]:
+        """(rollout steps, the store index of each trajectory's test sim, its start frame): every test sim from
+        ``rollout_starts`` frames evenly spaced from the first to the last that leaves the rollout to compare."""
+        n_frames = data.low.centred.shape[1]
+        n_steps = min(settings.rollout_steps, n_frames - 1)
+        last = n_frames - 1 - n_steps
+        starts = np.unique(np.linspace(0, last, min(settings.rollout_starts, last + 1)).round().astype(int))
+        sims = np.array(data.low.test_sims)
+        return n_steps, np.repeat(sims, len(starts)), np.tile(starts, len(sims))
+
     def evaluate(self, model, data, cell, settings, device, metrics):
         ny, nx = cell.resolution
-        n_steps = min(settings.rollout_steps, data.low.centred.shape[1] - 1)
-        s = torch.tensor(data.low.test_sims)
+        n_steps, traj_sims, traj_starts = self.trajectories(data, settings)
+        s, f = torch.from_numpy(traj_sims), torch.from_numpy(traj_starts)
         low = data.low
-        args = tuple(t.to(device) for t in (low.velocity_x[s, 0], low.velocity_y[s, 0], low.marker[s, 0],
+        args = tuple(t.to(device) for t in (low.velocity_x[s, f], low.velocity_y[s, f], low.marker[s, f],
                                             low.reynolds[s].float())) + (n_steps,)
         timing, preds = {}, {}
         for corrected in (True, False):
@@ -151,7 +162,7 @@ class SolverInTheLoopTask(Task):
             synchronize(device)
             timing["corrected" if corrected else "source"] = (time.perf_counter() - t0) / (n_steps * len(s))
             preds[corrected] = preds[corrected].cpu()
-        ref = low.centred[s, 1 : n_steps + 1]
+        ref = low.centred[s[:, None], f[:, None] + torch.arange(1, n_steps + 1)]  # trajectory, step, C, y, x
         results = {}
         for corrected, pred in preds.items():
             per_step = [metrics(pred[:, k], ref[:, k]) for k in range(n_steps)]
@@ -164,8 +175,11 @@ class SolverInTheLoopTask(Task):
         def frames(index: np.ndarray) -> dict[str, torch.Tensor]:
             return {"prediction": preds[True][0, index], "source": preds[False][0, index], "reference": ref[0, index]}
 
-        coords = {}
-        ladder = self.ladder(model, data, cell, settings, device, n_steps) if settings.ladder != [] else None
+        test = data.low.test_sims
+        coords = {"trajectory_sim": ("test_sim", np.array([test.index(int(i)) for i in traj_sims])),
+                  "trajectory_start": ("test_sim", traj_starts)}
+        ladder = (self.ladder(model, data, cell, settings, device, n_steps, traj_sims, traj_starts)
+                  if settings.ladder != [] else None)
         if ladder:
             grids = sorted(ladder, key=lambda g: g[0] * g[1])
             per_rung = [[metrics(ladder[g][0][:, k], ref[:, k]) for k in range(n_steps)] for g in grids]
@@ -173,11 +187,13 @@ class SolverInTheLoopTask(Task):
                 results[f"ladder_{name}"] = (("rung", "test_sim", "step"),
                                              np.stack([np.stack([m[name] for m in rung], axis=1) for rung in per_rung]))
             results["ladder_seconds_per_frame"] = (("rung",), np.array([ladder[g][1] for g in grids]))
-            coords = {"rung": [grid_name(cell.scene, g) for g in grids], "rung_cells": ("rung", [g[0] * g[1] for g in grids])}
+            coords.update({"rung": [grid_name(cell.scene, g) for g in grids],
+                           "rung_cells": ("rung", [g[0] * g[1] for g in grids])})
         return Evaluation(results, np.arange(1, n_steps + 1), frames(keep), keep, frames(shown), shown, timing, coords,
-                          trajectories=(preds[True], ref))
+                          trajectories=(preds[True], ref), baseline_trajectories={"_source": (preds[False], ref)})
 
-    def ladder(self, model, data, cell, settings, device, n_steps: int) -> dict | None:
+    def ladder(self, model, data, cell, settings, device, n_steps: int, traj_sims: np.ndarray,
+               traj_starts: np.ndarray) -> dict | None:
         """The plain sim at grids from the low one up to the high-resolution store's, each from the high-res test
         frame, its velocity brought onto the low grid (fluidperc.sim.ladder): what accuracy the plain
         solver buys for its time, beside the corrected sim's. None when the low store has no high-res partner."""
@@ -195,10 +211,10 @@ class SolverInTheLoopTask(Task):
         kept = np.flatnonzero(low["complete"][:])
         if not np.array_equal(kept, np.flatnonzero(high["complete"][:])):
             return None  # the pair is not complete for the same sims: no common start frame
-        sims = kept[data.low.test_sims]
-        first = {k: torch.from_numpy(high[k].get_orthogonal_selection((sims, 0, slice(None), slice(None))))
+        sims = kept[traj_sims]  # each trajectory's sim in the high store, from its start frame
+        first = {k: torch.from_numpy(np.stack([high[k][int(i), int(t)] for i, t in zip(sims, traj_starts)]))
                  for k in ("velocity_x", "velocity_y", "marker")}
-        reynolds = [float(r) for r in data.low.reynolds[data.low.test_sims]]
+        reynolds = [float(r) for r in data.low.reynolds[traj_sims]]
         sim = Simulation(cell.scene, *high_grid, reynolds, int(high.attrs["diffusion_substeps"]), device=device)
         start = state_from_tensors(sim, *(first[k].to(device) for k in ("velocity_x", "velocity_y", "marker")))
         rungs = settings.ladder if settings.ladder is not None else default_rungs((ny, nx), high_grid)

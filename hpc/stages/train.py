@@ -79,20 +79,48 @@ def check_imported(sweep: Sweep, ds, task: str, settings: TrainSettings, where: 
 
 
 def tuned_run(stage) -> Any:
-    """The tune results ``train.settings_from`` names, or None; a clear error when there are none."""
+    """What ``train.settings_from`` names: a tune run's results (tune.zarr), or a search run's candidates
+    (fluidperc.analysis.selection: a train stage's grid, chosen among on validation); None without it; a clear
+    error when it is neither."""
     if stage.settings_from is None:
         return None
-    from fluidperc.analysis.tuning import load_tune  # xarray, matplotlib: only with settings_from
-
     path = Path(stage.settings_from)
-    if not (path / "tune.zarr").exists():
-        raise UserError(f"train.settings_from is {stage.settings_from!r}, which holds no tune.zarr; expected the run "
-                        "directory of a finished tune stage (python -m hpc.launch TUNE_SWEEP.yaml --out DIR)")
-    return load_tune(path)
+    if (path / "tune.zarr").exists():
+        from fluidperc.analysis.tuning import load_tune  # xarray, matplotlib: only with settings_from
+
+        return load_tune(path)
+    from fluidperc.analysis.bundle import cell_results, is_bundle  # only with settings_from
+
+    if (path / "train").is_dir() or is_bundle(path):
+        if not cell_results(path):
+            raise UserError(f"train.settings_from is {stage.settings_from!r}, a run with no finished cell yet; "
+                            "finish its training first (relaunch it with --wait)")
+        from fluidperc.analysis.selection import candidates
+
+        return SearchRun(path, candidates(path))
+    raise UserError(f"train.settings_from is {stage.settings_from!r}, which holds no tune.zarr and no trained cells; "
+                    "expected the run directory (or bundle) of a finished tune stage or of a search (a train stage "
+                    "with a grid)")
+
+
+class SearchRun:
+    """A finished search's candidates by (task, grid, family), and where they are."""
+
+    def __init__(self, path: Path, groups: dict) -> None:
+        self.path, self.groups = path, groups
+
+    def best(self, task: str, grid: str, family: str):
+        from fluidperc.analysis.selection import chosen, describe
+
+        group = self.groups.get((task, grid, family))
+        if not group:
+            return None
+        best = chosen(group)
+        return best.loss_spec, dict(best.settings), describe(best, group, self.path)
 
 
 def loss_settings(stage, task: str, loss: Any, tuned: Any, dataset: Any = None,
-                  where: str = "") -> tuple[Any, dict[str, Any], str]:
+                  where: str = "", family: str = "") -> tuple[Any, dict[str, Any], str]:
     """(loss spec, settings overrides, where they came from) for one task and loss: train.settings,
     task_settings and the dataset's settings, then the tune run's best trial for the loss, then
     train.loss_settings by hand."""
@@ -102,7 +130,16 @@ def loss_settings(stage, task: str, loss: Any, tuned: Any, dataset: Any = None,
     if dataset is not None and dataset.settings:
         overrides.update(dataset.settings)
         source += f" + {where or 'the dataset'}.settings"
-    if tuned is not None and tuned.attrs.get("task") == task:
+    if isinstance(tuned, SearchRun):
+        grid = grid_name(dataset.name, dataset.resolution) if dataset is not None else ""
+        family = family or spec.label
+        best = tuned.best(task, grid, family)
+        if best is None:
+            source += f" (no finished {task} cell of {family} on {grid} in {stage.settings_from})"
+        else:
+            loss, chosen_settings, source = best[0], best[1], best[2]
+            overrides.update(chosen_settings)
+    elif tuned is not None and tuned.attrs.get("task") == task:
         from fluidperc.analysis.tuning import best_trial  # xarray, matplotlib: only with a tune run
 
         best = best_trial(tuned, spec.label, spec.name)
@@ -143,8 +180,11 @@ def cells(sweep: Sweep) -> list[CellConfig]:
             needs_high = task_entry(task).high_resolution
             if needs_high and ds.high_resolution is None:
                 raise UserError(f"train.datasets.{i}: task '{task}' needs high_resolution (the target grid) for {ds.name}")
-            for loss in stage.losses:
-                spec, overrides, source = loss_settings(stage, task, loss, tuned, ds, f"train.datasets.{i}")
+            pairs = stage.expanded_losses()
+            if isinstance(tuned, SearchRun):  # one loss per family: the search's choice
+                pairs = list({family: (family, loss) for family, loss in pairs}.values())
+            for family, loss in pairs:
+                spec, overrides, source = loss_settings(stage, task, loss, tuned, ds, f"train.datasets.{i}", family)
                 for point, variant in grid_points(stage.grid):
                     settings = TrainSettings.model_validate({**stage.settings.model_dump(), **overrides, **point})
                     if ds.imported is not None:
@@ -155,7 +195,9 @@ def cells(sweep: Sweep) -> list[CellConfig]:
                                               high_resolution=ds.high_resolution if needs_high else None,
                                               seed=seed, settings=settings,
                                               settings_source=source + (" + train.grid" if variant else ""),
-                                              variant=variant))
+                                              variant=variant,
+                                              loss_family=(family if family != parse_loss_spec(spec).label
+                                                           and not isinstance(tuned, SearchRun) else "")))
     return out
 
 

@@ -1,0 +1,111 @@
+"""The study protocol end to end on tiny data: declared validation sims, several test seeds and rollout starts,
+keep: best, a cosine schedule, an lr grid and a sum's weight grid chosen among on validation, LSiM in its own
+regime (resize_to 224), the new metrics and statistics in the report; then a second sweep trains each loss with
+what the search chose (train.settings_from)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT
+
+LSIM_224 = {"name": "lsim", "resize_to": [224, 224]}
+
+
+def protocol_sweep(data: Path, **train) -> dict:
+    return {
+        "name": "protocol",
+        "resources": {"cpus_per_task": 1, "time_min": 20},
+        "datagen": {"data_dir": str(data), "datasets": [{
+            "scene": "karman", "resolution": [32, 16], "factor": 2,
+            "train_reynolds": [1.0e5, 3.0e5, 5.0e5], "train_seeds": [0],
+            "val_reynolds": [2.0e5], "val_seeds": [500],
+            "test_reynolds": [2.5e5], "test_seeds": [1000, 1001, 1002],
+            "steps": 30, "keep_from": 8, "sims_per_task": 8, "frames_per_chunk": 22}]},
+        "train": {
+            "tasks": ["sol"], "datasets": [{"scene": "karman", "resolution": [16, 8]}],
+            "losses": ["mse", {"name": "sum", "terms": [{"weight": 1.0, "loss": "mse"},
+                                                        {"weight": [0, 0.1], "loss": LSIM_224}]}],
+            "seeds": [0, 1],
+            "settings": {"steps": 8, "batch_size": 2, "unroll": 2, "val_rollout": 4, "validate_every": 2,
+                         "checkpoint_every": 4, "val_samples": 2, "schedule": "cosine", "warmup_steps": 2,
+                         "keep": "best", "select_on": "val_rel_l2"},
+            **train,
+        },
+        "evaluate": {"settings": {"rollout_steps": 4, "rollout_starts": 2, "frames": 2, "samples": 1,
+                                  "animation_frames": 0, "ladder": []}},
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_tiny_study_with_every_protocol_key_runs_end_to_end_and_a_second_sweep_trains_what_it_chose(
+        tmp_path, lsim_weights):
+    env = {"FLUIDPERC_WEIGHTS": str(lsim_weights.parent), "PYTHONUNBUFFERED": "1"}
+    import os
+
+    env = {**os.environ, **env}
+    search = tmp_path / "search.yaml"
+    search.write_text(yaml.safe_dump(protocol_sweep(tmp_path / "data", grid={"lr": [1.0e-3, 3.0e-4]},
+                                                    cells_per_task=6), sort_keys=False))
+    run = tmp_path / "search"
+    cmd = [sys.executable, "-m", "hpc.launch", str(search), "--backend", "local", "--out", str(run)]
+    dry = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert "mse+0*lsim-r224 lr=0.001" in dry.stdout and "12 cells in 2 jobs of up to 6" in dry.stdout, dry.stdout
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=800)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    import xarray as xr
+
+    store = xr.open_zarr(tmp_path / "data" / "karman_16x8.zarr")
+    assert store.split.values.tolist() == [0, 0, 0, 1, 2, 2, 2], "3 training, 1 validation, 3 test sims"
+    ds = xr.open_zarr(run / "results.zarr")
+    assert ds.sizes["test_sim"] == 6 and ds.trajectory_start.sel(resolution="karman_16x8").values.tolist()[:2] == [0, 17]
+    assert sorted(set(ds.trajectory_sim.sel(resolution="karman_16x8").values.tolist())) == [0, 1, 2]
+    for metric in ("nrmse", "pooled_rel_l2", "frmse_low", "vorticity_correlation", "high_correlation_time"):
+        assert bool(np.isfinite(ds[metric].sel(task="sol", loss="mse lr=0.001")).all()), metric
+    for cell in (run / "train").iterdir():
+        result = json.loads((cell / "result.json").read_text())
+        assert result["kept"] == "best" and result["select_on"] == "val_rel_l2" and result["kept_step"] in (2, 4, 6, 8)
+        rows = [json.loads(line) for line in (cell / "metrics.jsonl").read_text().splitlines()]
+        assert rows[0]["lr"] < rows[1]["lr"] and rows[-1]["lr"] < rows[2]["lr"], "warm-up, then cosine decay"
+    report = (run / "report" / "report.md").read_text()
+    for heading in ("## Selection on validation", "### sol on karman_16x8: mse+λ*lsim-r224",
+                    "## Appendix: ratios to MSE per test sim", "## Training settings per loss"):
+        assert heading in report, heading
+    assert all(m in report for m in ("nrmse", "pooled_rel_l2", "frmse_low", "high_correlation_time"))
+    assert "t [" in report and "sample standard deviation (ddof = 1)" in report
+    assert "cosine, warm-up 2" in report and "best (val_rel_l2 at" in report
+    assert "share of lsim" in report
+
+    # the study: each loss family with the setting its search chose, on validation alone
+    from fluidperc.analysis.selection import candidates, chosen
+
+    groups = candidates(run)
+    want = {family: chosen(group) for (task, grid, family), group in groups.items()}
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(protocol_sweep(tmp_path / "data", settings_from=str(run)), sort_keys=False))
+    done = subprocess.run([sys.executable, "-m", "hpc.launch", str(study), "--backend", "local", "--out",
+                           str(tmp_path / "study"), "--dry-run"], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    cells = [line for line in done.stdout.splitlines() if line.startswith("  sol ")]
+    labels = {line.split()[2] for line in cells}
+    assert labels == {"mse", want["mse+λ*lsim-r224"].loss}, done.stdout
+    from hpc.spec import load_sweep
+    from hpc.stages.train import cells as plan_cells
+
+    planned = plan_cells(load_sweep(study))
+    assert {c.loss_spec.label for c in planned} == labels and len(planned) == 4
+    for c in planned:
+        family = "mse" if c.loss_spec.label == "mse" else "mse+λ*lsim-r224"
+        assert c.settings.lr == want[family].settings["lr"]
+        assert c.settings_source.startswith(f"search {run}: ") and "on validation" in c.settings_source
