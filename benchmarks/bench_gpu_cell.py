@@ -43,7 +43,7 @@ def study_cell(data_dir: Path, frames: int, quick: bool):
     if quick:  # a small grid and few sims: the CPU test checks the code path, not the figures
         overrides += ["datagen.datasets.0.resolution=[32, 16]", "train.datasets.0.resolution=[16, 8]",
                       "datagen.datasets.0.train_reynolds=[1.0e+5, 4.0e+5]", "datagen.datasets.0.test_reynolds=[2.0e+5]",
-                      "train.settings.val_samples=2"]
+                      "train.settings.val_samples=2", "train.settings.val_rollout=4"]
     sweep = load_sweep(SWEEP, overrides)
     cell = cells(sweep)[0]
     assert (cell.task, cell.scene, cell.loss_spec.label, cell.seed) == ("sol", "karman", "mse", 0), cell.label

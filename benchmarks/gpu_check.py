@@ -110,6 +110,7 @@ def make_cell(root: Path, task: str, loss, device: str, quick: bool, steps: int 
     return CellConfig(task=task, loss=loss, scene="karman", data_dir=str(root), resolution=low,
                       high_resolution=(low[0] * 2, low[1] * 2) if task == "sr" else None, seed=0,
                       settings={"steps": steps, "batch_size": 3 if task == "sol" else 8, "unroll": 4, "lr": 1e-3,
+                                "val_rollout": 4,
                                 "checkpoint_every": 1000, "validate_every": 1000, "device": device})
 
 

@@ -93,13 +93,15 @@ def test_gpu_check_runs_every_check_on_the_cpu(tmp_path):
     for task in ("ae", "sr", "sol"):
         for loss in ("mse", "lsim", "vgg-relu3_3"):
             assert f"train step {task} {loss}" in names
-    assert {"SOL rollout equals the CPU's", "DDP cell, world size 1", "pressure solve"} <= names
+    assert {"SOL rollout equals the CPU's", "DDP cell, world size 1", "pressure solve", "packed SOL cells"} <= names
+    packed = result["timings"]["packed_cells"]
+    assert packed["k"] == 2 and packed["pack_step_s"] > 0 and packed["stacked_vs_per_cell"] <= 1e-3
     assert all(c["ok"] for c in result["checks"]), result["checks"]
     assert "backend gloo" in next(c["detail"] for c in result["checks"] if c["check"] == "DDP cell, world size 1")
     assert result["timings"]["sol_step"]["median_s"]["mse"] > 0
     probe = next(c for c in result["checks"] if c["check"] == "SOL rollout as one CUDA graph (probe)")
     assert probe["detail"] == "skipped: CUDA graphs need a GPU"  # the probe itself runs only on a GPU
-    assert proc.stdout.rstrip().splitlines()[-1].startswith("17 passed, 0 failed")
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("18 passed, 0 failed")
 
 
 @pytest.mark.slow
