@@ -77,8 +77,9 @@ def evaluate_cells(jobs: list[tuple[str, str, str, str]]) -> list[str]:
     return done
 
 
-def evaluate_combined(*args: Any) -> str:
-    """The combined pipeline's job (low-res sim + SOL + SR against the high-res sim), loaded in the job."""
-    from fluidperc.evaluation.combined import evaluate_combined as evaluate
+def evaluate_pipeline(name: str, *args: Any) -> str:
+    """A registered evaluation pipeline's job (fluidperc.evaluation.pipelines: the combined pipeline, low-res sim
+    + SOL + SR against the high-res sim), its evaluation loaded in the job."""
+    from fluidperc.evaluation.pipelines import PIPELINES
 
-    return evaluate(*args)
+    return PIPELINES[name].load()(*args)

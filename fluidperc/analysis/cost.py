@@ -1,5 +1,6 @@
-"""Accuracy against cost for the combined pipeline: every path's error against its wall time per frame, with the
-plain simulation's resolution ladder as the curve to beat, and each path's speed-up at equal accuracy."""
+"""Accuracy against cost (SOL, the combined pipeline): every path's error against its wall time per frame, with the
+plain simulation's resolution ladder as the curve to beat, and each path's speed-up at equal accuracy. How a
+task's or pipeline's paths are named comes from its entry (fluidperc.evaluation.pipelines.shown_as)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,12 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from fluidperc.analysis.figures import save_png  # noqa: E402
+from fluidperc.evaluation.pipelines import shown_as  # noqa: E402
 from fluidperc.sim.ladder import equal_accuracy_speedup  # noqa: E402
 
 FLOOR = 1e-7  # an error of 0 on log axes
 
 
-# how each task's paths are named in the figure and the speed-up lines
-PATH_NAMES = {"combined": ("low-res + SR (source)", "low-res + SOL + SR ({})"),
-              "sol": ("low-res sim (source)", "low-res sim + SOL ({})")}
-WHAT = {"combined": "of the marker vs the high-res sim", "sol": "of the velocity vs the reference, low grid"}
 
 
 def cost_points(ds: xr.Dataset, task: str, resolution: str, metric: str = "rel_l2") -> tuple[list, list, tuple] | None:
@@ -37,7 +35,7 @@ def cost_points(ds: xr.Dataset, task: str, resolution: str, metric: str = "rel_l
     ladder = [(str(g), float(e), float(t)) for g, e, t in zip(grids, lad.values, secs.values) if np.isfinite(t)]
     # the finest rung is the high-res sim, i.e. the reference itself (error 0): it is the cost line, not the curve
     top = ladder.pop() if ladder else None
-    source_name, path_name = PATH_NAMES.get(task, ("source", "{}"))
+    source_name, path_name = shown_as(task).display.cost_paths
     sub = ds.sel(task=task, resolution=resolution)
     err = sub[metric].mean(["test_sim", "step", "seed"])
     time = sub.seconds_per_frame.median("seed")
@@ -73,11 +71,11 @@ def cost_lines(ds: xr.Dataset, task: str, resolution: str, out: Path) -> list[st
     if found is None:
         return []
     ladder, paths, top = found
-    name = f"accuracy_vs_cost_{resolution}.png" if task == "combined" else f"accuracy_vs_cost_{task}_{resolution}.png"
-    plot_cost(ladder, paths, top, resolution, out / name, what=WHAT.get(task, ""))
+    display = shown_as(task).display
+    name = display.cost_figure.format(task=task, resolution=resolution)
+    plot_cost(ladder, paths, top, resolution, out / name, what=display.cost_what)
     le, lt = np.array([p[1] for p in ladder]), np.array([p[2] for p in ladder])
-    brought = ("its marker interpolated bilinearly onto the high-resolution grid" if task == "combined" else
-               "its velocity resampled onto the low grid the reference lives on")
+    brought = display.brought
     lines = ["### Accuracy against cost", "",
              f"The plain simulation at {', '.join(p[0].split('_')[-1] for p in ladder)} (each from the same "
              f"high-resolution test frame, {brought}) is the "

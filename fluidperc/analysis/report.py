@@ -28,13 +28,9 @@ from fluidperc.errors import UserError  # noqa: E402
 from fluidperc.evaluation.collect import pseudo_names  # noqa: E402  (baselines, never "best")
 from fluidperc.metrics import perceptual_metric_specs
 from fluidperc.datasets.names import grid_name
-from fluidperc.tasks import tasks
+from fluidperc.evaluation.pipelines import shown_as
 from fluidperc.tasks.cell import CellConfig  # noqa: E402
 
-COMBINED_NOTE = ("The combined pipeline compares, for the marker density against the high-resolution reference, "
-                 "the low-resolution sim corrected by each loss's SOL network and upscaled by the same loss's SR "
-                 "network (rows named by loss), the uncorrected low-resolution sim upscaled by SR (`source`), and the "
-                 "high-resolution sim itself (`high-res sim`). Wall times per frame were measured in the same job.")
 PIXEL_ORDER = ("rel_l2", "mse", "mae", "vorticity_rmse", "spectrum_error", "nrmse", "pooled_rel_l2", "frmse_low",
                "frmse_mid", "frmse_high", "vorticity_correlation", "high_correlation_time")
 HIGHER_IS_BETTER = frozenset({"vorticity_correlation", "high_correlation_time"})
@@ -50,10 +46,9 @@ def _metrics(ds: xr.Dataset) -> list[str]:
 
 
 def is_rollout(task: str) -> bool:
-    """Results over rollout steps (a registered task with ``rollout``, or the combined pipeline): they get the
-    error-vs-step figure and the unroll column."""
-    table = tasks()
-    return task == "combined" or (task in table and table[task].rollout)
+    """Results over rollout steps (a task or pipeline with ``rollout``): they get the error-vs-step figure and the
+    unroll column."""
+    return shown_as(task).rollout
 
 
 def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str], list[list[str]]]:
@@ -70,6 +65,7 @@ def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str]
     best = {m: (max if m in HIGHER_IS_BETTER else min)(trained, key=lambda loss: float(mean[m].sel(loss=loss)))
             for m in metrics} if trained else {}
     improvement = "source" in losses and "rel_l2" in metrics  # a task with a source baseline (SOL, combined)
+    timed = shown_as(task).display.timed
     rows = []
     for loss in losses:
         row = [loss]
@@ -82,11 +78,11 @@ def summary_table(ds: xr.Dataset, task: str, resolution: str) -> tuple[list[str]
             denominator = float(mean["rel_l2"].sel(loss=loss))
             factor = float(mean["rel_l2"].sel(loss="source")) / denominator if denominator > 0 else np.inf
             row.append("1x" if loss == "source" else "-" if loss in pseudo else f"{factor:.2f}x")
-        if task == "combined":
+        if timed:
             row.append(f"{float(sub.seconds_per_frame.sel(loss=loss).mean('seed')) * 1e3:.3g}")
         rows.append([*row[:1], str(n), *row[1:]])
     headers = ["loss", "n"] + metrics + (["SOL improvement (rel_l2 source / loss)"] if improvement else [])
-    headers += ["wall time per frame [ms]"] if task == "combined" else []
+    headers += ["wall time per frame [ms]"] if timed else []
     return headers, rows
 
 
@@ -119,7 +115,7 @@ def plot_error_vs_step(ds: xr.Dataset, resolution: str, path: Path, metric: str 
     if not plotted:
         plt.close(fig)
         return False
-    what = "marker density vs the high-res reference" if task == "combined" else "vs reference"
+    what = shown_as(task).display.what
     ax.set(xlabel="rollout step", ylabel=f"{metric} {what}", title=f"{task.upper()} {resolution}: error over the rollout")
     ax.set_yscale("log")
     ax.legend()
@@ -230,7 +226,8 @@ def _evaluation_lines(run: Path, out: Path, animations: bool = True) -> list[str
             headers, rows = summary_table(ds, str(task), str(res))
             if not rows:
                 continue
-            note = [COMBINED_NOTE, ""] if task == "combined" else []
+            note = shown_as(str(task)).display.note
+            note = [note, ""] if note else []
             lines += [f"## {task} on {res}", "", *note, markdown_table(headers, rows), ""]
             paired = paired_table(ds, str(task), str(res))
             if paired:
@@ -316,7 +313,8 @@ def main_table(run_dir: str | Path) -> str:
     if not has_store(run_dir, "results.zarr"):
         return ""
     ds = load(run_dir)
-    task = next((str(t) for t in ds.task.values if t != "combined" and is_rollout(str(t))), str(ds.task.values[0]))
+    task = next((str(t) for t in ds.task.values if not shown_as(str(t)).pipeline and is_rollout(str(t))),
+                str(ds.task.values[0]))
     for res in ds.resolution.values:
         headers, rows = summary_table(ds, task, str(res))
         if rows:

@@ -12,16 +12,15 @@ import xarray as xr
 
 from fluidperc.evaluation.curves import validation_curves
 from fluidperc.evaluation.output import write_atomically
-from fluidperc.tasks import tasks
+from fluidperc.evaluation.pipelines import baselines_by_name
 
 RESULTS = "results.zarr"
-COMBINED_BASELINES = {"source": "_source", "high-res sim": "_highres"}
 
 
 def pseudo_losses() -> dict[str, dict[str, str]]:
-    """Task -> baselines stored beside a cell's own results (pseudo-loss -> variable suffix), shown on the loss
-    axis: each registered task's (fluidperc.tasks) and the combined pipeline's."""
-    return {name: dict(e.baselines) for name, e in tasks().items() if e.baselines} | {"combined": COMBINED_BASELINES}
+    """Task or pipeline -> baselines stored beside a cell's own results (pseudo-loss -> variable suffix), shown on
+    the loss axis: each registered task's (fluidperc.tasks) and pipeline's (fluidperc.evaluation.pipelines)."""
+    return baselines_by_name()
 
 
 def pseudo_names() -> tuple[str, ...]:
@@ -140,6 +139,7 @@ def collect(run_dir: str, cells: list[dict]) -> str:
     skipped = {label: ds.attrs.get("skipped_metrics", "{}") for label, ds in found.items()}
     out.attrs.update({"missing_cells": json.dumps(missing), "skipped_metrics": json.dumps(skipped),
                       "cells": json.dumps({c["label"]: c["eval_path"] for c in cells}),
-                      "note": "loss 'source' is the uncorrected low-resolution sim (SOL's baseline; in task 'combined' "
-                              "upscaled by SR); 'high-res sim' is the high-resolution simulation (task 'combined')"})
+                      "note": "the loss axis also holds each task's and pipeline's baselines (fluidperc.evaluation."
+                              "pipelines.baselines_by_name): 'source' is the uncorrected low-resolution sim (SOL's; in "
+                              "the combined pipeline upscaled by SR), 'high-res sim' the high-resolution simulation"})
     return str(write_atomically(out, run / RESULTS))

@@ -19,7 +19,6 @@ from fluidperc.datasets.names import grid_name
 from fluidperc.devices import resolve as resolve_device
 from fluidperc.devices import timed
 from fluidperc.errors import UserError
-from fluidperc.evaluation.collect import COMBINED_BASELINES
 from fluidperc.evaluation.evaluate import (
     EvalSettings,
     frame_metrics,
@@ -27,6 +26,7 @@ from fluidperc.evaluation.evaluate import (
     perceptual_losses,
 )
 from fluidperc.evaluation.output import write_atomically
+from fluidperc.evaluation.pipelines import PIPELINES
 from fluidperc.sim.ladder import (
     WARM_UP_STEPS,
     default_rungs,
@@ -38,7 +38,7 @@ from fluidperc.sim.scenes import scene_info
 from fluidperc.tasks.cell import CellConfig
 from fluidperc.weights import WeightStore
 
-PATHS = {"corrected": "", **COMBINED_BASELINES}  # path -> variable suffix
+PATHS = {"corrected": "", **dict(PIPELINES["combined"].baselines)}  # path -> variable suffix (its table entry's)
 
 
 def results_of(pred: torch.Tensor, ref: torch.Tensor, dx: float, dy: float, losses, n: int) -> dict[str, np.ndarray]:

@@ -19,10 +19,28 @@ ENTRY_POINT_GROUP = "fluidperc.tasks"
 
 
 @dataclass(frozen=True)
+class Display:
+    """How the report and the cost figures show a task's or a pipeline's results. ``what``: what its errors
+    compare (figure axes). ``note``: the report's paragraph above its table. ``timed``: its table gives each
+    path's wall time per frame. ``cost_paths``: the source path's name and the learned paths' ("{}": the loss).
+    ``cost_what``: the cost figure's error axis. ``brought``: how the ladder's rungs meet the reference grid.
+    ``cost_figure``: the cost figure's file name."""
+
+    what: str = "vs reference"
+    note: str = ""
+    timed: bool = False
+    cost_paths: tuple[str, str] = ("source", "{}")
+    cost_what: str = ""
+    brought: str = "its velocity resampled onto the low grid the reference lives on"
+    cost_figure: str = "accuracy_vs_cost_{task}_{resolution}.png"
+
+
+@dataclass(frozen=True)
 class TaskEntry:
     """``implementation``: ``"module:Class"`` of the task (a fluidperc.tasks.base.Task). ``high_resolution``:
     the cells need a target grid (a dataset's ``high_resolution``). ``rollout``: the task steps a solver, so it
-    uses ``unroll``/``val_rollout`` and is evaluated over rollout steps (error-vs-step figure). ``baselines``:
+    uses ``unroll``/``val_rollout`` and is evaluated over rollout steps (error-vs-step figure). ``display``: how
+    the report and the cost figures show it (fluidperc.evaluation.pipelines shows pipelines alike). ``baselines``:
     pseudo-losses the evaluation stores beside the cell's own results, as ``(name, variable suffix)``.
     ``packs``: the task has ``build_net``, so cells that differ only in seed, loss and learning rate may train
     in one job (``train.cells_per_task``)."""
@@ -34,6 +52,7 @@ class TaskEntry:
     rollout: bool = False
     baselines: tuple[tuple[str, str], ...] = ()
     packs: bool = False
+    display: Display = Display()
 
     def load(self) -> Any:
         return resolve(self.implementation)()
@@ -46,7 +65,9 @@ def _builtin() -> None:
                             "frame to the high-res one", high_resolution=True, packs=True))
     register_task(TaskEntry("sol", "fluidperc.tasks.sol:SolverInTheLoopTask", "Solver-in-the-Loop: a correction "
                             "network trained through m steps of the low-res solver", rollout=True,
-                            baselines=(("source", "_source"),), packs=True))
+                            baselines=(("source", "_source"),), packs=True,
+                            display=Display(cost_paths=("low-res sim (source)", "low-res sim + SOL ({})"),
+                                            cost_what="of the velocity vs the reference, low grid")))
 
 
 TASKS: Registry[TaskEntry] = Registry("task", ENTRY_POINT_GROUP, key=lambda e: e.name,

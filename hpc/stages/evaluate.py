@@ -68,13 +68,13 @@ def combined_group(stage, trained, skipped, run_dir: Path, settings: str, res) -
             e["reason"] = f"no marker SR cell with loss {sol.loss_spec.label} and seed {sol.seed}"
         else:
             out = Path(e["eval_path"])
-            tasks.append(Task(e["label"], (sol.model_dump_json(), str(cell_dir(run_dir, sol)), sr.model_dump_json(),
-                                           str(cell_dir(run_dir, sr)), str(out), settings),
+            tasks.append(Task(e["label"], ("combined", sol.model_dump_json(), str(cell_dir(run_dir, sol)),
+                                           sr.model_dump_json(), str(cell_dir(run_dir, sr)), str(out), settings),
                               done=evaluated(out, sol, run_dir) and evaluated(out, sr, run_dir),
                               output=str(out)))
         entries.append(e)
     entries += [{**entry(cell), "reason": reason} for cell, reason in skipped if on_grid(cell, "sol")]
-    group = JobGroup("evaluate.combined", "evaluate", "hpc.jobs:evaluate_combined", tasks, res, after=["train.sol", "train.sr"],
+    group = JobGroup("evaluate.combined", "evaluate", "hpc.jobs:evaluate_pipeline", tasks, res, after=["train.sol", "train.sr"],
                      note=f"{len(tasks)} low-res+SOL+SR vs high-res sim comparisons",
                      progress={"unit": "comparisons evaluated"})
     group.cells = [Cell(e["label"], "combined", resolution, e["loss"], e["seed"], e.get("reason", "")) for e in entries]
