@@ -254,7 +254,7 @@ train:
   seeds: [0, 1, 2]
   grid: {{lr: [1.0e-3, 3.0e-4]}}
   cells_per_task: 6
-  settings: {{steps: 12, batch_size: 2, unroll: 2, checkpoint_every: 3, validate_every: 12, val_samples: 2}}
+  settings: {{steps: 60, batch_size: 2, unroll: 2, checkpoint_every: 3, validate_every: 60, val_samples: 2}}
 evaluate:
   cells_per_task: 6
   settings: {{rollout_steps: 3, frames: 2, samples: 1, animation_frames: 0, ladder: []}}
@@ -283,7 +283,7 @@ def launch_packed_then_kill_one_pack(tmp_path: Path, data_dir: Path, backend: st
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     victim_cells = [run_dir / "train" / f"sol-karman_32x16-mae-lr={lr}-s{s}" for lr in ("0.001", "0.0003")
                     for s in range(3)]
-    deadline = time.time() + 400
+    deadline = time.time() + 400  # killed at its first checkpoint, with 57 of its 60 steps still to go
     while not all((c / "checkpoint.pt.sha256").exists() for c in victim_cells):
         assert first.poll() is None and time.time() < deadline, first.communicate()[1][-3000:]
         time.sleep(0.2)
@@ -301,9 +301,9 @@ def launch_packed_then_kill_one_pack(tmp_path: Path, data_dir: Path, backend: st
     assert all((c / "model.pt").stat().st_mtime == t for c, t in kept.items()), "finished cells are not trained again"
     for c in victim_cells:
         result = json.loads((c / "result.json").read_text())
-        assert result["steps"] == 12 and result["resumed_from_step"] >= 3 and result["pack_cells"] == 6
+        assert result["steps"] == 60 and result["resumed_from_step"] >= 3 and result["pack_cells"] == 6
         rows = [json.loads(line)["step"] for line in (c / "metrics.jsonl").read_text().splitlines()]
-        assert rows == list(range(1, 13)), "each cell's log continues from its own checkpoint"
+        assert rows == list(range(1, 61)), "each cell's log continues from its own checkpoint"
     import numpy as np
     import xarray as xr
 

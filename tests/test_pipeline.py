@@ -61,7 +61,7 @@ def check_results(run_dir: Path, composite: bool = False) -> None:
     if LSIM_WEIGHTS.is_file():
         assert np.isfinite(ds.sel(loss="lsim").rel_l2).all() and np.isfinite(ds.lsim.sel(loss="mse")).all()
         # one seed: the ratio to MSE is given, its interval is said to be unavailable
-        assert "Ratio to MSE, with its paired 95% interval" in text and "| lsim | " in text and "(n/a: 1 seed)" in text
+        assert "Ratio to MSE, with its 95% intervals" in text and "| lsim | " in text and "(n/a: 1 seed)" in text
         if composite:  # the composite loss trains, is evaluated and reported under its label, with its terms logged
             assert np.isfinite(ds.sel(loss="mse+0.1*lsim").rel_l2).all() and "| mse+0.1*lsim |" in text
             rows = (run_dir / "train" / "sol-karman_32x16-mse+0.1*lsim-s0" / "metrics.jsonl").read_text().splitlines()
@@ -69,7 +69,7 @@ def check_results(run_dir: Path, composite: bool = False) -> None:
     else:  # a sum is skipped like the loss whose weights it lacks
         for label in ("lsim", "mse+0.1*lsim") if composite else ("lsim",):
             assert "fluidperc.weights fetch lsim" in ds.attrs["missing_cells"][f"sol-karman_32x16-{label}-s0"]
-    assert "| loss | rel_l2 |" in text and "SOL improvement" in text
+    assert "| loss | n | rel_l2 |" in text and "SOL improvement" in text
     # the validation curves travel with the results: every cell's val_* rows of metrics.jsonl, over val_step
     assert ds.val_rel_l2.dims == (*DIMS[:4], "val_step") and list(ds.val_step.values) == [4, 8]
     logged = [json.loads(row) for row in (run_dir / "train" / "sol-karman_32x16-mse-s0" / "metrics.jsonl")
@@ -86,7 +86,8 @@ def check_results(run_dir: Path, composite: bool = False) -> None:
     assert ladder.ladder_rel_l2.mean(["test_sim", "step"]).values[-1] < 1e-5
     assert "### Accuracy against cost" in text and "- low-res sim + SOL (mse): " in text
     assert (report / "validation_sol_karman_32x16.png").stat().st_size > 1000
-    assert "## Training settings per loss" in text and "| sol | mse | 0.001 | 3 | 4 | 8 | train.settings |" in text
+    assert "## Training settings per loss" in text
+    assert "| sol | karman_32x16 | mse | 0.001 | constant | 3 | 4 | 8 | train.settings | s0: last (8) |" in text
     for png in ("error_vs_step_karman_32x16.png", "samples_sol_karman_32x16.png", "time_cost.png",
                 "accuracy_vs_cost_sol_karman_32x16.png"):
         assert (report / png).stat().st_size > 1000 and f"]({png})" in text
@@ -194,7 +195,7 @@ def test_report_of_a_results_store_whose_evaluation_stores_are_gone_says_why_it_
     assert "Sample frames: not drawn, because the evaluation stores they come from are not on this machine" in text
     assert str(tmp_path / "eval") in text and "samples_sol_karman_32x16.png" not in text
     assert not (copy / "report" / "samples_sol_karman_32x16.png").exists()
-    assert "| loss | rel_l2 |" in text, "the metrics still come from results.zarr"
+    assert "| loss | n | rel_l2 |" in text, "the metrics still come from results.zarr"
 
 
 def test_analysis_cli_has_help_and_a_clear_error_without_results_that_creates_nothing(tmp_path):

@@ -71,11 +71,12 @@ def assert_stores_whole(data: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_two_launches_started_in_the_same_second_ten_times_never_corrupt_a_store(tmp_path):
-    """The issue's first report: two launches on a fresh data dir corrupted the store for good."""
+    """The issue's first report: two launches on a fresh data dir corrupted the store for good. (The race is in
+    preparing the stores, before any job runs: one datagen job per launch, all 4 sims, keeps each round short.)"""
     for round_ in range(10):
         where = tmp_path / f"round{round_}"
         where.mkdir()
-        sweep = write_sweep(where, where / "data", steps=10)
+        sweep = write_sweep(where, where / "data", steps=10, per_task=4)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         procs = [subprocess.Popen(launch_cmd(sweep, where / "run"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, cwd=ROOT, env=env) for _ in range(2)]
