@@ -50,30 +50,15 @@ def _resamples(n: int, count: int, rng: np.random.Generator | None) -> np.ndarra
     return rng.integers(0, n, size=(count, n))
 
 
-def paired_bootstrap(values: np.ndarray, baseline: np.ndarray, level: float = 0.95, draws: int = DRAWS,
-                     seed: int = 0) -> PairedRatio:
-    """``values`` and ``baseline``: [seed, test_sim] arrays of one metric for a loss and for MSE, paired by
-    position. NaN entries (a missing cell) are dropped pairwise by seed."""
+def _paired(values: np.ndarray, baseline: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """[seed, trajectory] arrays of a loss and the baseline, seeds without a value for both left out, and the
+    ratio of their means; None when nothing is left to compare."""
     values, baseline = np.asarray(values, float), np.asarray(baseline, float)
     keep = np.isfinite(values).all(axis=1) & np.isfinite(baseline).all(axis=1)
     values, baseline = values[keep], baseline[keep]
     if values.size == 0 or baseline.mean() == 0:
-        return PairedRatio(float("nan"))
-    ratio = float(values.mean() / baseline.mean())
-    n_seeds, n_sims = values.shape
-    if n_seeds < 2:
-        return PairedRatio(ratio)
-    exact = n_seeds**n_seeds * n_sims**n_sims <= EXACT_LIMIT
-    rng = None if exact else np.random.default_rng(seed)
-    seeds, sims = _resamples(n_seeds, draws, rng), _resamples(n_sims, draws, rng)
-    if exact:  # the crossed product: every seed resample with every sim resample
-        seeds, sims = np.repeat(seeds, len(sims), axis=0), np.tile(sims, (len(seeds), 1))
-    pick = (seeds[:, :, None], sims[:, None, :])
-    num, den = values[pick].mean(axis=(1, 2)), baseline[pick].mean(axis=(1, 2))
-    ratios = num[den != 0] / den[den != 0]
-    tail = (1 - level) / 2
-    low, high = np.quantile(ratios, [tail, 1 - tail])
-    return PairedRatio(ratio, float(low), float(high))
+        return None
+    return values, baseline, float(values.mean() / baseline.mean())
 
 
 def hierarchical_bootstrap(values: np.ndarray, baseline: np.ndarray, level: float = 0.95, draws: int = DRAWS,
@@ -81,12 +66,10 @@ def hierarchical_bootstrap(values: np.ndarray, baseline: np.ndarray, level: floa
     """The seed is the unit: resample seeds with replacement, then within each drawn seed its test trajectories
     with replacement (a fresh draw for each), the same draw for both losses; the ratio of the means. ``values``
     and ``baseline``: [seed, trajectory]. Every resample is enumerated when there are at most EXACT_LIMIT."""
-    values, baseline = np.asarray(values, float), np.asarray(baseline, float)
-    keep = np.isfinite(values).all(axis=1) & np.isfinite(baseline).all(axis=1)
-    values, baseline = values[keep], baseline[keep]
-    if values.size == 0 or baseline.mean() == 0:
+    paired = _paired(values, baseline)
+    if paired is None:
         return PairedRatio(float("nan"))
-    ratio = float(values.mean() / baseline.mean())
+    values, baseline, ratio = paired
     n_seeds, n_traj = values.shape
     if n_seeds < 2:
         return PairedRatio(ratio)
