@@ -10,7 +10,7 @@ from typing import Any
 
 from fluidperc.datasets.store import completed
 from fluidperc.plugins import import_plugins
-from fluidperc.train.outputs import LEGACY_PIECES, PIECES, read_pieces
+from fluidperc.train.outputs import LEGACY_PIECES, PIECES, piece_seconds, read_pieces
 from hpc import manifest as mf
 from hpc.backends import BACKENDS, get_backend
 from hpc.errors import UserError, run_cli
@@ -107,7 +107,7 @@ def compute_lines(plan: dict[str, dict[str, Any]]) -> list[str]:
         if pieces:
             worked = sum(1 for cell in cells if (cell / PIECES).is_file() or (cell / LEGACY_PIECES).is_file())
             lines.append(f"  {name}: {len(pieces)} job(s) on {worked} cell(s), "
-                         f"{sum(p['seconds'] for p in pieces) / 60:.1f} job-minutes")
+                         f"{sum(piece_seconds(p) for p in pieces) / 60:.1f} job-minutes")
     return ["compute, as each cell's trainer recorded it:", *lines] if lines else []
 
 

@@ -345,3 +345,20 @@ def test_a_packed_sweep_survives_a_killed_pack_on_the_slurm_test_cluster(slurm_c
         subprocess.run(["scancel", "--signal=KILL", "--full", job], check=True, timeout=60)
 
     launch_packed_then_kill_one_pack(tmp_path, data_dir, "slurm", kill)
+
+
+def test_a_packs_compute_record_charges_each_cell_its_share_of_the_job(data_dir, tmp_path):
+    """Each cell's pieces.jsonl records the job's wall time and its share (each step's time over the cells it
+    trained); the compute summary and hpc.status add the shares, so a pack of 3 is not counted 3 times."""
+    from fluidperc.analysis.compute import summarise
+    from fluidperc.train.outputs import read_pieces
+
+    cells = [cell(data_dir, "ae", "mse", s, steps=6, validate_every=6, checkpoint_every=6) for s in range(3)]
+    run_pack(cells, [tmp_path / "train" / c.label for c in cells], progress=False)
+    pieces = [read_pieces(tmp_path / "train" / c.label)[0] for c in cells]
+    assert all(p["cells"] == 3 and 0 < p["cost_seconds"] <= p["seconds"] for p in pieces)
+    assert sum(p["cost_seconds"] for p in pieces) <= max(p["seconds"] for p in pieces) + 0.1, \
+        "the shares add up to no more than the job's time"
+    rows, incomplete = summarise(tmp_path)
+    assert not incomplete and rows[0][3] == "3"
+    assert float(rows[0][5]) == pytest.approx(sum(p["cost_seconds"] for p in pieces) / 60, abs=0.06)

@@ -1,6 +1,7 @@
 """What each cell's training cost, from the compute record of every job that trained it (``pieces.jsonl``, kept in
 a bundle): a study run in pieces on several machines has no other record of its time once the machines are gone.
-One row per task, grid and loss: its cells, the median and the total job-minutes over them."""
+One row per task, grid and loss: its cells, the median and the total job-minutes over them (a job that trained
+several cells at once is charged to each by its share, fluidperc.train.outputs.piece_seconds)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from fluidperc.analysis.bundle import compute_record
 from fluidperc.analysis.tables import markdown_table
+from fluidperc.train.outputs import piece_seconds
 
 CELL = re.compile(r"^(?P<task>[^-]+)-(?P<grid>[^-]+)-(?P<loss>.+)-s(?P<seed>\d+)$")
 HEADERS = ["task", "grid", "loss", "cells", "median job-minutes per cell", "job-minutes"]
@@ -44,7 +46,7 @@ def summarise(path: str | Path, prefix: str = "", steps: int | None = None) -> t
             incomplete.append(f"{label} (record covers steps {ranges} of 0-{target}"
                               f"{'' if cell['finished'] else ', not finished'})")
             continue
-        groups.setdefault((m["task"], m["grid"], m["loss"]), []).append(sum(p["seconds"] for p in pieces) / 60)
+        groups.setdefault((m["task"], m["grid"], m["loss"]), []).append(sum(piece_seconds(p) for p in pieces) / 60)
     rows = [[task, grid, loss, str(len(mins)), f"{statistics.median(mins):.1f}", f"{sum(mins):.1f}"]
             for (task, grid, loss), mins in sorted(groups.items())]
     return rows, incomplete

@@ -82,6 +82,12 @@ def read_pieces(out_dir: Path) -> list[dict[str, Any]]:
     return sorted(pieces, key=lambda p: (p["ended"], p["start"]))
 
 
+def piece_seconds(piece: dict[str, Any]) -> float:
+    """A job's wall time charged to the cell: its share when the job trained several cells at once (each step's
+    time over the cells it trained, ``cost_seconds``), else the job's wall time."""
+    return float(piece.get("cost_seconds", piece["seconds"]))
+
+
 def append_piece(out_dir: Path, piece: dict[str, Any]) -> None:
     """One job's record, appended as one line (a line is written whole or, if the job dies mid-write, torn and
     reported by :func:`read_pieces`)."""
