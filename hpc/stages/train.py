@@ -238,6 +238,12 @@ AUTO_CPU, AUTO_GPU = 4, 24
 def pack_size(setting: int | str, cell: CellConfig, res) -> int:
     """train.cells_per_task for the jobs of ``cell``'s task: the number, or (auto) the size whose packs trained
     fastest in benchmarks/bench_pack.py on a machine like this one with the job's threads and memory."""
+    if not task_entry(cell.task).packs:
+        if setting not in ("auto", 1):
+            raise UserError(f"train.cells_per_task is {setting}, but task '{cell.task}' cannot train several cells "
+                            "at once (its entry says nothing of packs: no build_net); set train.cells_per_task: 1, "
+                            "or auto (one cell per job for such a task)")
+        return 1
     if setting != "auto":
         return int(setting)
     if res.gpus_per_node:
