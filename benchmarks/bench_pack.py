@@ -86,22 +86,25 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def flops_per_cell_step(root: Path, task: str) -> float:
-    """Floating-point operations of one cell's training step (forward, loss, backward), counted by torch."""
+    """Floating-point operations of one cell's network in a training step (forward and backward, counted by
+    torch on the inputs the step gives it: SOL's correction runs on batch x m states). The solver and the loss
+    are left out: the network is what a pack cannot share."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from fluidperc.datasets.frames import channel_stats
-    from fluidperc.losses import get_loss
-    from fluidperc.tasks.base import TaskData, build_model, sample_loss
+    from fluidperc.tasks.base import TaskData, build_model
 
     cell = cells(root, task, 1, 10)[0]
     torch.manual_seed(0)
     data = TaskData(cell)
-    model = build_model(cell, data)
-    loss = get_loss(cell.loss_spec, channel_stats((data.high or data.low).stats, data.variable))
-    batch = data.batch(data.train_index[: cell.settings.batch_size])
+    net = build_model(cell, data).net
+    s = cell.settings
+    if task == "sol":
+        x = torch.randn(s.batch_size * s.unroll, 3, *cell.resolution)
+    else:
+        x = data.batch(data.train_index[: s.batch_size])["input"]
     with FlopCounterMode(display=False) as counter:
-        sample_loss(model, batch, loss, cell).backward()
+        net(x).square().sum().backward()
     return float(counter.get_total_flops())
 
 
@@ -211,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                          else measure(root, task, k, steps, cores))
                 print(f"{task} K={k}: " + ", ".join(f"{r['way']} {r['cell_steps_per_s']:.2f}" for r in rows
                                                       if r["task"] == task and r["k"] == k), flush=True)
+        write("bench_pack", {"device": args.device, "steps": steps, "spec": SPEC, "rows": rows, "partial": True})
         flops = {task: flops_per_cell_step(root, task) for task in tasks}
     base = {(r["task"], r["k"]): r["cell_steps_per_s"] for r in rows if r["way"].startswith("solo")}
     peak = sgemm_gflops(cores) if args.device == "cpu" else None
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(headers, [[r["task"], r["k"], r["way"], f"{r['processes']}x{r['threads']}", f"{r['median_step_s']:.3f}",
                            f"{r['cell_steps_per_s']:.2f}", f"{r['ratio_to_solo']:.2f}", f"{r['gflops']:.0f}",
                            f"{r['peak_mb']:.0f}"] for r in rows]))
-    print("GFLOP per cell-step: " + ", ".join(f"{t} {f / 1e9:.1f}" for t, f in flops.items())
+    print("network GFLOP per cell-step: " + ", ".join(f"{t} {f / 1e9:.1f}" for t, f in flops.items())
           + (f"; float32 matrix product on {cores} threads: {peak:.0f} GFLOP/s" if peak else ""))
     if args.quick:
         return 0
