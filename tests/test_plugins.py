@@ -210,11 +210,6 @@ def test_a_scene_from_an_outside_package_generates_a_dataset_that_trains_a_cell(
     assert float(abs(ds.velocity_x.isel(frame=-1)).max()) > 0, "the stirring force moved nothing"
     assert ds.attrs["scene"] == "cavity" and ds.attrs["domain"] == [100.0, 100.0]
     assert (tmp_path / "run" / "train" / "ae-cavity_16x16-mse-s0" / "result.json").is_file()
-    packed = {**sweep, "train": {**sweep["train"], "cells_per_task": 2}}  # a task that did not say it packs
-    refused = subprocess.run([sys.executable, "-m", "hpc.launch", str(write(tmp_path / "packed.yaml", packed)),
-                              "--dry-run"], capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=120)
-    assert refused.returncode == 2 and "task 'denoise' cannot train several cells at once" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 1
     unknown = subprocess.run([sys.executable, "-m", "hpc.launch", str(write(path, {**sweep, "plugins": []})),
                               "--dry-run"], capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=120)
     assert unknown.returncode == 2 and "unknown scene 'cavity'; expected one of karman, plume" in unknown.stderr
@@ -308,6 +303,11 @@ def test_a_task_from_an_outside_package_trains_evaluates_and_reaches_the_report(
     assert np.isfinite(ds.val_rel_l2).all() and list(ds.val_step.values) == [2, 4]
     text = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "## denoise on karman_16x8" in text and "| mse |" in text
+    packed = {**sweep, "train": {**sweep["train"], "cells_per_task": 2}}  # a task that did not say it packs
+    refused = subprocess.run([sys.executable, "-m", "hpc.launch", str(write(tmp_path / "packed.yaml", packed)),
+                              "--dry-run"], capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=120)
+    assert refused.returncode == 2 and "task 'denoise' cannot train several cells at once" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
     unknown = subprocess.run([sys.executable, "-m", "hpc.launch", str(write(path, {**sweep, "plugins": []})),
                               "--dry-run"], capture_output=True, text=True, cwd=ROOT, env=plugin_env, timeout=120)
     assert unknown.returncode == 2 and "unknown task 'denoise'; expected one of ae, sr, sol" in unknown.stderr

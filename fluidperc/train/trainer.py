@@ -331,10 +331,11 @@ class Trainer:
             run.log.close()
             run.log = None
         if d.is_main and run.step > run.start:
-            append_piece(run.out, {"start": run.start, "to": run.step, "seconds": round(time.monotonic() - run.t0, 1),
+            seconds = time.monotonic() - run.t0
+            append_piece(run.out, {"start": run.start, "to": run.step, "seconds": round(seconds, 3),
                                    "host": socket.gethostname(), "code": code_commit(), "started": run.started,
                                    "ended": _utc_now(), "ranks": d.world_size, "device": str(d.device),
-                                   "cells": len(self.runs), "cost_seconds": round(run.cost_s, 1)})
+                                   "cells": len(self.runs), "cost_seconds": round(min(run.cost_s, seconds), 3)})
         run.start = run.step
 
     def _lock(self, run: CellRun) -> bool:
