@@ -28,8 +28,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import RESULTS, benchmark_device, machine, table
-from fluidperc.devices import synchronize
+from benchmarks.common import RESULTS, benchmark_device, machine, step_timer, table
 
 SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "sol_all_losses.yaml"
 
@@ -57,17 +56,10 @@ def train(cell, out: Path, device: torch.device) -> dict[str, Any]:
     steps: list[float] = []
     validations: list[tuple[int, float]] = []
 
+    time_steps = step_timer(steps, device)
+
     def hook(trainer) -> None:
-        inner = trainer._train_step
-
-        def timed_step(*args):
-            t0 = time.perf_counter()
-            value = inner(*args)
-            synchronize(device)
-            steps.append(time.perf_counter() - t0)
-            return value
-
-        trainer._train_step = timed_step
+        time_steps(trainer)
         trainer.on_validate = lambda row, _ckpt: validations.append((row["step"], time.perf_counter()))
 
     t0 = time.perf_counter()

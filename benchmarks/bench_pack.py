@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import table, write
+from benchmarks.common import step_timer, table, write
 
 SPEC = {"scene": "karman", "resolution": [128, 64], "factor": 2, "train_reynolds": [1.0e5, 3.0e5, 6.0e5, 8.0e5],
         "test_reynolds": [2.0e5], "steps": 40, "keep_from": 10, "sims_per_task": 5}
@@ -58,28 +58,14 @@ def worker(args: argparse.Namespace) -> None:
     """One training process: prints {"steps": [...], "peak_mb": ...} as its last line."""
     import torch
 
-    from fluidperc.devices import synchronize
     from fluidperc.train.trainer import run_pack
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     todo = cells(Path(args.root), args.task, args.k, args.steps, args.first_seed, args.device, args.graph)
     times: list[float] = []
-
-    def hook(trainer) -> None:
-        inner = trainer._train_step
-
-        def timed(*a):
-            t0 = time.perf_counter()
-            out = inner(*a)
-            synchronize(device)
-            times.append(time.perf_counter() - t0)
-            return out
-
-        trainer._train_step = timed
-
     with tempfile.TemporaryDirectory() as out:
-        run_pack(todo, [Path(out) / c.label for c in todo], progress=False, trainer_hook=hook)
+        run_pack(todo, [Path(out) / c.label for c in todo], progress=False, trainer_hook=step_timer(times, device))
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     print(json.dumps({"steps": times, "peak_mb": peak / 2**20}))

@@ -82,3 +82,24 @@ def benchmark_device(choice: str, prog: str):
               file=sys.stderr)
         return None
     return torch.device("cuda", 0) if choice == "cuda" else torch.device("cpu")
+
+
+def step_timer(times: list[float], device: Any) -> Callable[[Any], None]:
+    """A ``trainer_hook`` that appends each training step's wall time to ``times``, waiting for ``device`` to
+    finish first: what the benchmarks time is the trainer's own step, not a copy of it."""
+    from fluidperc.devices import synchronize
+
+    def hook(trainer: Any) -> None:
+        inner = trainer._train_step
+
+        def timed_step(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            out = inner(*args)
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+            return out
+
+        trainer._train_step = timed_step
+
+    return hook
+

@@ -38,7 +38,7 @@ from typing import Any, Callable
 import torch
 
 from benchmarks.bench_losses import SHARED_LSIM, random_trunks
-from benchmarks.common import RESULTS, benchmark_device, machine, table
+from benchmarks.common import RESULTS, benchmark_device, machine, step_timer, table
 from fluidperc.devices import synchronize, timed
 from fluidperc.weights import CATALOG, WeightStore, default_dirs
 
@@ -403,21 +403,8 @@ def check_packed_cells(root: Path, device: torch.device, quick: bool, tmp: Path,
             "cuda_graph": device.type == "cuda", "pack_kernels": kernels, "lr": 1e-3 * (1 + 0.05 * i)})})
             for i, c in enumerate(cells)]
         times: list[float] = []
-
-        def hook(trainer) -> None:
-            inner = trainer._train_step
-
-            def timed_step(*a):
-                t0 = time.perf_counter()
-                out = inner(*a)
-                synchronize(device)
-                times.append(time.perf_counter() - t0)
-                return out
-
-            trainer._train_step = timed_step
-
         outs = [tmp / f"pack-{name}" / c.label for c in cells]
-        run_pack(cells, outs, progress=False, trainer_hook=hook)
+        run_pack(cells, outs, progress=False, trainer_hook=step_timer(times, device))
         losses = [[json.loads(line)["train_loss"] for line in (o / "metrics.jsonl").read_text().splitlines()]
                   for o in outs]
         return times, losses
