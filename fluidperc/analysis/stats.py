@@ -152,17 +152,23 @@ def baseline_row(loss: str, baseline: str = "mse") -> str:
     return f"{baseline} {variant}" if variant else baseline
 
 
-def ratios_to_mse(ds: xr.Dataset, task: str, resolution: str, metric: str, baseline: str = "mse") -> dict[str, Comparison]:
-    """For every other loss in ``ds`` (results.zarr), ``metric`` against ``baseline``'s at the same grid point
-    (:func:`compare`)."""
+def _paired_rows(ds: xr.Dataset, task: str, resolution: str, metric: str, baseline: str):
+    """(loss, its baseline row, the metric per loss x seed x test sim) for every loss that has a baseline row to be
+    compared with: what the ratio tables and the appendix share."""
     sub = ds[metric].sel(task=task, resolution=resolution)
     per = sub.mean("step") if "step" in sub.dims else sub  # seed, test_sim (loss)
     rows = [str(x) for x in per.loss.values]
-    out = {}
     for loss in rows:
         base = baseline_row(loss, baseline)
-        if loss == base or base not in rows:
-            continue
+        if loss != base and base in rows:
+            yield loss, base, per
+
+
+def ratios_to_mse(ds: xr.Dataset, task: str, resolution: str, metric: str, baseline: str = "mse") -> dict[str, Comparison]:
+    """For every other loss in ``ds`` (results.zarr), ``metric`` against ``baseline``'s at the same grid point
+    (:func:`compare`)."""
+    out = {}
+    for loss, base, per in _paired_rows(ds, task, resolution, metric, baseline):
         values = per.sel(loss=loss).transpose("seed", "test_sim").values
         if np.isfinite(values).any():
             out[loss] = compare(values, per.sel(loss=base).transpose("seed", "test_sim").values)
@@ -173,14 +179,8 @@ def ratios_per_test_sim(ds: xr.Dataset, task: str, resolution: str, metric: str,
                         baseline: str = "mse") -> dict[tuple[str, int], PairedRatio]:
     """(loss, test sim) -> that sim's ratio to ``baseline`` (the geometric mean over seeds) with the seed-level
     t-interval of its log ratio: the report's appendix, which shows whether one test sim carries a conclusion."""
-    sub = ds[metric].sel(task=task, resolution=resolution)
-    per = sub.mean("step") if "step" in sub.dims else sub
-    rows = [str(x) for x in per.loss.values]
     out = {}
-    for loss in rows:
-        row = baseline_row(loss, baseline)
-        if loss == row or row not in rows:
-            continue
+    for loss, row, per in _paired_rows(ds, task, resolution, metric, baseline):
         for i in range(per.sizes["test_sim"]):
             values = per.sel(loss=loss).isel(test_sim=[i]).transpose("seed", "test_sim").values
             base = per.sel(loss=row).isel(test_sim=[i]).transpose("seed", "test_sim").values
