@@ -13,20 +13,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from hpc.measured import cpu_model  # the name the planner matches bench_pack.json against
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
     import torch
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     # FLUIDPERC_COMMIT first: a copy of the tree on another machine (a GPU lease) may carry a stale .git
     commit = os.environ.get("FLUIDPERC_COMMIT", "")
     if not commit:
