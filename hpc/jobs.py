@@ -35,7 +35,12 @@ class TrainJob(submitit.helpers.Checkpointable):
         handler = signal.getsignal(usr)
         if callable(handler):  # submitit's checkpoint-and-requeue handler, installed before this call
             signal.signal(usr, self._at_step_end(handler))
-        return run_pack(cells_json, out_dirs, trainer_hook=self._keep)
+        results = run_pack(cells_json, out_dirs, trainer_hook=self._keep)
+        # Done and saved: a pre-timeout signal from now on has nothing to checkpoint. Ignored, not left to Python's
+        # shutdown, which restores the default action (terminate): a signal in that window ended a finished job
+        # with exit 140, FAILED in accounting although every cell was complete.
+        signal.signal(usr, signal.SIG_IGN)
+        return results
 
     def _at_step_end(self, handler: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
         def deferred(signum: int, frame: Any) -> None:

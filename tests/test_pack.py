@@ -4,6 +4,7 @@ directory; a cell that diverges stops alone; a killed pack resumes per cell, in 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -362,3 +363,34 @@ def test_a_packs_compute_record_charges_each_cell_its_share_of_the_job(data_dir,
     rows, incomplete = summarise(tmp_path)
     assert not incomplete and rows[0][3] == "3"
     assert float(rows[0][5]) == pytest.approx(sum(p["cost_seconds"] for p in pieces) / 60, abs=0.06)
+
+
+FINISH_THEN_SIGNAL = """
+import os, signal, sys
+from hpc.jobs import TrainJob
+
+called = []
+signal.signal(signal.SIGUSR2, lambda signum, frame: called.append(signum))  # as submitit's handler is installed
+TrainJob()(open(sys.argv[1]).read().splitlines(), [sys.argv[2]])
+os.kill(os.getpid(), signal.SIGUSR2)  # Slurm's pre-timeout signal, arriving just after the pack finished
+print("checkpoint handler called" if called else "signal ignored", flush=True)
+"""
+
+
+def test_a_pre_timeout_signal_after_the_pack_finished_neither_requeues_nor_kills_the_job(data_dir, tmp_path):
+    """Slurm may signal a job's time limit early, as its work ends. A finished job ignores the signal: left to
+    Python's shutdown (which restores the default action) it ended a complete job with exit 140, FAILED in
+    accounting; left to submitit's handler it would requeue finished work."""
+    import subprocess
+    import sys
+
+    c = cell(data_dir, "ae", steps=4, validate_every=4, checkpoint_every=4)
+    (tmp_path / "cells.jsonl").write_text(c.model_dump_json() + "\n")
+    (tmp_path / "finish.py").write_text(FINISH_THEN_SIGNAL)
+    env = {**os.environ, "SUBMITIT_DEBUG_JOB_ID": "1", "SUBMITIT_EXECUTOR": "debug"}
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, str(tmp_path / "finish.py"), str(tmp_path / "cells.jsonl"),
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env, cwd=root)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == "signal ignored", res.stdout[-2000:]
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["steps"] == 4
