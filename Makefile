@@ -11,7 +11,7 @@ PYTEST_ARGS ?= --durations=15
 # LSiM's weights for the study: the staged copy beside the checkout when there is one (FLUIDPERC_WEIGHTS wins)
 STUDY_ENV := $(if $(FLUIDPERC_WEIGHTS),,$(if $(wildcard ../shared/weights/LSiM.pth),FLUIDPERC_WEIGHTS=$(abspath ../shared/weights),))
 
-.PHONY: install lint docs demo study-cpu study-sr study-ae test test-fast fuzz cluster-up cluster-down multinode-up multinode-down bench clean
+.PHONY: install lint docs demo study-cpu study-sr study-ae study-v2 test test-fast fuzz cluster-up cluster-down multinode-up multinode-down bench clean
 
 # Reinstall only when the dependency files change (a second `make` is quick).
 $(STAMP): pyproject.toml constraints.txt
@@ -51,6 +51,20 @@ study-sr study-ae: install
 	$(PY) -m fluidperc.analysis restore study/study_cpu runs/study_cpu
 	rc=0; $(STUDY_ENV) $(PY) -m hpc.launch sweeps/study_cpu.yaml --out runs/study_cpu --wait $(STUDY_TASK) || rc=$$?; \
 	  $(PY) -m fluidperc.analysis publish runs/study_cpu runs/study_cpu.bundle; exit $$rc
+
+# The study v2 behind RESULTS.md v2 (sweeps/study_v2_search.yaml, then sweeps/study_v2.yaml; about 15 h on 2 cores),
+# in pieces across machines: each step restores its published bundle (study/study_v2_search, study/study_v2: finished
+# weights, unfinished cells' checkpoints, curves, compute records) when there is one, trains what is missing at the
+# lowest CPU priority (nice 19: tests and CI on the same machine go first), and publishes the run back to study/
+# even when the launch fails or is stopped; commit study/ to carry the progress. The study starts only once the
+# search has finished, because it trains each loss with what the search chose.
+study-v2: install
+	test ! -f study/study_v2_search/bundle.json || $(PY) -m fluidperc.analysis restore study/study_v2_search runs/study_v2_search
+	rc=0; $(STUDY_ENV) nice -n 19 $(PY) -m hpc.launch sweeps/study_v2_search.yaml --out runs/study_v2_search --wait || rc=$$?; \
+	  $(PY) -m fluidperc.analysis publish runs/study_v2_search study/study_v2_search; exit $$rc
+	test ! -f study/study_v2/bundle.json || $(PY) -m fluidperc.analysis restore study/study_v2 runs/study_v2
+	rc=0; $(STUDY_ENV) nice -n 19 $(PY) -m hpc.launch sweeps/study_v2.yaml --out runs/study_v2 --wait || rc=$$?; \
+	  $(PY) -m fluidperc.analysis publish runs/study_v2 study/study_v2; exit $$rc
 
 # Brings up the local Slurm clusters (as root with apt-get; elsewhere the Slurm tests skip with the reason):
 # the single-node one on loopback and the three-node one in network namespaces. Runs the whole suite, and tears
