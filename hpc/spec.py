@@ -189,7 +189,9 @@ class TrainStage(Strict):
     settings_from: str | None = Field(
         None, description="a finished tune run (a run directory holding tune.zarr): each loss trains with the "
         "searched settings (lr, batch_size, unroll, ...) of its best trial, and with that trial's loss spec where "
-        "the search tuned weights inside the loss; cells of other tasks than the tune run's keep train.settings")
+        "the search tuned weights inside the loss; cells of other tasks than the tune run's keep train.settings. "
+        "Or a finished search (a run directory or bundle of a train stage with a grid): each task, grid and loss "
+        "family trains with the candidate it chose on validation; a search with unfinished cells is refused")
     loss_settings: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="settings per loss label, written by hand (lsim: {lr: 3.0e-4}); they "
         "win over settings_from and task_settings")

@@ -109,3 +109,39 @@ def test_a_tiny_study_with_every_protocol_key_runs_end_to_end_and_a_second_sweep
         family = "mse" if c.loss_spec.label == "mse" else "mse+λ*lsim-r224"
         assert c.settings.lr == want[family].settings["lr"]
         assert c.settings_source.startswith(f"search {run}: ") and "on validation" in c.settings_source
+
+
+def test_a_sweep_refuses_settings_from_a_search_with_unfinished_cells_and_takes_it_once_all_are_done(tmp_path):
+    """Choosing among part of a search would pick from whichever candidates finished first (the study v2 trains
+    from a search published in pieces): settings_from names the unfinished cells until every planned one is done.
+    The search run is written by hand, as a launch leaves it (sweep.yaml, each cell's config.json and
+    result.json); nothing trains."""
+    from hpc.errors import UserError
+    from hpc.spec import load_sweep
+    from hpc.stages.train import cells as plan_cells
+
+    data = tmp_path / "data"
+    search_dir = tmp_path / "search"
+    (search_dir / "train").mkdir(parents=True)
+    search = protocol_sweep(data, grid={"lr": [1.0e-3, 3.0e-4]}, losses=["mse"], seeds=[0])
+    (search_dir / "sweep.yaml").write_text(yaml.safe_dump(search, sort_keys=False))
+    planned = plan_cells(load_sweep(search_dir / "sweep.yaml"))
+    assert [c.variant for c in planned] == ["lr=0.001", "lr=0.0003"]
+    for cell in planned:  # both started; only the first has finished
+        (search_dir / "train" / cell.label).mkdir()
+        (search_dir / "train" / cell.label / "config.json").write_text(cell.model_dump_json())
+    (search_dir / "train" / planned[0].label / "result.json").write_text(
+        json.dumps({"steps": 8, "selected_value": 0.5, "select_on": "val_rel_l2"}))
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(protocol_sweep(data, losses=["mse"], settings_from=str(search_dir)),
+                                    sort_keys=False))
+    with pytest.raises(UserError) as err:
+        plan_cells(load_sweep(study))
+    message = str(err.value)
+    assert "1 planned cell(s) unfinished" in message and planned[1].label in message, message
+    assert f"--out {search_dir} --wait" in message
+
+    (search_dir / "train" / planned[1].label / "result.json").write_text(
+        json.dumps({"steps": 8, "selected_value": 0.25, "select_on": "val_rel_l2"}))
+    chosen = plan_cells(load_sweep(study))
+    assert {c.settings.lr for c in chosen} == {3.0e-4}, "the lower validation score wins once both are done"

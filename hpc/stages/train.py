@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from fluidperc.datasets.names import grid_name
 from fluidperc.losses import missing_weights, parse_loss_spec
 from fluidperc.tasks import task_entry
@@ -15,7 +17,7 @@ from fluidperc.weights import WeightStore
 from hpc.errors import UserError
 from hpc.measured import best_pack_size, pack_benchmark
 from hpc.plan import Cell, JobGroup, Task, batch_label, chunks
-from hpc.spec import Sweep
+from hpc.spec import Sweep, load_sweep, parse_sweep
 from hpc.stages.datagen import data_dir as datagen_dir
 from hpc.stages.datagen import group_name, import_group_name
 
@@ -95,12 +97,38 @@ def tuned_run(stage) -> Any:
         if not cell_results(path):
             raise UserError(f"train.settings_from is {stage.settings_from!r}, a run with no finished cell yet; "
                             "finish its training first (relaunch it with --wait)")
+        unfinished = unfinished_search_cells(path)
+        if unfinished:
+            shown = ", ".join(unfinished[:3]) + (", ..." if len(unfinished) > 3 else "")
+            raise UserError(f"train.settings_from is {stage.settings_from!r}, a search with {len(unfinished)} planned "
+                            f"cell(s) unfinished ({shown}); choosing among part of a search would pick from whichever "
+                            "candidates finished first. Finish it first: relaunch its sweep with --out "
+                            f"{stage.settings_from} --wait (or restore its bundle and relaunch)")
         from fluidperc.analysis.selection import candidates
 
         return SearchRun(path, candidates(path))
     raise UserError(f"train.settings_from is {stage.settings_from!r}, which holds no tune.zarr and no trained cells; "
                     "expected the run directory (or bundle) of a finished tune stage or of a search (a train stage "
                     "with a grid)")
+
+
+def unfinished_search_cells(path: Path) -> list[str]:
+    """The cells a search's resolved sweep plans (those whose weights are here) that have no result in it yet."""
+    from fluidperc.analysis.bundle import cell_results, is_bundle, manifest  # xarray: only with settings_from
+
+    if is_bundle(path):
+        text = manifest(path).get("sweep")
+        if not text:
+            return []
+        search = parse_sweep(path / "bundle.json", yaml.safe_load(text))  # written by publish from sweep.yaml
+    elif (path / "sweep.yaml").is_file():
+        search = load_sweep(path / "sweep.yaml")
+    else:
+        return []
+    if search.train is None:
+        return []
+    done = cell_results(path)
+    return [cell.label for cell in trainable_cells(search)[0] if cell.label not in done]
 
 
 class SearchRun:
