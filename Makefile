@@ -4,9 +4,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SLURM_DIR ?= /tmp/fluidperc-slurm
 MN_DIR ?= /tmp/fluidperc-mn
-# One process: on 2 cores the suite is CPU-bound, and pytest-xdist workers made it slower (docs/development.md).
-# On a bigger machine: make test PYTEST_ARGS="--durations=15 -n 4 --dist loadgroup" (tests that share a cluster or
-# Ray stay in one worker, tests/conftest.py).
+# One process: on 2 cores the suite is CPU-bound, and pytest-xdist's groups (tests that share a cluster or Ray stay
+# in one worker, tests/conftest.py) are silently ignored with pytest 9.2 and xdist 3.8 (docs/development.md).
 PYTEST_ARGS ?= --durations=15
 # LSiM's weights for the study: the staged copy beside the checkout when there is one (FLUIDPERC_WEIGHTS wins)
 STUDY_ENV := $(if $(FLUIDPERC_WEIGHTS),,$(if $(wildcard ../shared/weights/LSiM.pth),FLUIDPERC_WEIGHTS=$(abspath ../shared/weights),))

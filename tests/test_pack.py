@@ -202,6 +202,9 @@ import os, signal, sys
 from fluidperc.tasks.cell import CellConfig
 from fluidperc.train.trainer import run_pack
 
+import torch
+
+torch.set_num_threads(int(sys.argv[4]))  # the test's own: the weights must match bit for bit after the resume
 cells = [CellConfig.model_validate_json(line) for line in open(sys.argv[1]).read().splitlines()]
 outs = sys.argv[2].split(",")
 
@@ -232,7 +235,8 @@ def test_a_pack_killed_with_sigkill_resumes_each_cell_from_its_checkpoint_in_oth
     (tmp_path / "cells.jsonl").write_text("".join(c.model_dump_json() + "\n" for c in cells))
     (tmp_path / "kill.py").write_text(KILL_AT)
     res = subprocess.run([sys.executable, str(tmp_path / "kill.py"), str(tmp_path / "cells.jsonl"),
-                          ",".join(map(str, outs)), "13"], capture_output=True, text=True, timeout=600)
+                          ",".join(map(str, outs)), "13", str(torch.get_num_threads())], capture_output=True, text=True,
+                         timeout=600)
     assert res.returncode == -9, res.stderr[-2000:]
     assert all(torch.load(o / "checkpoint.pt", weights_only=True)["step"] == 10 for o in outs)
     assert not any((o / "result.json").exists() for o in outs)

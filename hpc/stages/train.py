@@ -113,7 +113,7 @@ def tuned_run(stage) -> Any:
 
 
 def unfinished_search_cells(path: Path) -> list[str]:
-    """The cells a search's resolved sweep plans (those whose weights are here) that have no result in it yet."""
+    """The cells a search's resolved sweep plans that have no result in it yet."""
     from fluidperc.analysis.bundle import cell_results, is_bundle, manifest  # xarray: only with settings_from
 
     if is_bundle(path):
@@ -128,7 +128,11 @@ def unfinished_search_cells(path: Path) -> list[str]:
     if search.train is None:
         return []
     done = cell_results(path)
-    return [cell.label for cell in trainable_cells(search)[0] if cell.label not in done]
+    # with missing_weights: fail the search trained every cell; with skip, the cells whose weights are not here
+    # either (never a failure of their own: a search run without them planned none of them)
+    store = WeightStore.from_env()
+    return [cell.label for cell in cells(search) if cell.label not in done
+            and (search.missing_weights == "fail" or missing_weights(cell.loss_spec, store) is None)]
 
 
 class SearchRun:
