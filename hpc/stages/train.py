@@ -100,10 +100,12 @@ def tuned_run(stage) -> Any:
         unfinished = unfinished_search_cells(path)
         if unfinished:
             shown = ", ".join(unfinished[:3]) + (", ..." if len(unfinished) > 3 else "")
+            how = (f"restore it (python -m fluidperc.analysis restore {stage.settings_from} RUN_DIR), relaunch the "
+                   "search's sweep with --out RUN_DIR --wait, and publish RUN_DIR there again" if is_bundle(path)
+                   else f"relaunch its sweep with --out {stage.settings_from} --wait")
             raise UserError(f"train.settings_from is {stage.settings_from!r}, a search with {len(unfinished)} planned "
                             f"cell(s) unfinished ({shown}); choosing among part of a search would pick from whichever "
-                            "candidates finished first. Finish it first: relaunch its sweep with --out "
-                            f"{stage.settings_from} --wait (or restore its bundle and relaunch)")
+                            f"candidates finished first. Finish it first: {how}")
         from fluidperc.analysis.selection import candidates
 
         return SearchRun(path, candidates(path))
