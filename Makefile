@@ -4,9 +4,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SLURM_DIR ?= /tmp/fluidperc-slurm
 MN_DIR ?= /tmp/fluidperc-mn
-# One process: on 2 cores the suite is CPU-bound, and pytest-xdist's groups (tests that share a cluster or Ray stay
-# in one worker, tests/conftest.py) are silently ignored with pytest 9.2 and xdist 3.8 (docs/development.md).
 PYTEST_ARGS ?= --durations=15
+# make test runs the suite's groups side by side (tests/run_groups.py): the single-node Slurm tests, the multi-node
+# and Ray tests, and the rest over this many pytest-xdist workers (docs/development.md).
+TEST_WORKERS ?= 2
 # LSiM's weights for the study: the staged copy beside the checkout when there is one (FLUIDPERC_WEIGHTS wins)
 STUDY_ENV := $(if $(FLUIDPERC_WEIGHTS),,$(if $(wildcard ../shared/weights/LSiM.pth),FLUIDPERC_WEIGHTS=$(abspath ../shared/weights),))
 
@@ -75,7 +76,7 @@ test: lint docs
 	  FLUIDPERC_MN_DIR=$(MN_DIR) bash slurm/local-multinode-up.sh || { FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-down.sh; exit 1; }; \
 	else echo "make test: not root on Debian/Ubuntu, so no local Slurm clusters; the Slurm tests will skip."; fi; \
 	rc=0; SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf FLUIDPERC_SLURM_DIR=$(SLURM_DIR) FLUIDPERC_MN_DIR=$(MN_DIR) \
-	  $(PY) -m pytest -ra $(PYTEST_ARGS) || rc=$$?; \
+	  $(PY) tests/run_groups.py --workers $(TEST_WORKERS) -- -ra $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$up = 1 ]; then FLUIDPERC_MN_DIR=$(MN_DIR) bash slurm/local-multinode-down.sh; \
 	  FLUIDPERC_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster-down.sh; fi; \
 	exit $$rc

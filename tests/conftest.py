@@ -205,26 +205,37 @@ def data_dir(tmp_path_factory) -> Path:
     return root
 
 
-# Tests that share something only one of them may use at a time run one after another in one pytest-xdist worker
-# (make test: --dist loadgroup): the single-node cluster (its queue and its limits are asserted), and the
-# multi-node cluster together with every Ray (Ray's workers are told apart from other runs' by name only).
-def _group(item) -> str | None:
+# Tests that share something only one of them may use at a time run one after another, in one pytest process of
+# their group: the single-node cluster (its queue and its limits are asserted), and the multi-node cluster together
+# with every Ray (Ray's workers are told apart from other runs' by name only). `make test` runs the groups as
+# separate pytest processes side by side (tests/run_groups.py), not as pytest-xdist's loadgroup: with pytest 9.2
+# and pytest-xdist 3.8 loadgroup silently ignores the groups (pytest-dev/pytest-xdist#1386; docs/development.md).
+GROUPS = ("slurm", "multinode-and-ray", "other")
+
+
+def group_of(item) -> str:
     if "slurm_cluster" in item.fixturenames:
         return "slurm"
     if "multinode_cluster" in item.fixturenames or item.get_closest_marker("ray") is not None:
         return "multinode-and-ray"
-    return None
+    return "other"
 
 
-# With pytest 9.2 and pytest-xdist 3.8 the groups are silently ignored: xdist marks a group by rewriting
-# item._nodeid, which pytest 9.2 no longer reads (pytest-dev/pytest-xdist#1386, fix proposed in #1388). So
-# `make test` runs in one process (docs/development.md).
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads xdist_group to form the groups
+def pytest_addoption(parser):
+    parser.addoption("--test-group", choices=GROUPS, default=None,
+                     help="run only this group's tests (tests that share a cluster or Ray are one group; "
+                          "tests/run_groups.py runs the groups side by side)")
+
+
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = _group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    group = config.getoption("--test-group")
+    if group is None:
+        return
+    keep = [item for item in items if group_of(item) == group]
+    dropped = [item for item in items if group_of(item) != group]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 @pytest.fixture

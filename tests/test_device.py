@@ -86,7 +86,7 @@ def test_device_names_resolve_and_cuda_without_a_gpu_is_a_clear_error():
 def test_gpu_check_runs_every_check_on_the_cpu(tmp_path):
     """benchmarks/gpu_check.py --device cpu: the same code paths as on a GPU, so the check cannot rot."""
     out = tmp_path / "gpu_check.json"
-    proc = run_module("benchmarks.gpu_check", "--device", "cpu", "--quick", "--json", str(out), timeout=300)
+    proc = run_module("benchmarks.gpu_check", "--device", "cpu", "--quick", "--json", str(out), timeout=550)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     names = {c["check"] for c in result["checks"]}
@@ -109,7 +109,7 @@ def test_gpu_cell_benchmark_trains_the_sweeps_own_sol_cell_on_the_cpu(tmp_path):
     """benchmarks/bench_gpu_cell.py --device cpu: it plans its cell from sweeps/sol_all_losses.yaml, trains every
     variant through fluidperc.train.run for the steps asked, and projects the sweep's full cell from the timings."""
     out = tmp_path / "bench_gpu_cell.json"
-    proc = run_module("benchmarks.bench_gpu_cell", "--device", "cpu", "--quick", "--json", str(out), timeout=300)
+    proc = run_module("benchmarks.bench_gpu_cell", "--device", "cpu", "--quick", "--json", str(out), timeout=550)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["sweep"] == "sweeps/sol_all_losses.yaml" and result["full_steps"] == 20000
