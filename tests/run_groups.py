@@ -4,7 +4,8 @@ Why: tests that share the single-node cluster, or the multi-node cluster and Ray
 spend most of their time waiting on jobs; the other tests are independent and CPU-bound. pytest-xdist's loadgroup
 would do this in one process, but with pytest 9.2 and pytest-xdist 3.8 it silently ignores the groups
 (pytest-dev/pytest-xdist#1386). So each group gets its own process, its own base temp directory and its own log;
-the "other" group spreads over ``--workers`` pytest-xdist workers (plain load scheduling, no groups needed).
+the "other" group spreads its modules over ``--workers`` pytest-xdist workers (loadscope: a module's tests stay
+together, so its module-scoped fixtures, such as a whole local pipeline run, are made once).
 
 Usage: python tests/run_groups.py [--workers N] [--logs DIR] [-- PYTEST_ARGS...]
 Exit status: 0 when every group passed (or had nothing to run), else 1.
@@ -31,7 +32,7 @@ def _command(group: str, workers: int, basetemp: Path, extra: list[str]) -> list
     cmd = [sys.executable, "-m", "pytest", f"--test-group={group}", f"--basetemp={basetemp}",
            "-p", "no:cacheprovider"]  # three processes would overwrite each other's last-failed record
     if group == "other" and workers > 1:
-        cmd += ["-n", str(workers)]
+        cmd += ["-n", str(workers), "--dist", "loadscope"]  # a module's fixtures (a pipeline run) made once
     return cmd + extra
 
 
