@@ -140,8 +140,21 @@ def test_a_sweep_refuses_settings_from_a_search_with_unfinished_cells_and_takes_
     message = str(err.value)
     assert "1 planned cell(s) unfinished" in message and planned[1].label in message, message
     assert f"--out {search_dir} --wait" in message
+    # the same search published as a bundle (as study/study_v2_search is, in pieces): the same refusal, and the way
+    # on is restore, relaunch, publish again, never a launch into the bundle itself
+    from fluidperc.analysis.bundle import publish
+
+    bundle = publish(search_dir, tmp_path / "search_bundle")
+    study.write_text(yaml.safe_dump(protocol_sweep(data, losses=["mse"], settings_from=str(bundle)), sort_keys=False))
+    with pytest.raises(UserError) as err:
+        plan_cells(load_sweep(study))
+    message = str(err.value)
+    assert "1 planned cell(s) unfinished" in message and planned[1].label in message, message
+    assert f"python -m fluidperc.analysis restore {bundle} RUN_DIR" in message and "publish RUN_DIR there again" in message
+    assert f"--out {bundle}" not in message, message
 
     (search_dir / "train" / planned[1].label / "result.json").write_text(
         json.dumps({"steps": 8, "selected_value": 0.25, "select_on": "val_rel_l2"}))
+    publish(search_dir, bundle)
     chosen = plan_cells(load_sweep(study))
     assert {c.settings.lr for c in chosen} == {3.0e-4}, "the lower validation score wins once both are done"
