@@ -65,18 +65,26 @@ def slurm_session() -> str:
     return os.environ.get("SLURM_CONF", "")
 
 
+def wait_until_quiet(busy, what: str, timeout: float = 180) -> None:
+    """Poll ``busy()`` (a description of what still runs, "" when nothing does) until it is "", or fail naming it."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while found := busy():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not go quiet in {timeout:.0f} s: {found}")
+        time.sleep(0.5)
+
+
 @pytest.fixture
 def slurm_cluster(slurm_session: str) -> str:
     """The single-node cluster with an empty queue: an earlier test's jobs (a requeued or cancelled one that is
     still completing) never count against this test's limits or hold its node."""
-    import time
+    def queued() -> str:
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True, timeout=30).stdout
+        return f"queued {jobs.split()}" if jobs.split() else ""
 
-    deadline = time.monotonic() + 180
-    while queued := subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True,
-                                   timeout=30).stdout.split():
-        if time.monotonic() > deadline:
-            pytest.fail(f"the Slurm test cluster's queue did not empty in 180 s: {queued}")
-        time.sleep(0.5)
+    wait_until_quiet(queued, "the Slurm test cluster's queue")
     return slurm_session
 
 
@@ -119,19 +127,13 @@ class Multinode:
     def wait_quiet(self, timeout: float = 180) -> None:
         """Until no job is queued and no process but slurmd runs on a node: what an earlier test left behind
         (a cancelled job's ranks, Ray's workers) ends, and no test sees another's load, listeners or queue."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while True:
-            queued = self.run("squeue", "-h", "-o", "%i %T", timeout=30).stdout.split("\n")
-            queued = [line for line in queued if line.strip()]
+        def busy() -> str:
+            queued = [line for line in self.run("squeue", "-h", "-o", "%i %T", timeout=30).stdout.split("\n")
+                      if line.strip()]
             running = {node: cmds for node, cmds in self.node_processes().items() if cmds}
-            if not queued and not running:
-                return
-            if time.monotonic() > deadline:
-                pytest.fail(f"the multi-node cluster did not go quiet in {timeout:.0f} s: queued {queued}, "
-                            f"still running {running}")
-            time.sleep(0.5)
+            return f"queued {queued}, still running {running}" if queued or running else ""
+
+        wait_until_quiet(busy, "the multi-node cluster", timeout)
 
     def job_nodes(self, job_ids: list[str]) -> dict[str, str]:
         """job id -> the node it ran on, from accounting."""
