@@ -212,7 +212,7 @@ def data_dir(tmp_path_factory) -> Path:
 # with every Ray (Ray's workers are told apart from other runs' by name only). `make test` runs the groups as
 # separate pytest processes side by side (tests/run_groups.py), not as pytest-xdist's loadgroup: with pytest 9.2
 # and pytest-xdist 3.8 loadgroup silently ignores the groups (pytest-dev/pytest-xdist#1386; docs/development.md).
-GROUPS = ("slurm", "multinode-and-ray", "other")
+GROUPS = ("slurm", "multinode-and-ray", "other")  # tests/run_groups.py runs one pytest process per group
 
 
 def group_of(item) -> str:
@@ -233,8 +233,9 @@ def pytest_collection_modifyitems(config, items):
     group = config.getoption("--test-group")
     if group is None:
         return
-    keep = [item for item in items if group_of(item) == group]
-    dropped = [item for item in items if group_of(item) != group]
+    keep, dropped = [], []
+    for item in items:
+        (keep if group_of(item) == group else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
