@@ -43,6 +43,8 @@ class TrainJob(submitit.helpers.Checkpointable):
         return results
 
     def _at_step_end(self, handler: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
+        handler = _requeue_survives_sigterm(handler)
+
         def deferred(signum: int, frame: Any) -> None:
             trainer = self.trainer
             if trainer is not None and trainer.in_loop:
@@ -61,6 +63,17 @@ class TrainJob(submitit.helpers.Checkpointable):
             print(f"checkpoint signal at step {self.trainer.step}: {'saved' if saved else 'mid-step, kept the last checkpoint'}",
                   flush=True)
         return submitit.helpers.DelayedSubmission(TrainJob(), cells_json, out_dirs)
+
+
+def _requeue_survives_sigterm(handler: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
+    """submitit's handler checkpoints, then runs `scontrol requeue` for this job. The requeue ends the job's step
+    with SIGTERM, and on a loaded node that SIGTERM reached scontrol before it had exited: it died, and the job was
+    reported failed although Slurm had requeued it. An ignored signal stays ignored across exec, so with SIGTERM
+    ignored here scontrol finishes; this process ignores it already (submitit bypasses it) and exits next."""
+    def wrapped(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        handler(signum, frame)
+    return wrapped
 
 
 def evaluate_cells(jobs: list[tuple[str, str, str, str]]) -> list[str]:
