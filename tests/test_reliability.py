@@ -186,7 +186,8 @@ def test_datagen_into_a_full_file_system_fails_clearly_and_a_relaunch_after_free
 
 
 def _generate(tmp_path: Path) -> tuple[Path, Path]:
-    sweep = write_sweep(tmp_path, tmp_path / "data", steps=10)
+    """A whole pair of stores to break: the 4 sims in one job (each job process loads torch and PhiFlow)."""
+    sweep = write_sweep(tmp_path, tmp_path / "data", steps=10, per_task=4)
     res = subprocess.run(launch_cmd(sweep, tmp_path / "run"), capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     return sweep, tmp_path / "data" / "karman_32x16.zarr"
