@@ -35,9 +35,10 @@ def cell(data_dir: Path, task: str, loss="mse", **settings) -> CellConfig:
 LSIM_PADDED = {"name": "lsim", "pad_to": [64, 64]}
 
 
-# AE and SR drive a tiny batch's loss down 10x. SOL starts as the uncorrected sim (the correction network's
-# output layer is zero) and must beat it clearly: 0.4x was measured after 30 steps, 0.6x is asked.
-@pytest.mark.parametrize("task, steps, lr, factor", [("ae", 150, 2e-3, 10), ("sr", 150, 2e-3, 10), ("sol", 30, 1e-3, 1 / 0.6)])
+# AE and SR drive a tiny batch's loss down 10x: measured, the first step where that held was 26 (AE, MSE), 54 (AE,
+# LSiM), 19 (SR, MSE) and 43 (SR, LSiM); 90 steps are run. SOL starts as the uncorrected sim (the correction
+# network's output layer is zero) and must beat it clearly: 0.4x was measured after 30 steps, 0.6x is asked.
+@pytest.mark.parametrize("task, steps, lr, factor", [("ae", 90, 2e-3, 10), ("sr", 90, 2e-3, 10), ("sol", 30, 1e-3, 1 / 0.6)])
 @pytest.mark.parametrize("loss", ["mse", "lsim"])
 @pytest.mark.slow
 def test_each_task_overfits_a_tiny_batch(task, steps, lr, factor, loss, data_dir, request):
