@@ -63,7 +63,8 @@ def test_each_task_overfits_a_tiny_batch(task, steps, lr, factor, loss, data_dir
 
 @pytest.mark.slow
 def test_sol_correction_reduces_rollout_error_against_the_reference(data_dir, tmp_path):
-    c = cell(data_dir, "sol", steps=80, lr=1e-3, validate_every=80, checkpoint_every=80)
+    # measured: the corrected rollout's error is 0.51x the source's after 20 steps, 0.37x after 40; 0.9x is asked
+    c = cell(data_dir, "sol", steps=40, lr=1e-3, validate_every=40, checkpoint_every=40)
     run(c, tmp_path / "sol", progress=False)
     torch.manual_seed(0)
     data = TaskData(c)
