@@ -64,7 +64,9 @@ stop_cluster_daemons() {
 # slurm_conf_common: the slurm.conf lines both local clusters share (process tracking, scheduling, accounting).
 # batch_sched_delay=0: the default delays each array task by 3 s; KillWait=5: submitit ignores SIGTERM.
 # cred_expire=15: a requeued job (a training job past its time limit) waits this long before it may start again;
-# Slurm's default 120 s would make the time-limit test wait minutes per requeue.
+# Slurm's default 120 s would make the time-limit test wait minutes per requeue. sched_interval=2: nothing but the
+# main scheduling loop starts a requeued job once that wait is over, and it runs every 60 s by default, so each
+# requeued piece of the time-limit test sat about 30 s in the queue (12 pieces in one CI run, 2026-12-07).
 slurm_conf_common() {
     cat <<'EOF'
 AuthInfo=cred_expire=15
@@ -74,7 +76,7 @@ MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
+SchedulerParameters=batch_sched_delay=0,sched_interval=2
 KillWait=5
 MinJobAge=300
 ReturnToService=2

@@ -106,13 +106,19 @@ train:
   losses: [mse]
   seeds: [0]
   settings: {{steps: {steps}, batch_size: 3, checkpoint_every: 5000, validate_every: 5000}}
-  resources: {{time_min: 1, cpus_per_task: 1}}
+  resources: {{time_min: 1, cpus_per_task: 1, signal_s: 5}}
 """
-STEPS = 20000  # about 2 minutes of training on one core here: at least two 1-minute limits to cross
+# About 2 minutes of training on one core of this 2-core VM, at least two 1-minute limits to cross: alone, pieces of
+# 36, 42, 42 and 20 s (2026-12-07). A core over 1.6 times as fast would cross only one, and needs more steps.
+STEPS = 20000
+# signal_s 5: Slurm checks time limits every 30 s and signals at the first check that finds the job within signal_s
+# + 30 s of its limit. With the default (20 s, a third of the limit) a piece that starts just after a check, as a
+# requeued one does (the requeue at a check, cred_expire 15 s, sched_interval 2 s), is signalled 12 s in and trains
+# for about 7 s (15 pieces and 7m26s alone, 2026-12-07); with 5 s it is signalled 43 s in (4 pieces, 3m22s).
 
 
-# Hang guards, not timings: alone it takes about 5 minutes; beside the other test groups (make test), whose
-# processes share the two cores, each 1-minute piece trains less and it took 11 (679 s).
+# Hang guards, not timings: alone it takes about 3.5 minutes; beside the other test groups (make test), whose
+# processes share the two cores, each 1-minute piece trains less and it took 11 (679 s, before signal_s 5).
 @pytest.mark.timeout(1800)
 def test_a_cell_longer_than_its_time_limit_finishes_across_requeues_with_the_weights_of_an_uninterrupted_run(
         slurm_cluster, data_dir, tmp_path, launch_cli):
@@ -141,7 +147,7 @@ def test_a_cell_longer_than_its_time_limit_finishes_across_requeues_with_the_wei
     while (states := _slurm("sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", job).split())[-1:] != ["COMPLETED"]:
         assert time.time() < deadline, f"accounting never recorded the end of {job}: {states}"
         time.sleep(1)  # accounting learns of the job's end some seconds after the launcher does
-    assert states.count("REQUEUED") >= 2, states
+    assert states.count("REQUEUED") >= 2, f"{states}: it finished within two pieces (on a faster core raise STEPS)"
     logs = "".join(p.read_text() for p in sorted((run_dir / "logs" / "train.ae").glob("*_log.*")))
     saved = [int(line.split()[4].rstrip(":")) for line in logs.splitlines()
              if line.startswith("checkpoint signal at step") and line.endswith("saved")]
