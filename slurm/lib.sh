@@ -67,6 +67,9 @@ stop_cluster_daemons() {
 # Slurm's default 120 s would make the time-limit test wait minutes per requeue. sched_interval=2: nothing but the
 # main scheduling loop starts a requeued job once that wait is over, and it runs every 60 s by default, so each
 # requeued piece of the time-limit test sat about 30 s in the queue (12 pieces in one CI run, 2026-12-07).
+# UnkillableStepTimeout=180: under make test's load a requeued training step once took 65 s to end after its
+# signals (CI, 2026-12-07); the default 60 s drained the only node ("Kill task failed") and every later Slurm test
+# waited for a node that never came back.
 slurm_conf_common() {
     cat <<'EOF'
 AuthInfo=cred_expire=15
@@ -78,6 +81,7 @@ SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0,sched_interval=2
 KillWait=5
+UnkillableStepTimeout=180
 MinJobAge=300
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none

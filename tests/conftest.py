@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,16 +77,43 @@ def wait_until_quiet(busy, what: str, timeout: float = 180) -> None:
         time.sleep(0.5)
 
 
+def slurm_node_problems() -> str:
+    """The test cluster's nodes that take no jobs (drained, draining, down), each with Slurm's reason; "" when every
+    node takes jobs. A drained node never comes back by itself, so a test waiting on it would wait for its timeout."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N|%T|%E"], capture_output=True, text=True, timeout=30).stdout
+    rows = [line.split("|") for line in out.splitlines()]
+    bad = [row for row in rows if any(word in row[1] for word in ("drain", "down", "fail"))]
+    return "; ".join(f"node {name} is {state} ({reason})" for name, state, reason in bad)
+
+
+def resume_slurm_nodes() -> None:
+    """Return the drained or down nodes to service, as an administrator would once the cause is known."""
+    for line in subprocess.run(["sinfo", "-h", "-N", "-o", "%N|%T"], capture_output=True, text=True,
+                               timeout=30).stdout.splitlines():
+        name, state = line.split("|")
+        if any(w in state for w in ("drain", "down", "fail")):
+            subprocess.run(["scontrol", "update", f"nodename={name}", "state=resume"], capture_output=True, timeout=30)
+
+
 @pytest.fixture
-def slurm_cluster(slurm_session: str) -> str:
-    """The single-node cluster with an empty queue: an earlier test's jobs (a requeued or cancelled one that is
-    still completing) never count against this test's limits or hold its node."""
+def slurm_cluster(slurm_session: str):
+    """The single-node cluster with an empty queue and its node taking jobs: an earlier test's jobs (a requeued or
+    cancelled one that is still completing) never count against this test's limits or hold its node. A test whose
+    jobs leave the node drained (a step that outlived its signals: "Kill task failed") fails for it, and the node is
+    resumed, so the tests after it fail only for their own reasons."""
+    if problems := slurm_node_problems():
+        warnings.warn(f"the Slurm test cluster had a node out of service before this test; resumed it: {problems}")
+        resume_slurm_nodes()
+
     def queued() -> str:
-        jobs = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True, timeout=30).stdout
-        return f"queued {jobs.split()}" if jobs.split() else ""
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i %T %r"], capture_output=True, text=True, timeout=30).stdout
+        return f"queued {[line for line in jobs.splitlines() if line.strip()]}" if jobs.split() else ""
 
     wait_until_quiet(queued, "the Slurm test cluster's queue")
-    return slurm_session
+    yield slurm_session
+    if problems := slurm_node_problems():
+        resume_slurm_nodes()
+        pytest.fail(f"this test's jobs left the Slurm test cluster's node out of service, resumed now: {problems}")
 
 
 MN_STATE = Path(os.environ.get("FLUIDPERC_MN_DIR", "/tmp/fluidperc-mn"))

@@ -12,7 +12,7 @@ import pytest
 import torch
 import zarr
 
-from conftest import ROOT, run_module
+from conftest import ROOT, run_module, slurm_node_problems
 
 pytestmark = pytest.mark.slurm
 
@@ -139,7 +139,22 @@ def test_a_cell_longer_than_its_time_limit_finishes_across_requeues_with_the_wei
                                 "--no-progress"], capture_output=True, text=True, timeout=1500, cwd=ROOT,
                                env={**_env(), "OMP_NUM_THREADS": "1"})
     assert reference.returncode == 0, reference.stderr[-2000:]
-    out, err = launched.communicate(timeout=1500)
+    deadline = time.time() + 1500
+    while True:  # the launcher's --wait, failing at once if the node drains: the requeued job would never start
+        try:
+            out, err = launched.communicate(timeout=5)
+            break
+        except subprocess.TimeoutExpired:
+            problems = slurm_node_problems()
+            if problems or time.time() > deadline:
+                launched.kill()
+                queue = _slurm("squeue", "-h", "-o", "%i %T %r").strip()
+                manifest = json.loads((run_dir / "manifest.json").read_text())
+                ids = [t["job_id"] for g in manifest["launches"][0]["groups"] for t in g["tasks"]]
+                subprocess.run(["scancel", *ids], timeout=60)  # the tests after this one find an empty queue
+                pytest.fail(f"the node left service while the cell trained, so its requeued job cannot start: "
+                            f"{problems}; squeue: {queue}" if problems else
+                            f"the launcher was still waiting after 1500 s; squeue: {queue}")
     assert launched.returncode == 0, err[-3000:]
 
     job = json.loads((run_dir / "manifest.json").read_text())["launches"][0]["groups"][0]["tasks"][0]["job_id"]
