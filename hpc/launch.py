@@ -38,6 +38,7 @@ from hpc.backends import (
 from hpc.errors import UserError, run_cli
 from hpc.estimate import estimate
 from hpc.lock import LaunchLocks
+from hpc.pending import wait_or_held
 from hpc.plan import JobGroup, Task, default_run_dir, format_plan
 from hpc.spec import load_sweep
 from hpc.stages import plan_sweep
@@ -219,6 +220,7 @@ class Launch:
 
     def wait_slurm(self, groups: list[JobGroup], jobs_by_group: dict[str, list[Any]]) -> None:
         failed: set[str] = set()
+        held: set[str] = set()  # groups with a job Slurm holds: their dependents stay queued, not cancelled
         for group in groups:
             pairs = jobs_by_group.get(group.name, [])
             blocked = [a for a in group.after if a in failed]
@@ -226,14 +228,27 @@ class Launch:
                 failed.add(group.name)
                 self.failures.append(f"{group.name}: not run, because {', '.join(blocked)} failed")
                 continue
+            waiting_on = [a for a in group.after if a in held]
+            if waiting_on:
+                held.add(group.name)
+                self.failures.append(f"{group.name}: still queued, after {', '.join(waiting_on)}, which Slurm holds")
+                continue
             n_fail = len(self.failures)
             # jobs of an earlier launch this one counts on are waited for as well: --wait means all of it is done
             backend = get_backend(self.backend)
             pairs = pairs + [(task, backend.job(self.run_dir / "logs" / group.name, job_id))
                              for name, task, job_id in self.in_flight if name == group.name]
             for task, job in tqdm(pairs, desc=f"waiting {group.name}", unit="job", file=sys.stderr, leave=False):
+                reason = wait_or_held(job, note=lambda line: tqdm.write(f"note: {line}", file=sys.stderr))
+                if reason:
+                    held.add(group.name)
+                    self.failures.append(
+                        f"{group.name} task {task.label} (job {job.job_id}) is held by Slurm ({reason}): it will not "
+                        f"start until it is released (`scontrol release {job.job_id}`); relaunch with --wait to wait "
+                        "for it then")
+                    continue
                 self._collect(group.name, task, job)
-            if len(self.failures) > n_fail:
+            if len(self.failures) > n_fail and group.name not in held:
                 failed.add(group.name)
 
     # --- local and debug: run group by group, waiting ----------------------------------------------------
@@ -431,7 +446,8 @@ def launch_locked(sweep, run_dir: Path, backend: str, wait: bool, overrides: lis
     else:
         run.run_local(groups)
     if run.failures:
-        print(f"{len(run.failures)} task(s) failed; relaunch the same command to retry only those:", file=sys.stderr)
+        print(f"{len(run.failures)} task(s) did not finish; relaunch the same command to retry only those (it waits "
+              "for what is still queued):", file=sys.stderr)
         for line in run.failures:
             print(f"  - {line}", file=sys.stderr)
         return 1

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import ROOT
 
 SWEEP = """
 name: t-check
@@ -61,6 +65,43 @@ def test_slurm_failed_task_is_named_and_its_dependent_never_runs(slurm_cluster, 
     assert sorted(p.name for p in (run_dir / "check").glob("probe-*.json")) == [
         "probe-0.json", "probe-1.json", "probe-3.json"
     ]
+
+
+def _scontrol(*args: str) -> None:
+    subprocess.run(["scontrol", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(300)
+def test_slurm_wait_notes_a_drained_node_reports_a_held_job_instead_of_waiting_forever_and_a_relaunch_finishes_it(
+        slurm_cluster, tmp_path, launch_cli):
+    sweep, run_dir, err_path = write_sweep(tmp_path), tmp_path / "run", tmp_path / "launch.err"
+    node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, timeout=60).stdout.split()[0]
+    _scontrol("update", f"nodename={node}", "state=drain", "reason=taken out by a test")
+    try:
+        with err_path.open("w") as err:
+            launched = subprocess.Popen([sys.executable, "-m", "hpc.launch", str(sweep), "--backend", "slurm", "--out",
+                                         str(run_dir), "--wait"], cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+        deadline = time.time() + 120
+        while "note: job" not in err_path.read_text():  # the launcher sees why its jobs wait
+            assert time.time() < deadline and launched.poll() is None, err_path.read_text()
+            time.sleep(0.2)
+        assert f"Nodes out of service: {node} (drained: taken out by a test)" in err_path.read_text(), err_path.read_text()
+        probes = groups_by_name(run_dir)["check.probe"]["tasks"][0]["job_id"].split("_")[0]
+        _scontrol("hold", probes)
+        out, _ = launched.communicate(timeout=120)
+    finally:
+        _scontrol("update", f"nodename={node}", "state=resume")
+    err = err_path.read_text()
+    assert launched.returncode == 1, out + err
+    assert f"check.probe task probe-0 (job {probes}_0) is held by Slurm (JobHeld" in err, err
+    assert f"scontrol release {probes}_0" in err and "relaunch with --wait" in err, err
+    assert "check.summary: still queued, after check.probe, which Slurm holds" in err, err
+
+    _scontrol("release", probes)
+    again = launch_cli(str(sweep), "--backend", "slurm", "--out", str(run_dir), "--wait")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run_dir / "check" / "summary.json").read_text())["probes"] == 4
 
 
 @pytest.mark.parametrize("backend", ["local", "debug"])

@@ -1,0 +1,78 @@
+"""Why a queued Slurm job is not running, and whether it will start without someone acting.
+
+`--wait` would otherwise wait forever on a job that Slurm holds: held by an administrator or its user, or held
+after a failed launch. squeue's reason says which, so the launcher reports it and goes on; a job that waits for
+nodes out of service (drained, down) may still start once they come back, so it only gets a note.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Any, Callable
+
+# squeue's reasons for a job that Slurm will not start until someone releases it (or, for a dependency, never)
+HELD = ("JobHeldAdmin", "JobHeldUser", "JobHoldMaxRequeue", "launch failed requeued held",
+        "DependencyNeverSatisfied")
+# reasons for a job that waits on nodes or a partition out of service
+NO_NODES = ("ReqNodeNotAvail", "Nodes required for job are DOWN, DRAINED", "PartitionDown", "PartitionInactive",
+            "PartitionNodeLimit", "NodeDown")
+
+
+def pending_reason(job_id: str, timeout_s: float = 30.0) -> str:
+    """squeue's reason for a pending job ('1234' or an array task '1234_5'); "" when it is not pending, has left
+    the queue, or squeue does not answer (the caller then simply waits on, as before)."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-j", job_id, "-o", "%T|%r"], capture_output=True, text=True,
+                             timeout=timeout_s)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        state, _, reason = line.partition("|")
+        if state.strip() == "PENDING":
+            return reason.strip()
+    return ""
+
+
+def nodes_out_of_service(timeout_s: float = 30.0) -> str:
+    """The cluster's drained, draining or down nodes with the reasons their administrator gave (`sinfo -R`), as
+    'vm (drained: disk failed)'; "" when there are none or sinfo does not answer."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-R", "-o", "%N|%T|%E"], capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    rows = [line.split("|", 2) for line in out.stdout.splitlines() if out.returncode == 0 and line.count("|") >= 2]
+    return ", ".join(f"{nodes} ({state}: {why})" for nodes, state, why in rows)
+
+
+def is_held(reason: str) -> bool:
+    return reason.startswith(HELD)
+
+
+def waits_for_nodes(reason: str) -> bool:
+    return reason.startswith(NO_NODES)
+
+
+def wait_or_held(job: Any, note: Callable[[str], None], first_s: float = 2.0, most_s: float = 30.0,
+                 reason_of: Callable[[str], str] = pending_reason, nodes_out: Callable[[], str] = nodes_out_of_service
+                 ) -> str:
+    """Block until submitit's ``job`` is done and return "", or return Slurm's reason as soon as the job is held.
+    The queue is asked at 0, 2, 6, 14, ... s, then every ``most_s``: a held job is found within seconds of the
+    hold, and a long wait costs one squeue call each half minute. ``note`` gets one line per new reason that
+    waits for nodes out of service."""
+    noted: set[str] = set()
+    interval, next_check = first_s, 0.0
+    while not job.done():
+        now = time.monotonic()
+        if now >= next_check:
+            reason = reason_of(str(job.job_id))
+            if is_held(reason):
+                return reason
+            if waits_for_nodes(reason) and reason not in noted:
+                noted.add(reason)
+                out = nodes_out() or "none listed by `sinfo -R`"
+                note(f"job {job.job_id} is pending: {reason}. Nodes out of service: {out}. It starts once they are "
+                     "back in service; --wait goes on waiting.")
+            next_check, interval = now + interval, min(most_s, interval * 2)
+        time.sleep(0.5)
+    return ""
