@@ -61,7 +61,7 @@ stop_cluster_daemons() {
     wait
 }
 
-# slurm_conf_common: the slurm.conf lines both local clusters share (process tracking, scheduling, accounting).
+# slurm_conf_common STATE: the slurm.conf lines both local clusters share (process tracking, scheduling, accounting).
 # batch_sched_delay=0: the default delays each array task by 3 s; KillWait=5: submitit ignores SIGTERM.
 # cred_expire=15: a requeued job (a training job past its time limit) waits this long before it may start again;
 # Slurm's default 120 s would make the time-limit test wait minutes per requeue. sched_interval=2: nothing but the
@@ -70,7 +70,9 @@ stop_cluster_daemons() {
 # UnkillableStepTimeout=180: under make test's load a requeued training step once took 65 s to end after its
 # signals (CI, 2026-12-07); the default 60 s drained the only node ("Kill task failed") and every later Slurm test
 # waited for a node that never came back.
+# UnkillableStepProgram: what the step's processes were doing, should it happen again (write_unkillable_probe).
 slurm_conf_common() {
+    echo "UnkillableStepProgram=$1/etc/unkillable-step.sh"
     cat <<'EOF'
 AuthInfo=cred_expire=15
 ProctrackType=proctrack/linuxproc
@@ -87,6 +89,19 @@ ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/slurmdbd
 EOF
+}
+
+# write_unkillable_probe STATE: the program slurmstepd runs when a step outlives its signals by UnkillableStepTimeout,
+# just before Slurm drains the node: every process's state and wait channel, appended to STATE/log/unkillable.log.
+write_unkillable_probe() {
+    local state=$1
+    cat > "$state/etc/unkillable-step.sh" <<EOF
+#!/bin/sh
+# Written by slurm/lib.sh; edits are overwritten. Run by slurmstepd (UnkillableStepProgram).
+{ date -u +%FT%TZ; echo "job \${SLURM_JOB_ID:-?} step \${SLURM_STEP_ID:-?}"; ps -eo pid,ppid,stat,wchan:32,etime,args; echo; } \\
+    >> "$state/log/unkillable.log" 2>&1
+EOF
+    chmod 755 "$state/etc/unkillable-step.sh"
 }
 
 # mariadb_init_datadir STATE: a fresh MariaDB data directory under STATE/db (once); its log's tail on failure.

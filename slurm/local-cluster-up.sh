@@ -39,6 +39,7 @@ check_hostname() {
 
 write_configs() {
     mkdir -p "$STATE"/{etc,log,run,ctld,spool,db}
+    write_unkillable_probe "$STATE"
     local topo mem
     topo=$(slurmd -C | head -1 | sed -E 's/ RealMemory=[0-9]+//')
     mem=$(slurmd -C | head -1 | sed -E 's/.*RealMemory=([0-9]+).*/\1/')
@@ -65,7 +66,7 @@ SlurmctldPidFile=$STATE/run/slurmctld.pid
 SlurmdPidFile=$STATE/run/slurmd.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
-$(slurm_conf_common)
+$(slurm_conf_common "$STATE")
 AccountingStorageHost=$HOST
 AccountingStoragePort=$DBD_PORT
 $topo RealMemory=$mem State=UNKNOWN

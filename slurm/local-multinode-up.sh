@@ -82,6 +82,7 @@ hosts_file() {
 
 write_configs() {
     mkdir -p "$STATE"/{etc,log,run,ctld,spool,db}
+    write_unkillable_probe "$STATE"
     local dbpass_file=$STATE/etc/dbpass nodes_line="" ns
     [ -s "$dbpass_file" ] || { head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$dbpass_file"; chmod 600 "$dbpass_file"; }
     for ns in "${NODES[@]}"; do
@@ -106,7 +107,7 @@ SlurmdPidFile=$STATE/run/slurmd.%n.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.%n.log
 PlugStackConfig=$STATE/etc/plugstack.conf
-$(slurm_conf_common)
+$(slurm_conf_common "$STATE")
 AccountingStorageHost=$(addr_of "$CTL")
 AccountingStoragePort=$DBD_PORT
 # clients reach slurmdbd through this munge socket (AuthInfo covers only slurmctld and slurmd)

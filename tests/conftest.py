@@ -113,7 +113,9 @@ def slurm_cluster(slurm_session: str):
     yield slurm_session
     if problems := slurm_node_problems():
         resume_slurm_nodes()
-        pytest.fail(f"this test's jobs left the Slurm test cluster's node out of service, resumed now: {problems}")
+        probe = Path(slurm_session or "/tmp/fluidperc-slurm/etc/slurm.conf").parents[1] / "log" / "unkillable.log"
+        seen = f"; what the processes were doing then ({probe}):\n{probe.read_text()[-6000:]}" if probe.exists() else ""
+        pytest.fail(f"this test's jobs left the Slurm test cluster's node out of service, resumed now: {problems}{seen}")
 
 
 MN_STATE = Path(os.environ.get("FLUIDPERC_MN_DIR", "/tmp/fluidperc-mn"))
