@@ -19,19 +19,26 @@ NO_NODES = ("ReqNodeNotAvail", "Nodes required for job are DOWN, DRAINED", "Part
             "PartitionNodeLimit", "NodeDown")
 
 
-def pending_reason(job_id: str, timeout_s: float = 30.0) -> str:
-    """squeue's reason for a pending job ('1234' or an array task '1234_5'); "" when it is not pending, has left
-    the queue, or squeue does not answer (the caller then simply waits on, as before)."""
+def pending_reasons(job_ids: list[str], timeout_s: float = 30.0) -> dict[str, str]:
+    """squeue's reason for each of these jobs that is pending ('1234' or an array task '1234_5'); jobs that run,
+    have left the queue, or that squeue does not answer for are absent. One call for the whole queue, filtered
+    here: squeue -j fails outright when one id has left the controller."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-j", job_id, "-o", "%T|%r"], capture_output=True, text=True,
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%r"], capture_output=True, text=True,
                              timeout=timeout_s)
     except (OSError, subprocess.SubprocessError):
-        return ""
+        return {}
+    wanted, found = set(job_ids), {}
     for line in out.stdout.splitlines() if out.returncode == 0 else []:
-        state, _, reason = line.partition("|")
-        if state.strip() == "PENDING":
-            return reason.strip()
-    return ""
+        jid, state, reason = (line.split("|", 2) + ["", ""])[:3]
+        if jid in wanted and state == "PENDING":
+            found[jid] = reason.strip()
+    return found
+
+
+def pending_reason(job_id: str) -> str:
+    """One job's reason; "" when it is not pending (the caller then simply waits on, as before)."""
+    return pending_reasons([job_id]).get(job_id, "")
 
 
 def nodes_out_of_service(timeout_s: float = 30.0) -> str:

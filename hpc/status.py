@@ -14,6 +14,7 @@ from fluidperc.train.outputs import LEGACY_PIECES, PIECES, piece_seconds, read_p
 from hpc import manifest as mf
 from hpc.backends import BACKENDS, get_backend
 from hpc.errors import UserError, run_cli
+from hpc.pending import is_held, nodes_out_of_service, pending_reasons, waits_for_nodes
 from hpc.plan import format_table
 from hpc.spec import read_sweep_text
 from hpc.stages.tune import progress as tune_progress
@@ -111,6 +112,29 @@ def compute_lines(plan: dict[str, dict[str, Any]]) -> list[str]:
     return ["compute, as each cell's trainer recorded it:", *lines] if lines else []
 
 
+def pending_lines(jobs: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """Why Slurm has not started the run's pending jobs (squeue's reasons), per group and reason, with what frees
+    a held job: a job held or waiting on nodes out of service never starts by itself."""
+    pending = {j["job_id"]: group for (group, _), j in jobs.items() if j["state"] == "PENDING"
+               and j.get("backend") == "slurm"}
+    reasons = pending_reasons(list(pending)) if pending else {}
+    by_reason: dict[tuple[str, str], list[str]] = {}
+    for jid, reason in reasons.items():
+        by_reason.setdefault((pending[jid], reason), []).append(jid)
+    lines = []
+    for (group, reason), ids in sorted(by_reason.items()):
+        what = ""
+        if is_held(reason):
+            listed = " ".join(sorted(ids)[:4]) + (" ..." if len(ids) > 4 else "")
+            what = f"; held: `scontrol release {listed}` frees {'them' if len(ids) > 1 else 'it'}"
+        elif waits_for_nodes(reason):
+            what = f"; out of service: {nodes_out_of_service() or 'see sinfo -R'}"
+        lines += textwrap.wrap(f"{group}: {len(ids)} job{'s' if len(ids) > 1 else ''} pending, {reason}{what}", WIDTH,
+                               initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False,
+                               break_long_words=False)
+    return ["pending jobs, as squeue gives the reason:", *lines] if lines else []
+
+
 def recorded_plan(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Group name -> the record of the latest launch that planned it."""
     plan: dict[str, dict[str, Any]] = {}
@@ -136,7 +160,7 @@ def render(run_dir: Path, verbose: bool = False) -> str:
         text = group_progress(plan[g]) if g in plan else ""
         rows.append([stage_of[g], g, ", ".join(f"{s} {n}" for s, n in sorted(c.items())) or "-", text])
     out = [format_table(["stage", "group", "jobs by state", "progress"], rows)]
-    for extra in (skipped_lines(plan), compute_lines(plan)):
+    for extra in (skipped_lines(plan), compute_lines(plan), pending_lines(jobs)):
         if extra:
             out += ["", *extra]
     if verbose or len(jobs) <= 40:

@@ -73,8 +73,8 @@ def _scontrol(*args: str) -> None:
 
 @pytest.mark.slurm
 @pytest.mark.timeout(300)
-def test_slurm_wait_notes_a_drained_node_reports_a_held_job_instead_of_waiting_forever_and_a_relaunch_finishes_it(
-        slurm_cluster, tmp_path, launch_cli):
+def test_slurm_wait_and_status_name_a_drained_node_and_a_held_job_instead_of_waiting_forever_and_a_relaunch_finishes(
+        slurm_cluster, tmp_path, launch_cli, status_cli):
     sweep, run_dir, err_path = write_sweep(tmp_path), tmp_path / "run", tmp_path / "launch.err"
     node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, timeout=60).stdout.split()[0]
     _scontrol("update", f"nodename={node}", "state=drain", "reason=taken out by a test")
@@ -97,6 +97,9 @@ def test_slurm_wait_notes_a_drained_node_reports_a_held_job_instead_of_waiting_f
     assert f"check.probe task probe-0 (job {probes}_0) is held by Slurm (JobHeld" in err, err
     assert f"scontrol release {probes}_0" in err and "relaunch with --wait" in err, err
     assert "check.summary: still queued, after check.probe, which Slurm holds" in err, err
+    status = status_cli(str(run_dir)).stdout  # hpc.status says the same, with squeue's reasons
+    assert f"check.probe: 4 jobs pending, JobHeldAdmin; held: `scontrol release {probes}_0 {probes}_1 " in status, status
+    assert "check.summary: 1 job pending, Dependency" in status, status
 
     _scontrol("release", probes)
     again = launch_cli(str(sweep), "--backend", "slurm", "--out", str(run_dir), "--wait")
