@@ -186,12 +186,14 @@ class TrainStage(Strict):
                                     "(train.settings below)")
     task_settings: dict[TaskName, dict[str, Any]] = Field(default_factory=dict, description="settings per task ({sol: "
                                                           "{unroll: 4}}); they win over train.settings")
-    settings_from: str | None = Field(
+    settings_from: str | list[str] | None = Field(
         None, description="a finished tune run (a run directory holding tune.zarr): each loss trains with the "
         "searched settings (lr, batch_size, unroll, ...) of its best trial, and with that trial's loss spec where "
         "the search tuned weights inside the loss; cells of other tasks than the tune run's keep train.settings. "
         "Or a finished search (a run directory or bundle of a train stage with a grid): each task, grid and loss "
-        "family trains with the candidate it chose on validation; a search with unfinished cells is refused")
+        "family trains with the candidate it chose on validation; a search with unfinished cells is refused. A list "
+        "of searches pools their candidates, as if one search had tried them all (a grid widened by a second "
+        "search); their cells must differ only in their grids' keys")
     loss_settings: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="settings per loss label, written by hand (lsim: {lr: 3.0e-4}); they "
         "win over settings_from and task_settings")
@@ -206,6 +208,21 @@ class TrainStage(Strict):
     resources: Resources | None = Field(None, description="overrides of the sweep's resources for this stage's jobs")
     task_resources: dict[TaskName, Resources] = Field(default_factory=dict, description="resources per task, over the "
                                                       "stage's ({sr: {gpus_per_node: 2}})")
+
+    @field_validator("settings_from")
+    @classmethod
+    def _settings_from(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("settings_from lists no run; name one, or leave the key out")
+            if len(value) > 8:
+                raise ValueError(f"settings_from lists {len(value)} runs; at most 8")
+            twice = sorted({v for v in value if value.count(v) > 1})
+            if twice:
+                raise ValueError(f"settings_from lists {', '.join(twice)} more than once")
+            if len(value) == 1:
+                return value[0]
+        return value
 
     @field_validator("cells_per_task")
     @classmethod

@@ -158,3 +158,57 @@ def test_a_sweep_refuses_settings_from_a_search_with_unfinished_cells_and_takes_
     publish(search_dir, bundle)
     chosen = plan_cells(load_sweep(study))
     assert {c.settings.lr for c in chosen} == {3.0e-4}, "the lower validation score wins once both are done"
+
+
+def _hand_search(where: Path, data: Path, lrs: list[float], scores: list[float], **settings) -> Path:
+    """A finished search written as a launch leaves it (sweep.yaml, each cell's config.json and result.json)."""
+    from hpc.spec import load_sweep
+    from hpc.stages.train import cells as plan_cells
+
+    sweep = protocol_sweep(data, grid={"lr": lrs}, losses=["mse"], seeds=[0])
+    sweep["train"]["settings"].update(settings)
+    (where / "train").mkdir(parents=True)
+    (where / "sweep.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
+    for cell, score in zip(plan_cells(load_sweep(where / "sweep.yaml")), scores, strict=True):
+        (where / "train" / cell.label).mkdir()
+        (where / "train" / cell.label / "config.json").write_text(cell.model_dump_json())
+        (where / "train" / cell.label / "result.json").write_text(
+            json.dumps({"steps": 8, "selected_value": score, "select_on": "val_rel_l2"}))
+    return where
+
+
+def test_settings_from_several_searches_chooses_among_their_pooled_candidates_and_refuses_what_cannot_be_pooled(
+        tmp_path):
+    """A grid widened by a second search (the study v2's AE, whose best lr was its grid's top): the candidates of
+    both are chosen among as one search's. Refused: a candidate in both searches, and searches whose cells differ
+    in more than their grids' keys (their scores would not be comparable). Nothing trains."""
+    from hpc.errors import UserError
+    from hpc.spec import load_sweep
+    from hpc.stages.train import cells as plan_cells
+
+    data = tmp_path / "data"
+    first = _hand_search(tmp_path / "first", data, [3.0e-4, 1.0e-3], [0.6, 0.5])
+    wider = _hand_search(tmp_path / "wider", data, [3.0e-3], [0.4])
+    study = tmp_path / "study.yaml"
+
+    def plan(*sources: Path):
+        names = [str(s) for s in sources]
+        study.write_text(yaml.safe_dump(protocol_sweep(data, losses=["mse"], settings_from=names), sort_keys=False))
+        return plan_cells(load_sweep(study))
+
+    alone = plan(first)
+    assert {c.settings.lr for c in alone} == {1.0e-3} and alone[0].settings_source.startswith(f"search {first}: ")
+    pooled = plan(first, wider)
+    assert {c.settings.lr for c in pooled} == {3.0e-3}, "the wider search's lr scored best on validation"
+    source = pooled[0].settings_source
+    assert source.startswith(f"search {wider}: mse lr=0.003 of 3 (") and f"pooled with {first}" in source, source
+
+    with pytest.raises(UserError) as err:
+        plan(first, _hand_search(tmp_path / "again", data, [1.0e-3], [0.3]))
+    assert "mse lr=0.001 on karman_16x8 is a candidate of both" in str(err.value), err.value
+    with pytest.raises(UserError) as err:
+        plan(first, _hand_search(tmp_path / "longer", data, [3.0e-3], [0.1], steps=16))
+    message = str(err.value)
+    assert "with other settings than their grids' (steps: 8 in " in message and "16 in " in message, message
+    with pytest.raises(ValueError, match="lists .* more than once"):
+        plan(first, first)

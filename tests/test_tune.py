@@ -205,7 +205,7 @@ def test_train_settings_from_a_tune_run_take_each_losss_best_trial_and_hand_over
 
 
 @pytest.mark.parametrize("edit, message", [
-    ({"settings_from": "nowhere"}, "train.settings_from is 'nowhere', which holds no tune.zarr"),
+    ({"settings_from": "nowhere"}, "train.settings_from names 'nowhere', which holds no tune.zarr"),
     ({"loss_settings": {"lsim": {"lr": 1.0e-3}}}, "loss_settings has key 'lsim', which is not the label of a loss"),
     ({"loss_settings": {"mse": {"lr": -1}}}, "loss_settings.mse.lr: Input should be greater than 0"),
 ], ids=["no-tune-run", "unknown-label", "bad-value"])

@@ -33,6 +33,8 @@ class Candidate:
     loss_spec: Any
     settings: dict[str, Any]
     select_on: str
+    source: str = ""  # the search (run directory or bundle) that trained it
+    protocol: dict[str, Any] = field(default_factory=dict)  # its settings apart from the grid's keys
     scores: list[float] = field(default_factory=list)
     shares: list[dict[str, float]] = field(default_factory=list)  # each seed's final share of a sum's terms
 
@@ -75,9 +77,11 @@ def candidates(run: str | Path) -> dict[tuple[str, str, str], list[Candidate]]:
         group = out.setdefault((cell.task, grid, family), {})
         c = group.get(cell.loss_row)
         if c is None:
+            settings = cell.settings.model_dump(mode="json")
             c = group[cell.loss_row] = Candidate(cell.task, grid, family, cell.loss_spec.label, cell.variant,
                                                  cell.loss, {k: getattr(cell.settings, k) for k in keys},
-                                                 cell.settings.select_on)
+                                                 cell.settings.select_on, str(run),
+                                                 {k: v for k, v in settings.items() if k not in keys})
         c.scores.append(_score(result, c.select_on))
         c.shares.append(_shares(result))
     return {key: list(group.values()) for key, group in out.items()}
@@ -90,8 +94,35 @@ def chosen(group: list[Candidate]) -> Candidate:
 
 def describe(best: Candidate, group: list[Candidate], run: str | Path) -> str:
     """Where a setting came from, for the report's settings table: the winner, what it was chosen from, how."""
-    return (f"search {run}: {best.name} of {len(group)} ({', '.join(c.name for c in group)}), best mean "
-            f"{best.select_on} {best.score:.4g} on validation over {len(best.scores)} seed(s)")
+    others = sorted({c.source for c in group} - {best.source or str(run)})
+    pooled = f", pooled with {', '.join(others)}" if others else ""
+    return (f"search {best.source or run}: {best.name} of {len(group)} ({', '.join(c.name for c in group)}{pooled}), "
+            f"best mean {best.select_on} {best.score:.4g} on validation over {len(best.scores)} seed(s)")
+
+
+def pool(searches: list[dict[tuple[str, str, str], list[Candidate]]]) -> dict[tuple[str, str, str], list[Candidate]]:
+    """Several searches' candidates as one search's: a grid widened by a second search (the AE's lr above the
+    first grid's top) is chosen among as if one search had tried it all. Refused, with the reason, when a
+    candidate is in two searches or two searches trained a family with other settings than their grids'."""
+    out: dict[tuple[str, str, str], list[Candidate]] = {}
+    for search in searches:
+        for key, group in search.items():
+            have = out.setdefault(key, [])
+            for c in group:
+                twin = next((h for h in have if h.name == c.name), None)
+                if twin is not None:
+                    raise ValueError(f"{c.task} {c.name} on {c.grid} is a candidate of both {twin.source} and "
+                                     f"{c.source}; list each candidate in one search only")
+                if have and c.protocol != have[0].protocol:
+                    keys = sorted(k for k in set(c.protocol) | set(have[0].protocol)
+                                  if c.protocol.get(k) != have[0].protocol.get(k))
+                    shown = ", ".join(f"{k}: {have[0].protocol.get(k)!r} in {have[0].source}, {c.protocol.get(k)!r} "
+                                      f"in {c.source}" for k in keys[:3])
+                    raise ValueError(f"the searches trained {c.task} {c.family} on {c.grid} with other settings "
+                                     f"than their grids' ({shown}); pooled candidates must differ only in the "
+                                     "grid's keys")
+                have.append(c)
+    return out
 
 
 def selection_lines(run: str | Path) -> list[str]:

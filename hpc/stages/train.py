@@ -82,11 +82,29 @@ def check_imported(sweep: Sweep, ds, task: str, settings: TrainSettings, where: 
 
 def tuned_run(stage) -> Any:
     """What ``train.settings_from`` names: a tune run's results (tune.zarr), or a search run's candidates
-    (fluidperc.analysis.selection: a train stage's grid, chosen among on validation); None without it; a clear
-    error when it is neither."""
+    (fluidperc.analysis.selection: a train stage's grid, chosen among on validation), or several searches' pooled;
+    None without it; a clear error when it is neither."""
     if stage.settings_from is None:
         return None
-    path = Path(stage.settings_from)
+    if isinstance(stage.settings_from, str):
+        return _settings_source(stage.settings_from)
+    runs = [_settings_source(name) for name in stage.settings_from]
+    tunes = [name for name, run in zip(stage.settings_from, runs) if not isinstance(run, SearchRun)]
+    if tunes:
+        raise UserError(f"train.settings_from lists {', '.join(map(repr, tunes))}, a tune run; only searches (train "
+                        "stages with a grid) pool their candidates; name a tune run alone")
+    from fluidperc.analysis.selection import pool
+
+    try:
+        groups = pool([run.groups for run in runs])
+    except ValueError as err:
+        raise UserError(f"train.settings_from {list(stage.settings_from)}: {err}") from None
+    return SearchRun(Path(stage.settings_from[0]), groups)
+
+
+def _settings_source(name: str) -> Any:
+    """One run that settings_from names: a tune run's results, or a finished search's candidates."""
+    path = Path(name)
     if (path / "tune.zarr").exists():
         from fluidperc.analysis.tuning import load_tune  # xarray, matplotlib: only with settings_from
 
@@ -95,21 +113,21 @@ def tuned_run(stage) -> Any:
 
     if (path / "train").is_dir() or is_bundle(path):
         if not cell_results(path):
-            raise UserError(f"train.settings_from is {stage.settings_from!r}, a run with no finished cell yet; "
+            raise UserError(f"train.settings_from names {name!r}, a run with no finished cell yet; "
                             "finish its training first (relaunch it with --wait)")
         unfinished = unfinished_search_cells(path)
         if unfinished:
             shown = ", ".join(unfinished[:3]) + (", ..." if len(unfinished) > 3 else "")
-            how = (f"restore it (python -m fluidperc.analysis restore {stage.settings_from} RUN_DIR), relaunch the "
+            how = (f"restore it (python -m fluidperc.analysis restore {name} RUN_DIR), relaunch the "
                    "search's sweep with --out RUN_DIR --wait, and publish RUN_DIR there again" if is_bundle(path)
-                   else f"relaunch its sweep with --out {stage.settings_from} --wait")
-            raise UserError(f"train.settings_from is {stage.settings_from!r}, a search with {len(unfinished)} planned "
+                   else f"relaunch its sweep with --out {name} --wait")
+            raise UserError(f"train.settings_from names {name!r}, a search with {len(unfinished)} planned "
                             f"cell(s) unfinished ({shown}); choosing among part of a search would pick from whichever "
                             f"candidates finished first. Finish it first: {how}")
         from fluidperc.analysis.selection import candidates
 
         return SearchRun(path, candidates(path))
-    raise UserError(f"train.settings_from is {stage.settings_from!r}, which holds no tune.zarr and no trained cells; "
+    raise UserError(f"train.settings_from names {name!r}, which holds no tune.zarr and no trained cells; "
                     "expected the run directory (or bundle) of a finished tune stage or of a search (a train stage "
                     "with a grid)")
 
