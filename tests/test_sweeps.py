@@ -16,8 +16,11 @@ def test_every_sweep_file_dry_runs(sweep: Path, tmp_path, launch_cli):
     import yaml
 
     cwd = tmp_path
-    search = (yaml.safe_load(sweep.read_text()).get("train") or {}).get("settings_from")
-    if search and not Path(search).is_absolute():  # a committed search (study/...), read from the checkout's root
+    searches = (yaml.safe_load(sweep.read_text()).get("train") or {}).get("settings_from") or []
+    for search in [searches] if isinstance(searches, str) else searches:
+        if Path(search).is_absolute():
+            continue
+        # a committed search (study/...), read from the checkout's root
         if not (ROOT / search).exists():
             pytest.skip(f"{sweep.name} trains with what the search {search} chose, and that search is not published "
                         "yet (make study-v2 publishes it)")
