@@ -38,7 +38,7 @@ from hpc.backends import (
 from hpc.errors import UserError, run_cli
 from hpc.estimate import estimate
 from hpc.lock import LaunchLocks
-from hpc.pending import wait_or_held
+from hpc.pending import stuck_message, wait_unless_stuck
 from hpc.plan import JobGroup, Task, default_run_dir, format_plan
 from hpc.spec import load_sweep
 from hpc.stages import plan_sweep
@@ -220,7 +220,7 @@ class Launch:
 
     def wait_slurm(self, groups: list[JobGroup], jobs_by_group: dict[str, list[Any]]) -> None:
         failed: set[str] = set()
-        held: set[str] = set()  # groups with a job Slurm holds: their dependents stay queued, not cancelled
+        held: set[str] = set()  # groups with a job that will not start by itself: dependents stay queued
         for group in groups:
             pairs = jobs_by_group.get(group.name, [])
             blocked = [a for a in group.after if a in failed]
@@ -231,7 +231,8 @@ class Launch:
             waiting_on = [a for a in group.after if a in held]
             if waiting_on:
                 held.add(group.name)
-                self.failures.append(f"{group.name}: still queued, after {', '.join(waiting_on)}, which Slurm holds")
+                self.failures.append(f"{group.name}: still queued, after {', '.join(waiting_on)}, whose jobs will "
+                                     "not start by themselves")
                 continue
             n_fail = len(self.failures)
             # jobs of an earlier launch this one counts on are waited for as well: --wait means all of it is done
@@ -239,13 +240,10 @@ class Launch:
             pairs = pairs + [(task, backend.job(self.run_dir / "logs" / group.name, job_id))
                              for name, task, job_id in self.in_flight if name == group.name]
             for task, job in tqdm(pairs, desc=f"waiting {group.name}", unit="job", file=sys.stderr, leave=False):
-                reason = wait_or_held(job, note=lambda line: tqdm.write(f"note: {line}", file=sys.stderr))
+                reason = wait_unless_stuck(job, note=lambda line: tqdm.write(f"note: {line}", file=sys.stderr))
                 if reason:
                     held.add(group.name)
-                    self.failures.append(
-                        f"{group.name} task {task.label} (job {job.job_id}) is held by Slurm ({reason}): it will not "
-                        f"start until it is released (`scontrol release {job.job_id}`); relaunch with --wait to wait "
-                        "for it then")
+                    self.failures.append(stuck_message(f"{group.name} task {task.label}", str(job.job_id), reason))
                     continue
                 self._collect(group.name, task, job)
             if len(self.failures) > n_fail and group.name not in held:

@@ -1,8 +1,10 @@
 """Why a queued Slurm job is not running, and whether it will start without someone acting.
 
-`--wait` would otherwise wait forever on a job that Slurm holds: held by an administrator or its user, or held
-after a failed launch. squeue's reason says which, so the launcher reports it and goes on; a job that waits for
-nodes out of service (drained, down) may still start once they come back, so it only gets a note.
+`--wait` would otherwise wait forever on a job that cannot start: one that Slurm holds (held by an administrator
+or its user, or held after a failed launch), or one that asks for more than its partition, QOS or association
+allows a job (a time limit above the partition's MaxTime, say, where EnforcePartLimits lets it in). squeue's
+reason says which, so the launcher reports it and goes on; a job that waits for nodes out of service (drained,
+down) may still start once they come back, so it only gets a note.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from typing import Any, Callable
 # squeue's reasons for a job that Slurm will not start until someone releases it (or, for a dependency, never)
 HELD = ("JobHeldAdmin", "JobHeldUser", "JobHoldMaxRequeue", "launch failed requeued held",
         "DependencyNeverSatisfied")
+# reasons for a job that cannot start as submitted (its request is outside what it may ever get); the QOS's and
+# the association's per-job limits (QOSMaxWallDurationPerJobLimit, AssocMaxCpuPerJobLimit, ...) are found by name
+NEVER = ("PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints", "InvalidAccount", "InvalidQOS",
+         "AccountNotAllowed", "QOSNotAllowed")
 # reasons for a job that waits on nodes or a partition out of service
 NO_NODES = ("ReqNodeNotAvail", "Nodes required for job are DOWN, DRAINED", "PartitionDown", "PartitionInactive",
-            "PartitionNodeLimit", "NodeDown")
+            "NodeDown")
 
 
 def pending_reasons(job_ids: list[str], timeout_s: float = 30.0) -> dict[str, str]:
@@ -56,25 +62,41 @@ def is_held(reason: str) -> bool:
     return reason.startswith(HELD)
 
 
+def cannot_start(reason: str) -> bool:
+    """A request outside what the partition, QOS or association allows one job: it pends until it is changed."""
+    return reason.startswith(NEVER) or (reason.startswith(("QOSMax", "AssocMax")) and "PerJob" in reason)
+
+
+def stuck_message(label: str, job_id: str, reason: str) -> str:
+    """What the launcher and hpc.status say of a job that will not start by itself, with what frees it."""
+    if is_held(reason):
+        return (f"{label} (job {job_id}) is held by Slurm ({reason}): it will not start until it is released "
+                f"(`scontrol release {job_id}`); relaunch with --wait to wait for it then")
+    return (f"{label} (job {job_id}) cannot start as submitted ({reason}): it asks for more than its partition, "
+            f"QOS or association allows one job (`scontrol show partition`, `sacctmgr show qos` list the limits); "
+            f"cancel it (`scancel {job_id}`), lower the sweep's resources and relaunch")
+
+
 def waits_for_nodes(reason: str) -> bool:
     return reason.startswith(NO_NODES)
 
 
-def wait_or_held(job: Any, note: Callable[[str], None], first_s: float = 2.0, most_s: float = 30.0,
-                 reason_of: Callable[[str], str] = pending_reason, nodes_out: Callable[[], str] = nodes_out_of_service
-                 ) -> str:
-    """Block until submitit's ``job`` is done and return "", or return Slurm's reason as soon as the job is held.
-    The queue is asked at 0, 2, 6, 14, ... s, then every ``most_s``: a held job is found within seconds of the
+def wait_unless_stuck(job: Any, note: Callable[[str], None], first_s: float = 2.0, most_s: float = 30.0,
+                      reason_of: Callable[[str], str] = pending_reason,
+                      nodes_out: Callable[[], str] = nodes_out_of_service) -> str:
+    """Block until submitit's ``job`` is done and return "", or return Slurm's reason as soon as the job is held
+    or found unable to start as submitted. The queue is asked at 0, 2, 6, 14, ... s, then every ``most_s``: a held job is found within seconds of the
     hold, and a long wait costs one squeue call each half minute. ``note`` gets one line per new reason that
     waits for nodes out of service."""
     noted: set[str] = set()
-    interval, next_check = first_s, 0.0
+    interval, next_check, last = first_s, 0.0, ""
     while not job.done():
         now = time.monotonic()
         if now >= next_check:
             reason = reason_of(str(job.job_id))
-            if is_held(reason):
-                return reason
+            if is_held(reason) or (cannot_start(reason) and reason == last):
+                return reason  # a hold is someone's act; a limit counts once two checks agree (no passing state)
+            last = reason
             if waits_for_nodes(reason) and reason not in noted:
                 noted.add(reason)
                 out = nodes_out() or "none listed by `sinfo -R`"

@@ -14,7 +14,7 @@ from fluidperc.train.outputs import LEGACY_PIECES, PIECES, piece_seconds, read_p
 from hpc import manifest as mf
 from hpc.backends import BACKENDS, get_backend
 from hpc.errors import UserError, run_cli
-from hpc.pending import is_held, nodes_out_of_service, pending_reasons, waits_for_nodes
+from hpc.pending import cannot_start, is_held, nodes_out_of_service, pending_reasons, waits_for_nodes
 from hpc.plan import format_table
 from hpc.spec import read_sweep_text
 from hpc.stages.tune import progress as tune_progress
@@ -127,6 +127,8 @@ def pending_lines(jobs: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
         if is_held(reason):
             listed = " ".join(sorted(ids)[:4]) + (" ..." if len(ids) > 4 else "")
             what = f"; held: `scontrol release {listed}` frees {'them' if len(ids) > 1 else 'it'}"
+        elif cannot_start(reason):
+            what = "; cannot start as submitted: scancel, lower the sweep's resources and relaunch"
         elif waits_for_nodes(reason):
             what = f"; out of service: {nodes_out_of_service() or 'see sinfo -R'}"
         lines += textwrap.wrap(f"{group}: {len(ids)} job{'s' if len(ids) > 1 else ''} pending, {reason}{what}", WIDTH,

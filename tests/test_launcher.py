@@ -96,7 +96,7 @@ def test_slurm_wait_and_status_name_a_drained_node_and_a_held_job_instead_of_wai
     assert launched.returncode == 1, out + err
     assert f"check.probe task probe-0 (job {probes}_0) is held by Slurm (JobHeld" in err, err
     assert f"scontrol release {probes}_0" in err and "relaunch with --wait" in err, err
-    assert "check.summary: still queued, after check.probe, which Slurm holds" in err, err
+    assert "check.summary: still queued, after check.probe, whose jobs will not start by themselves" in err, err
     status = status_cli(str(run_dir)).stdout  # hpc.status says the same, with squeue's reasons
     assert f"check.probe: 4 jobs pending, JobHeldAdmin; held: `scontrol release {probes}_0 {probes}_1 " in status, status
     assert "check.summary: 1 job pending, Dependency" in status, status
@@ -105,6 +105,28 @@ def test_slurm_wait_and_status_name_a_drained_node_and_a_held_job_instead_of_wai
     again = launch_cli(str(sweep), "--backend", "slurm", "--out", str(run_dir), "--wait")
     assert again.returncode == 0, again.stderr
     assert json.loads((run_dir / "check" / "summary.json").read_text())["probes"] == 4
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(300)
+def test_slurm_wait_reports_a_job_over_its_partitions_time_limit_instead_of_waiting_forever(
+        slurm_cluster, tmp_path, launch_cli, status_cli):
+    """EnforcePartLimits=NO (Slurm's default) queues a job whose time limit is above the partition's MaxTime, and
+    it pends for good (PartitionTimeLimit)."""
+    run_dir = tmp_path / "run"
+    partition = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=60).stdout.split()[0]
+    _scontrol("update", f"partitionname={partition.rstrip('*')}", "maxtime=2")
+    try:
+        res = launch_cli(str(write_sweep(tmp_path)), "--backend", "slurm", "--out", str(run_dir), "--wait")
+        status = status_cli(str(run_dir)).stdout
+    finally:
+        _scontrol("update", f"partitionname={partition.rstrip('*')}", "maxtime=infinite")
+        probes = groups_by_name(run_dir)["check.probe"]["tasks"][0]["job_id"].split("_")[0]
+        subprocess.run(["scancel", probes], timeout=60)  # the summary goes with it (kill_on_invalid_dep)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"check.probe task probe-0 (job {probes}_0) cannot start as submitted (PartitionTimeLimit)" in res.stderr
+    assert f"`scancel {probes}_0`" in res.stderr and "lower the sweep's resources" in res.stderr, res.stderr
+    assert "check.probe: 4 jobs pending, PartitionTimeLimit; cannot start as submitted" in status, status
 
 
 @pytest.mark.parametrize("backend", ["local", "debug"])
