@@ -67,9 +67,10 @@ stop_cluster_daemons() {
 # Slurm's default 120 s would make the time-limit test wait minutes per requeue. sched_interval=2: nothing but the
 # main scheduling loop starts a requeued job once that wait is over, and it runs every 60 s by default, so each
 # requeued piece of the time-limit test sat about 30 s in the queue (12 pieces in one CI run, 2026-12-07).
-# UnkillableStepTimeout=180: under make test's load a requeued training step once took 65 s to end after its
-# signals (CI, 2026-12-07); the default 60 s drained the only node ("Kill task failed") and every later Slurm test
-# waited for a node that never came back.
+# UnkillableStepTimeout=180: in one CI run (2026-12-07) a requeued training step outlived its SIGKILL by Slurm's
+# default 60 s, once in about 300 requeues (the others ended within 1 to 5.5 s); slurmstepd then gave up, drained
+# the only node ("Kill task failed"), and every later Slurm test waited for a node that never came back. Whether
+# that step was slow or stuck is unknown: a slow one now has 180 s, and a stuck one leaves a trace (below).
 # UnkillableStepProgram: what the step's processes were doing, should it happen again (write_unkillable_probe).
 slurm_conf_common() {
     echo "UnkillableStepProgram=$1/etc/unkillable-step.sh"
