@@ -489,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "training steps of each kind of job and one evaluation are timed on this machine (it needs the "
                    "stores the cells read)")
     p.add_argument("--out", help="run directory (default: runs/<sweep name>)")
-    p.add_argument("--wait", action="store_true", help="on Slurm, wait for every job and report failures")
+    p.add_argument("--wait", action="store_true", help="on Slurm, wait for every job and report failures; a job "
+                   "that will not start by itself (held, or over its partition's limits) is reported, not waited on")
     p.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
                    help="while another launch uses the same run or data directory, wait at most this long "
                    "(default: wait until it has finished; 0: stop at once)")
