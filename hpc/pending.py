@@ -13,9 +13,9 @@ import subprocess
 import time
 from typing import Any, Callable
 
-# squeue's reasons for a job that Slurm will not start until someone releases it (or, for a dependency, never)
-HELD = ("JobHeldAdmin", "JobHeldUser", "JobHoldMaxRequeue", "launch failed requeued held",
-        "DependencyNeverSatisfied")
+# squeue's reasons for a job that Slurm will not start until someone releases it. (A dependency that can never be
+# met is no such case here: the launcher submits with --kill-on-invalid-dep=yes, so Slurm cancels the job.)
+HELD = ("JobHeldAdmin", "JobHeldUser", "JobHoldMaxRequeue", "launch failed requeued held")
 # reasons for a job that cannot start as submitted (its request is outside what it may ever get); the QOS's and
 # the association's per-job limits (QOSMaxWallDurationPerJobLimit, AssocMaxCpuPerJobLimit, ...) are found by name
 NEVER = ("PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints", "InvalidAccount", "InvalidQOS",
