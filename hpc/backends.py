@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from fluidperc.registry import Registry
 from hpc.errors import UserError
+from hpc.pending import queue_rows
 from hpc.spec import Resources
 
 if TYPE_CHECKING:
@@ -304,15 +305,9 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
     states: dict[str, dict[str, str]] = {}
     for line in out.splitlines():
         _add_state(states, *(line.split("|") + ["", "", "", ""])[:4])
-    if any(j not in states for j in job_ids):
-        # every queued job, filtered here: squeue -j fails outright when one id has left the controller
-        try:
-            queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%M"], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            return states  # accounting's answer alone, as before
+    if any(j not in states for j in job_ids):  # accounting's answer alone when squeue does not answer either
         wanted = set(ids)
-        for line in queue.stdout.splitlines() if queue.returncode == 0 else []:
-            jid, state, elapsed = (line.split("|") + ["", "", ""])[:3]
+        for jid, state, elapsed in queue_rows(["%i", "%T", "%M"]) or []:
             if array_id(jid) in wanted and jid not in states:
                 _add_state(states, jid, state, elapsed, "")
     return states

@@ -9,6 +9,7 @@ down) may still start once they come back, so it only gets a note.
 
 from __future__ import annotations
 
+import getpass
 import subprocess
 import time
 from typing import Any, Callable
@@ -25,21 +26,27 @@ NO_NODES = ("ReqNodeNotAvail", "Nodes required for job are DOWN, DRAINED", "Part
             "NodeDown")
 
 
-def pending_reasons(job_ids: list[str], timeout_s: float = 30.0) -> dict[str, str]:
-    """squeue's reason for each of these jobs that is pending ('1234' or an array task '1234_5'); jobs that run,
-    have left the queue, or that squeue does not answer for are absent. One call for the whole queue, filtered
-    here: squeue -j fails outright when one id has left the controller."""
+def queue_rows(fields: list[str], timeout_s: float = 30.0) -> list[list[str]] | None:
+    """This user's queued jobs as squeue gives them, an array's tasks one row each, each row the asked fields
+    ('%i', '%T', ...); None when squeue does not answer. The whole queue, for the callers to filter: squeue -j
+    fails outright when one of the ids has left the controller."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%r"], capture_output=True, text=True,
-                             timeout=timeout_s)
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "|".join(fields)],
+                             capture_output=True, text=True, timeout=timeout_s)
     except (OSError, subprocess.SubprocessError):
-        return {}
-    wanted, found = set(job_ids), {}
-    for line in out.stdout.splitlines() if out.returncode == 0 else []:
-        jid, state, reason = (line.split("|", 2) + ["", ""])[:3]
-        if jid in wanted and state == "PENDING":
-            found[jid] = reason.strip()
-    return found
+        return None
+    if out.returncode != 0:
+        return None
+    n = len(fields)
+    return [(line.split("|", n - 1) + [""] * n)[:n] for line in out.stdout.splitlines()]
+
+
+def pending_reasons(job_ids: list[str]) -> dict[str, str]:
+    """squeue's reason for each of these jobs that is pending ('1234' or an array task '1234_5'); jobs that run,
+    have left the queue, or that squeue does not answer for are absent."""
+    wanted = set(job_ids)
+    return {jid: reason.strip() for jid, state, reason in queue_rows(["%i", "%T", "%r"]) or []
+            if jid in wanted and state == "PENDING"}
 
 
 def pending_reason(job_id: str) -> str:
@@ -85,9 +92,9 @@ def wait_unless_stuck(job: Any, note: Callable[[str], None], first_s: float = 2.
                       reason_of: Callable[[str], str] = pending_reason,
                       nodes_out: Callable[[], str] = nodes_out_of_service) -> str:
     """Block until submitit's ``job`` is done and return "", or return Slurm's reason as soon as the job is held
-    or found unable to start as submitted. The queue is asked at 0, 2, 6, 14, ... s, then every ``most_s``: a held job is found within seconds of the
-    hold, and a long wait costs one squeue call each half minute. ``note`` gets one line per new reason that
-    waits for nodes out of service."""
+    or found unable to start as submitted. The queue is asked at 0, 2, 6, 14, ... s, then every ``most_s``: a
+    held job is found within seconds of the hold, and a long wait costs one squeue call each half minute. ``note``
+    gets one line per new reason that waits for nodes out of service."""
     noted: set[str] = set()
     interval, next_check, last = first_s, 0.0, ""
     while not job.done():
