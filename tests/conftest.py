@@ -77,22 +77,23 @@ def wait_until_quiet(busy, what: str, timeout: float = 180) -> None:
         time.sleep(0.5)
 
 
-def slurm_node_problems() -> str:
-    """The test cluster's nodes that take no jobs (drained, draining, down), each with Slurm's reason; "" when every
-    node takes jobs. A drained node never comes back by itself, so a test waiting on it would wait for its timeout."""
+def nodes_out_of_service() -> list[tuple[str, str, str]]:
+    """(node, state, Slurm's reason) for each test-cluster node that takes no jobs (drained, draining, down). A
+    drained node never comes back by itself, so a test waiting on it would wait for its timeout."""
     out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N|%T|%E"], capture_output=True, text=True, timeout=30).stdout
-    rows = [line.split("|") for line in out.splitlines()]
-    bad = [row for row in rows if any(word in row[1] for word in ("drain", "down", "fail"))]
-    return "; ".join(f"node {name} is {state} ({reason})" for name, state, reason in bad)
+    rows = [tuple(line.split("|", 2)) for line in out.splitlines()]
+    return [row for row in rows if any(word in row[1] for word in ("drain", "down", "fail"))]
+
+
+def slurm_node_problems() -> str:
+    """The nodes out of service, as a sentence; "" when every node takes jobs."""
+    return "; ".join(f"node {name} is {state} ({reason})" for name, state, reason in nodes_out_of_service())
 
 
 def resume_slurm_nodes() -> None:
     """Return the drained or down nodes to service, as an administrator would once the cause is known."""
-    for line in subprocess.run(["sinfo", "-h", "-N", "-o", "%N|%T"], capture_output=True, text=True,
-                               timeout=30).stdout.splitlines():
-        name, state = line.split("|")
-        if any(w in state for w in ("drain", "down", "fail")):
-            subprocess.run(["scontrol", "update", f"nodename={name}", "state=resume"], capture_output=True, timeout=30)
+    for name, _, _ in nodes_out_of_service():
+        subprocess.run(["scontrol", "update", f"nodename={name}", "state=resume"], capture_output=True, timeout=30)
 
 
 @pytest.fixture
