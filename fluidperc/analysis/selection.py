@@ -113,10 +113,11 @@ def pool(searches: list[dict[tuple[str, str, str], list[Candidate]]]) -> dict[tu
                 if twin is not None:
                     raise ValueError(f"{c.task} {c.name} on {c.grid} is a candidate of both {twin.source} and "
                                      f"{c.source}; list each candidate in one search only")
-                if have and c.protocol != have[0].protocol:
-                    keys = sorted(k for k in set(c.protocol) | set(have[0].protocol)
-                                  if c.protocol.get(k) != have[0].protocol.get(k))
-                    shown = ", ".join(f"{k}: {have[0].protocol.get(k)!r} in {have[0].source}, {c.protocol.get(k)!r} "
+                other = next((h for h in have if h.source != c.source), None)  # within one search: its own affair
+                if other is not None and c.protocol != other.protocol:
+                    keys = sorted(k for k in set(c.protocol) | set(other.protocol)
+                                  if c.protocol.get(k) != other.protocol.get(k))
+                    shown = ", ".join(f"{k}: {other.protocol.get(k)!r} in {other.source}, {c.protocol.get(k)!r} "
                                       f"in {c.source}" for k in keys[:3])
                     raise ValueError(f"the searches trained {c.task} {c.family} on {c.grid} with other settings "
                                      f"than their grids' ({shown}); pooled candidates must differ only in the "
