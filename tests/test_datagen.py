@@ -72,22 +72,28 @@ def test_slurm_relaunch_with_wait_while_the_first_launch_is_queued_waits_for_its
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert first.returncode == 0, first.stderr
     groups = json.loads((run_dir / "manifest.json").read_text())["launches"][0]["groups"]
-    array = groups[0]["tasks"][0]["job_id"].split("_")[0]
-    subprocess.run(["scontrol", "hold", array], check=True)  # queued, so the relaunch finds it in flight
-    again = subprocess.Popen([*cmd, "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    deadline = time.time() + 60
-    while time.time() < deadline:  # the relaunch has recorded what it found before it starts waiting
-        launches = json.loads((run_dir / "manifest.json").read_text())["launches"]
-        if len(launches) == 2 and len(launches[1]["groups"]) == 2:
-            break
-        time.sleep(0.2)
-    else:
-        again.kill()
-        pytest.fail("the relaunch never recorded its groups")
-    assert again.poll() is None, "the relaunch returned while the earlier launch's jobs were still queued"
-    subprocess.run(["scontrol", "release", array], check=True)
+    # the node drained, so the jobs stay queued and the relaunch finds them in flight (a hold would do as well, but
+    # --wait reports a held job rather than wait for it: tests/test_launcher.py)
+    node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, timeout=60).stdout.split()[0]
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=drain", "reason=keeps the jobs queued"], check=True)
+    try:
+        again = subprocess.Popen([*cmd, "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        deadline = time.time() + 60
+        while time.time() < deadline:  # the relaunch has recorded what it found before it starts waiting
+            launches = json.loads((run_dir / "manifest.json").read_text())["launches"]
+            if len(launches) == 2 and len(launches[1]["groups"]) == 2:
+                break
+            time.sleep(0.2)
+        else:
+            again.kill()
+            pytest.fail("the relaunch never recorded its groups")
+        time.sleep(3)  # past the relaunch's first looks at the queue (0 and 2 s)
+        assert again.poll() is None, "the relaunch returned while the earlier launch's jobs were still queued"
+    finally:
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], check=True)
     out, err = again.communicate(timeout=240)
     assert again.returncode == 0, err
+    assert f"Nodes out of service: {node} (drained: keeps the jobs queued)" in err, err  # --wait said why it waited
     assert "4 still queued or running from an earlier launch" in launches[1]["groups"][0]["note"]
     assert [g["tasks"] for g in launches[1]["groups"]] == [[], []], "nothing may be submitted twice"
     check_store(tmp_path / "data" / "karman_32x16.zarr", 4, 16, 32, 16)
