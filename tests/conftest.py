@@ -3,6 +3,7 @@ and the listener guard (tests/listeners.py) around every test."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -94,6 +95,21 @@ def resume_slurm_nodes() -> None:
     """Return the drained or down nodes to service, as an administrator would once the cause is known."""
     for name, _, _ in nodes_out_of_service():
         subprocess.run(["scontrol", "update", f"nodename={name}", "state=resume"], capture_output=True, timeout=30)
+
+
+@contextlib.contextmanager
+def node_drained(reason: str):
+    """The single-node cluster's node drained with ``reason`` while the block runs, so that jobs stay queued
+    (PENDING, ReqNodeNotAvail) as they do on a busy cluster; the node takes jobs again afterwards, whatever
+    happened. Yields the node's name."""
+    node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, timeout=60).stdout.split()[0]
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=drain", f"reason={reason}"], check=True,
+                   capture_output=True, timeout=60)
+    try:
+        yield node
+    finally:
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], check=True, capture_output=True,
+                       timeout=60)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from conftest import ROOT
+from conftest import ROOT, node_drained
 
 SWEEP = """
 name: dg
@@ -74,9 +74,7 @@ def test_slurm_relaunch_with_wait_while_the_first_launch_is_queued_waits_for_its
     groups = json.loads((run_dir / "manifest.json").read_text())["launches"][0]["groups"]
     # the node drained, so the jobs stay queued and the relaunch finds them in flight (a hold would do as well, but
     # --wait reports a held job rather than wait for it: tests/test_launcher.py)
-    node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, timeout=60).stdout.split()[0]
-    subprocess.run(["scontrol", "update", f"nodename={node}", "state=drain", "reason=keeps the jobs queued"], check=True)
-    try:
+    with node_drained("keeps the jobs queued") as node:
         again = subprocess.Popen([*cmd, "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         deadline = time.time() + 60
         while time.time() < deadline:  # the relaunch has recorded what it found before it starts waiting
@@ -89,8 +87,6 @@ def test_slurm_relaunch_with_wait_while_the_first_launch_is_queued_waits_for_its
             pytest.fail("the relaunch never recorded its groups")
         time.sleep(3)  # past the relaunch's first looks at the queue (0 and 2 s)
         assert again.poll() is None, "the relaunch returned while the earlier launch's jobs were still queued"
-    finally:
-        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], check=True)
     out, err = again.communicate(timeout=240)
     assert again.returncode == 0, err
     assert f"Nodes out of service: {node} (drained: keeps the jobs queued)" in err, err  # --wait said why it waited

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, node_drained
 
 SWEEP = """
 name: t-check
@@ -76,9 +76,7 @@ def _scontrol(*args: str) -> None:
 def test_slurm_wait_and_status_name_a_drained_node_and_a_held_job_instead_of_waiting_forever_and_a_relaunch_finishes(
         slurm_cluster, tmp_path, launch_cli, status_cli):
     sweep, run_dir, err_path = write_sweep(tmp_path), tmp_path / "run", tmp_path / "launch.err"
-    node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, timeout=60).stdout.split()[0]
-    _scontrol("update", f"nodename={node}", "state=drain", "reason=taken out by a test")
-    try:
+    with node_drained("taken out by a test") as node:
         with err_path.open("w") as err:
             launched = subprocess.Popen([sys.executable, "-m", "hpc.launch", str(sweep), "--backend", "slurm", "--out",
                                          str(run_dir), "--wait"], cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
@@ -90,8 +88,6 @@ def test_slurm_wait_and_status_name_a_drained_node_and_a_held_job_instead_of_wai
         probes = groups_by_name(run_dir)["check.probe"]["tasks"][0]["job_id"].split("_")[0]
         _scontrol("hold", probes)
         out, _ = launched.communicate(timeout=120)
-    finally:
-        _scontrol("update", f"nodename={node}", "state=resume")
     err = err_path.read_text()
     assert launched.returncode == 1, out + err
     assert f"check.probe task probe-0 (job {probes}_0) is held by Slurm (JobHeld" in err, err

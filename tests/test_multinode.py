@@ -243,10 +243,7 @@ def test_ray_tune_over_two_nodes_places_trials_on_both_ends_with_the_job_and_res
 
     assert not (run_dir / "tune.zarr").exists(), "the experiment ended before it could be cancelled"
     assert multinode_cluster.run("scancel", job).returncode == 0
-    deadline = time.monotonic() + 90
-    while any(multinode_cluster.node_processes().values()):
-        assert time.monotonic() < deadline, f"processes outlived the job: {multinode_cluster.node_processes()}"
-        time.sleep(0.5)
+    multinode_cluster.wait_quiet(90)  # the job's ranks and Ray's processes end with it
     assert not (run_dir / "tune.zarr").exists()
 
     second = multinode_cluster.launch(str(sweep), "--out", str(run_dir), "--wait", env=tune_env, timeout=500)
@@ -257,9 +254,6 @@ def test_ray_tune_over_two_nodes_places_trials_on_both_ends_with_the_job_and_res
     check_tidy(ds, 2, 6)
     assert sorted(ds.node.values) == ray_nodes, "each trial ran on its own node"
     # --wait returns once the job's result is written; its batch step and Ray then take a moment to end
-    deadline = time.monotonic() + 60
-    while any(multinode_cluster.node_processes().values()):
-        assert time.monotonic() < deadline, f"processes outlived the job: {multinode_cluster.node_processes()}"
-        time.sleep(0.5)
+    multinode_cluster.wait_quiet(60)
     status = multinode_cluster.run(sys.executable, "-m", "hpc.status", str(run_dir), env=tune_env)
     assert "2 trials finished (0 errored)" in status.stdout, status.stdout + status.stderr
