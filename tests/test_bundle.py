@@ -3,13 +3,15 @@ another machine ends as an uninterrupted one."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import warnings
 import zipfile
 
 import pytest
 
 from conftest import ROOT, run_module
-from fluidperc.analysis.bundle import MANIFEST, WEIGHTS, manifest, publish, restore, verify
+from fluidperc.analysis.bundle import MANIFEST, WEIGHTS, manifest, open_store, publish, restore, verify
 from fluidperc.errors import UserError
 from fluidperc.tasks.cell import CellConfig
 from fluidperc.train import run
@@ -36,6 +38,11 @@ def test_a_run_continued_from_its_bundle_on_another_machine_ends_as_an_uninterru
     assert sorted(p.name for p in bundle.iterdir()) == [MANIFEST, "curves.zarr.zip", WEIGHTS]
     with zipfile.ZipFile(bundle / WEIGHTS) as zf:
         assert sorted(zf.namelist()) == sorted([f"{finished.label}/model.pt", f"{unfinished.label}/checkpoint.pt"])
+    with zipfile.ZipFile(bundle / "curves.zarr.zip") as zf:  # consolidated: one read opens it, with no warning
+        assert json.loads(zf.read("zarr.json")).get("consolidated_metadata"), "curves.zarr is not consolidated"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert open_store(bundle, "curves.zarr").sizes["cell"] == 2
     doc = manifest(bundle)
     assert doc["sweep"] == "name: moved\n" and doc["cells"][finished.label]["result"]["steps"] == 10
     assert doc["cells"][unfinished.label]["pieces"][0] | {"start": 0, "to": 10} == doc["cells"][unfinished.label]["pieces"][0]

@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,7 +74,9 @@ def open_store(path: str | Path, name: str) -> xr.Dataset:
     if is_bundle(path) and (path / f"{name}.zip").is_file():
         import zarr
 
-        return xr.open_zarr(zarr.storage.ZipStore(path / f"{name}.zip", mode="r"))
+        with warnings.catch_warnings():  # bundles published before curves were consolidated: small, read as they are
+            warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated metadata", RuntimeWarning)
+            return xr.open_zarr(zarr.storage.ZipStore(path / f"{name}.zip", mode="r"))
     raise UserError(f"{path / name} does not exist, and {path} is no bundle holding it")
 
 
@@ -205,7 +208,7 @@ def publish(run_dir: str | Path, dest: str | Path, checkpoints: bool = True) -> 
                 _zip_dir(run / store, tmp / f"{store}.zip")
         if cells:
             staged = tmp / CURVES
-            curves_dataset(curves).to_zarr(staged, mode="w", consolidated=False)
+            curves_dataset(curves).to_zarr(staged, mode="w", consolidated=True)  # opened without a fallback warning
             _zip_dir(staged, tmp / f"{CURVES}.zip")
             shutil.rmtree(staged)
         else:
