@@ -116,17 +116,22 @@ def test_stacked_kernels_give_each_cell_the_loss_and_gradient_of_its_own_kernels
 
 @pytest.mark.slow
 def test_stacked_kernels_train_a_pack_as_its_cells_train_alone(data_dir, tmp_path, lsim_env):
-    """The AE through the whole trainer with stacked kernels: over 20 steps every training loss and validation
-    metric stays within 1e-4 of the cell alone (4.6e-6 measured on a 2-core AMD EPYC VM)."""
-    cells = trio(data_dir, "ae", pack_kernels="stacked")
+    """The AE through the whole trainer with stacked kernels. Grouped convolutions round differently from a cell's
+    own, and training amplifies the difference step by step, by how much depends on the CPU's kernels: after 20 steps
+    4.6e-6 on one 2-core AMD EPYC VM and 9e-4 on another (the sum cell). So the first two steps' losses must agree
+    to rounding (2e-5; 6e-7 measured), and every logged value of 10 steps, two validations included, within 1e-2
+    (1.5e-4 measured): a cell given another's seed, loss, lr or gradient is off by far more."""
+    cells = trio(data_dir, "ae", pack_kernels="stacked", steps=10, validate_every=5, checkpoint_every=5)
     for c in cells:
         run(c, tmp_path / "alone" / c.label, progress=False)
     run_pack(cells, [tmp_path / "pack" / c.label for c in cells], progress=False)
     for c in cells:
         ma, mp = metrics(tmp_path / "alone" / c.label), metrics(tmp_path / "pack" / c.label)
-        assert len(ma) == len(mp) == 20
+        assert len(ma) == len(mp) == 10 and sum("val_mse" in r for r in mp) == 2
+        for ra, rp in zip(ma[:2], mp[:2]):
+            assert rp == pytest.approx(ra, rel=2e-5), c.label
         for ra, rp in zip(ma, mp):
-            assert rp == pytest.approx(ra, rel=1e-4), c.label
+            assert rp == pytest.approx(ra, rel=1e-2), c.label
 
 
 def test_a_cell_whose_loss_diverges_stops_alone_and_the_pack_goes_on(data_dir, tmp_path):
