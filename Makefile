@@ -62,9 +62,9 @@ study-v2: install
 	test ! -f study/study_v2_search/bundle.json || $(PY) -m fluidperc.analysis restore study/study_v2_search runs/study_v2_search
 	rc=0; $(STUDY_ENV) nice -n 19 $(PY) -m hpc.launch sweeps/study_v2_search.yaml --out runs/study_v2_search --wait || rc=$$?; \
 	  $(PY) -m fluidperc.analysis publish runs/study_v2_search study/study_v2_search; exit $$rc
-	test ! -f study/study_v2_search_ae/bundle.json || $(PY) -m fluidperc.analysis restore study/study_v2_search_ae runs/study_v2_search_ae
-	rc=0; $(STUDY_ENV) nice -n 19 $(PY) -m hpc.launch sweeps/study_v2_search_ae.yaml --out runs/study_v2_search_ae --wait || rc=$$?; \
-	  $(PY) -m fluidperc.analysis publish runs/study_v2_search_ae study/study_v2_search_ae; exit $$rc
+	test ! -f study/study_v2_search_top/bundle.json || $(PY) -m fluidperc.analysis restore study/study_v2_search_top runs/study_v2_search_top
+	rc=0; $(STUDY_ENV) nice -n 19 $(PY) -m hpc.launch sweeps/study_v2_search_top.yaml --out runs/study_v2_search_top --wait || rc=$$?; \
+	  $(PY) -m fluidperc.analysis publish runs/study_v2_search_top study/study_v2_search_top; exit $$rc
 	test ! -f study/study_v2/bundle.json || $(PY) -m fluidperc.analysis restore study/study_v2 runs/study_v2
 	rc=0; $(STUDY_ENV) nice -n 19 $(PY) -m hpc.launch sweeps/study_v2.yaml --out runs/study_v2 --wait || rc=$$?; \
 	  $(PY) -m fluidperc.analysis publish runs/study_v2 study/study_v2; exit $$rc
