@@ -4,6 +4,7 @@ slurm/local-cluster-up.sh) and a time limit that a training job crosses by check
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -99,36 +100,84 @@ def test_a_20_task_datagen_group_goes_in_as_three_arrays_completes_as_one_group_
 
 TIME_LIMITED = """
 name: tl
+plugins: [slowlab]
 train:
   data_dir: {data}
   tasks: [ae]
   datasets: [{{scene: karman, resolution: [32, 16], high_resolution: [64, 32]}}]
-  losses: [mse]
+  losses: [slow_mse]
   seeds: [0]
   settings: {{steps: {steps}, batch_size: 3, checkpoint_every: 5000, validate_every: 5000}}
   resources: {{time_min: 1, cpus_per_task: 1, signal_s: 5}}
 """
-# About 2 minutes of training on one core of this 2-core VM, at least two 1-minute limits to cross: alone, pieces of
-# 36, 42, 42 and 20 s (2026-12-07). A core over 1.6 times as fast would cross only one, and needs more steps.
-STEPS = 20000
+# A loss of the test's own (a plugin, as a researcher would add one): MSE that waits 30 ms per call (once a step),
+# so a step takes at least 30 ms of wall time whatever the core and the load, and about 9 ms of CPU. 4000 steps
+# then need at least 120 s of training, more than two pieces hold (a piece is signalled about 42 s into its 1-minute
+# limit), so the cell crosses at least two limits on any core. Alone (2026-12-08): 5 pieces of 35, 42, 42, 42 and
+# 15 s, 4m18s, 100 CPU-s in all of the test's processes; with 20000 plain MSE steps it took about 340 CPU-s, 4
+# pieces alone and 8 or 9 beside the other test groups (632 s), and a core 1.6 times as fast would have crossed one.
+SLOW_LOSS = {
+    "__init__.py": '''
+"""slowlab: MSE that also spends wall time (time.sleep) in every call: a cell that is long in time, cheap in CPU."""
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from fluidperc.losses import LossEntry, register_loss
+
+
+class SlowSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Literal["slow_mse"] = "slow_mse"
+
+    @property
+    def label(self) -> str:
+        return "slow_mse"
+
+
+register_loss(LossEntry("slow_mse", SlowSpec, "slowlab.loss:build", description="MSE, 30 ms per call"))
+''',
+    "loss.py": '''
+import time
+
+from fluidperc.losses.base import MSELoss
+
+
+class SlowMSE(MSELoss):
+    label = "slow_mse"
+
+    def forward(self, pred, target, channels=None):
+        time.sleep(0.03)
+        return super().forward(pred, target, channels)
+
+
+def build(spec, stats=None, store=None):
+    return SlowMSE()
+''',
+}
+STEPS = 4000
 # signal_s 5: Slurm checks time limits every 30 s and signals at the first check that finds the job within signal_s
 # + 30 s of its limit. With the default (20 s, a third of the limit) a piece that starts just after a check, as a
 # requeued one does (the requeue at a check, cred_expire 15 s, sched_interval 2 s), is signalled 12 s in and trains
 # for about 7 s (15 pieces and 7m26s alone, 2026-12-07); with 5 s it is signalled 43 s in (4 pieces, 3m22s).
 
 
-# Hang guards, not timings: alone it takes about 3.5 minutes; beside the other test groups (make test), whose
-# processes share the two cores, each 1-minute piece trains less and it took 11 (679 s, before signal_s 5).
+# Hang guards, not timings: alone it takes about 4.5 minutes.
 @pytest.mark.timeout(1800)
 def test_a_cell_longer_than_its_time_limit_finishes_across_requeues_with_the_weights_of_an_uninterrupted_run(
         slurm_cluster, data_dir, tmp_path, launch_cli):
+    site = tmp_path / "site" / "slowlab"
+    site.mkdir(parents=True)
+    for name, text in SLOW_LOSS.items():
+        (site / name).write_text(text.lstrip())
+    env = {**_env(), "PYTHONPATH": f"{site.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     sweep = tmp_path / "tl.yaml"
     sweep.write_text(TIME_LIMITED.format(data=data_dir, steps=STEPS))
     run_dir = tmp_path / "run"
-    cell_dir = run_dir / "train" / "ae-karman_32x16-mse-s0"
+    cell_dir = run_dir / "train" / "ae-karman_32x16-slow_mse-s0"
     launched = subprocess.Popen([sys.executable, "-m", "hpc.launch", str(sweep), "--backend", "slurm", "--out",
                                  str(run_dir), "--wait"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+                                text=True, env=env)
     # the same cell, uninterrupted, beside it on the other core (the job's config, once the job has written it)
     deadline = time.time() + 600
     while not (cell_dir / "config.json").exists():
@@ -137,7 +186,7 @@ def test_a_cell_longer_than_its_time_limit_finishes_across_requeues_with_the_wei
     alone = tmp_path / "alone"
     reference = subprocess.run([sys.executable, "-m", "fluidperc.train", str(cell_dir / "config.json"), str(alone),
                                 "--no-progress"], capture_output=True, text=True, timeout=1500, cwd=ROOT,
-                               env={**_env(), "OMP_NUM_THREADS": "1"})
+                               env={**env, "OMP_NUM_THREADS": "1"})
     assert reference.returncode == 0, reference.stderr[-2000:]
     deadline = time.time() + 1500
     while True:  # the launcher's --wait, failing at once if the node drains: the requeued job would never start
@@ -162,7 +211,7 @@ def test_a_cell_longer_than_its_time_limit_finishes_across_requeues_with_the_wei
     while (states := _slurm("sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", job).split())[-1:] != ["COMPLETED"]:
         assert time.time() < deadline, f"accounting never recorded the end of {job}: {states}"
         time.sleep(1)  # accounting learns of the job's end some seconds after the launcher does
-    assert states.count("REQUEUED") >= 2, f"{states}: it finished within two pieces (on a faster core raise STEPS)"
+    assert states.count("REQUEUED") >= 2, f"{states}: it finished within two pieces, though its steps need 120 s"
     logs = "".join(p.read_text() for p in sorted((run_dir / "logs" / "train.ae").glob("*_log.*")))
     saved = [int(line.split()[4].rstrip(":")) for line in logs.splitlines()
              if line.startswith("checkpoint signal at step") and line.endswith("saved")]
@@ -178,8 +227,6 @@ def test_a_cell_longer_than_its_time_limit_finishes_across_requeues_with_the_wei
 
 
 def _env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_JOB")}
 
 
