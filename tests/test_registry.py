@@ -102,3 +102,28 @@ def test_a_name_registered_twice_with_another_implementation_is_refused():
     assert register_task(task_entry("ae")) == task_entry("ae")  # the same entry again is harmless
     with pytest.raises(UserError, match="unknown task 'denoise'; expected one of ae, sr, sol"):
         task_entry("denoise")
+
+
+def test_a_plugin_loss_whose_build_cannot_be_imported_or_called_as_build_spec_stats_store_names_the_loss():
+    from fluidperc.losses import LossEntry, get_entry
+    from fluidperc.losses.base import MSELoss
+    from fluidperc.losses.spec import MSESpec
+
+    class NoSpecLoss(MSELoss):  # keeps nn.Module's __init__: the class itself is no build(spec, stats, store)
+        pass
+
+    def two_arguments(spec, stats):
+        return MSELoss()
+
+    with pytest.raises(UserError, match=r"loss 'bad_call': its build '.*NoSpecLoss' cannot be called as "
+                                        r"build\(spec, stats, store\) \(NoSpecLoss\(\) takes no arguments: its "
+                                        r"__init__ is torch.nn.Module's\)"):
+        LossEntry("bad_call", MSESpec, NoSpecLoss).builder()
+    with pytest.raises(UserError, match=r"loss 'two': its build '.*two_arguments' cannot be called as build\(spec, "
+                                        r"stats, store\) \(too many positional arguments\)"):
+        LossEntry("two", MSESpec, two_arguments).builder()
+    with pytest.raises(UserError, match=r"loss 'bad_ref': its build 'fluidperc.losses.base:NoSuchLoss' cannot be "
+                                        r"imported \(AttributeError: .*NoSuchLoss"):
+        LossEntry("bad_ref", MSESpec, "fluidperc.losses.base:NoSuchLoss").builder()
+    for name in ("mse", "mae", "lsim", "vgg", "lpips", "sum"):  # every built-in build passes the check
+        assert callable(get_entry(name).builder())

@@ -12,6 +12,7 @@ imported when a loss is built, never when the table is read: sweep validation an
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -40,7 +41,36 @@ class LossEntry:
     description: str = ""
 
     def builder(self) -> Callable[..., Any]:
-        return self.build if callable(self.build) else resolve(self.build)
+        """The build callable, checked against the ``(spec, stats, store)`` call a plugin's author most often gets
+        wrong (a FieldLoss class whose ``__init__`` takes no spec), so the error names the loss, not torch."""
+        where = self.build if isinstance(self.build, str) else getattr(self.build, "__qualname__", repr(self.build))
+        try:
+            build = self.build if callable(self.build) else resolve(self.build)
+        except (ImportError, AttributeError) as err:
+            raise UserError(f"loss '{self.name}': its build '{where}' cannot be imported ({type(err).__name__}: "
+                            f"{err}); a LossEntry's build is 'module:attr' or a callable") from None
+        problem = _cannot_take_three(build)
+        if problem:
+            raise UserError(f"loss '{self.name}': its build '{where}' cannot be called as build(spec, stats, store) "
+                            f"({problem}); a LossEntry's build takes those three arguments and returns the loss "
+                            "module, as a FieldLoss subclass's from_spec does") from None
+        return build
+
+
+def _cannot_take_three(build: Callable[..., Any]) -> str:
+    """Why ``build(spec, stats, store)`` cannot bind, or "". A torch module class that keeps nn.Module's
+    ``__init__(*args, **kwargs)`` looks as if it took anything, and takes nothing."""
+    if inspect.isclass(build):
+        owner = next((c for c in build.__mro__ if "__init__" in c.__dict__), object)
+        if (owner.__module__, owner.__name__) == ("torch.nn.modules.module", "Module"):
+            return f"{build.__name__}() takes no arguments: its __init__ is torch.nn.Module's"
+    try:
+        inspect.signature(build).bind(None, None, None)
+    except TypeError as err:
+        return str(err)
+    except ValueError:  # no signature to read (a builtin): the call itself will say
+        pass
+    return ""
 
 
 ENTRY_POINT_GROUP = "fluidperc.losses"
