@@ -12,6 +12,7 @@ import torch
 
 from fluidperc.errors import UserError
 from fluidperc.tasks.cell import CellConfig
+from fluidperc.train.outputs import read_pieces
 from fluidperc.train.trainer import LOCK, run, run_pack
 
 LSIM_PADDED = {"name": "lsim", "pad_to": [64, 64]}
@@ -248,12 +249,19 @@ def test_a_pack_killed_with_sigkill_resumes_each_cell_from_its_checkpoint_in_oth
     assert res.returncode == -9, res.stderr[-2000:]
     assert all(torch.load(o / "checkpoint.pt", weights_only=True)["step"] == 10 for o in outs)
     assert not any((o / "result.json").exists() for o in outs)
+    # the killed job's compute record, up to the checkpoint its cells kept, is open (hpc.status counts it) ...
+    assert all([(p["start"], p["to"], p.get("open")) for p in read_pieces(o)] == [(0, 10, True)] for o in outs)
     run_pack(cells[:1], outs[:1], progress=False)
     run_pack(cells[1:], outs[1:], progress=False)
     for c, o in zip(cells, outs):
         whole = run(c, tmp_path / "whole" / c.label, progress=False)
         assert json.loads((o / "result.json").read_text())["weights_sha256"] == whole["weights_sha256"], c.label
         assert (o / "metrics.jsonl").read_text() == (tmp_path / "whole" / c.label / "metrics.jsonl").read_text()
+        # ... and the next job settled it: every step of the cell is charged once, the lost ones to nobody
+        pieces = read_pieces(o)
+        assert [(p["start"], p["to"], p.get("killed", False)) for p in pieces] == [(0, 10, True), (10, 20, False)]
+        assert pieces[0]["cells"] == 3 and pieces[1]["cells"] == (1 if c is cells[0] else 2) and "open" not in pieces[0]
+        assert not (o / "piece.open.json").exists()
 
 
 PACK_SWEEP = """

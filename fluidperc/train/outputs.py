@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ def is_current(result: Path, *train_dirs: Path) -> bool:
 
 
 PIECES = "pieces.jsonl"  # one line per job that trained the cell: its compute record (fluidperc.analysis.compute)
+OPEN_PIECE = "piece.open.json"  # the job training the cell now, as of its last checkpoint: what a killed job leaves
 LEGACY_PIECES = "pieces.txt"  # the same, as the CPU study once read it from job logs (kept in its bundle)
 _LEGACY = re.compile(r"^(?P<ended>\S+) host=(?P<host>\S+) code=(?P<code>\S+) steps=(?P<start>\d+)-(?P<to>\d+) "
                      r"elapsed=(?P<elapsed>[\d:]+) log=(?P<log>\S+)$")
@@ -79,7 +81,39 @@ def read_pieces(out_dir: Path) -> list[dict[str, Any]]:
                     pieces.append(json.loads(line))
                 except ValueError:
                     raise ValueError(f"{path}, line {i}: not a JSON record") from None
+    open_piece = _read_open_piece(out_dir)
+    if open_piece is not None:  # a job still training the cell, or one killed since its last checkpoint
+        pieces.append(open_piece)
     return sorted(pieces, key=lambda p: (p["ended"], p["start"]))
+
+
+def _read_open_piece(out_dir: Path) -> dict[str, Any] | None:
+    try:
+        return {**json.loads((out_dir / OPEN_PIECE).read_text()), "open": True}
+    except (OSError, ValueError):  # none, or (never, being replaced atomically) unreadable
+        return None
+
+
+def write_open_piece(out_dir: Path, piece: dict[str, Any]) -> None:
+    """The record of the job training the cell, up to the checkpoint it has just written, replaced atomically at
+    each checkpoint: a job killed outright (SIGKILL, a lost node or machine) leaves the compute its cell kept."""
+    tmp = Path(out_dir) / (OPEN_PIECE + ".tmp")
+    tmp.write_text(json.dumps(piece))
+    os.replace(tmp, Path(out_dir) / OPEN_PIECE)
+
+
+def settle_open_piece(out_dir: Path) -> dict[str, Any] | None:
+    """Called by the next job to train the cell, under its lock: a record left open belongs to a job that died
+    after its last checkpoint. It joins pieces.jsonl, marked ``killed`` (the time after that checkpoint is lost)."""
+    piece = _read_open_piece(Path(out_dir))
+    if piece is not None:
+        piece.pop("open")
+        same_job = [p for p in read_pieces(out_dir) if not p.get("open")
+                    and (p.get("started"), p["start"], p["host"]) == (piece.get("started"), piece["start"], piece["host"])]
+        if not same_job:  # else its job recorded itself and died before it could remove the open record
+            append_piece(out_dir, {**piece, "killed": True})
+    (Path(out_dir) / OPEN_PIECE).unlink(missing_ok=True)
+    return piece
 
 
 def piece_seconds(piece: dict[str, Any]) -> float:

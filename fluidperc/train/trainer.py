@@ -43,7 +43,14 @@ from fluidperc.tasks.cell import CellConfig, check_pack
 from fluidperc.train import checkpoint as ckpt
 from fluidperc.train import distributed
 from fluidperc.train.graphed import GraphedStep
-from fluidperc.train.outputs import RESULT, append_piece, is_done  # noqa: F401  (is_done: re-exported)
+from fluidperc.train.outputs import (  # noqa: F401  (is_done: re-exported)
+    OPEN_PIECE,
+    RESULT,
+    append_piece,
+    is_done,
+    settle_open_piece,
+    write_open_piece,
+)
 from fluidperc.train.pack import PackedNet, PackLoss, resolve_kernels
 
 LOCK = ".train.lock"
@@ -139,6 +146,7 @@ class Trainer:
             if run.best is not None:
                 payload["best"] = run.best
             ckpt.save(run.out / "checkpoint.pt", payload)
+            write_open_piece(run.out, self._piece(run, self.dist))  # what a job killed from here on has done
 
     def _track_best(self, run: CellRun, row: dict[str, Any]) -> None:
         """keep: best: remember the weights of the cell's best validation so far (lower select_on is better)."""
@@ -267,6 +275,8 @@ class Trainer:
         for run in self.active:
             run.batches = self._batches(data, run, d)
             run.log = _Log(run.out, run.step) if d.is_main else None
+            if d.is_main:
+                settle_open_piece(run.out)  # a record left by a job killed since its last checkpoint
             run.start, run.started, run.t0 = run.step, _utc_now(), time.monotonic()
         label = self.cell.label if len(self.runs) == 1 else f"{len(self.active)} cells"
         bar = tqdm(total=sum(s.steps - r.step for r in self.active), desc=label, unit="step", file=sys.stderr,
@@ -331,12 +341,17 @@ class Trainer:
             run.log.close()
             run.log = None
         if d.is_main and run.step > run.start:
-            seconds = time.monotonic() - run.t0
-            append_piece(run.out, {"start": run.start, "to": run.step, "seconds": round(seconds, 3),
-                                   "host": socket.gethostname(), "code": code_commit(), "started": run.started,
-                                   "ended": _utc_now(), "ranks": d.world_size, "device": str(d.device),
-                                   "cells": len(self.runs), "cost_seconds": round(min(run.cost_s, seconds), 3)})
+            append_piece(run.out, self._piece(run, d))
+        if d.is_main:
+            (run.out / OPEN_PIECE).unlink(missing_ok=True)
         run.start = run.step
+
+    def _piece(self, run: CellRun, d) -> dict[str, Any]:
+        """This job's compute record for the cell, from the step it started at to now."""
+        seconds = time.monotonic() - run.t0
+        return {"start": run.start, "to": run.step, "seconds": round(seconds, 3), "host": socket.gethostname(),
+                "code": code_commit(), "started": run.started, "ended": _utc_now(), "ranks": d.world_size,
+                "device": str(d.device), "cells": len(self.runs), "cost_seconds": round(min(run.cost_s, seconds), 3)}
 
     def _lock(self, run: CellRun) -> bool:
         """Hold the cell's lock for the job's life: two jobs never train one cell at once (a relaunch may pack
