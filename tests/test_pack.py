@@ -264,6 +264,38 @@ def test_a_pack_killed_with_sigkill_resumes_each_cell_from_its_checkpoint_in_oth
         assert not (o / "piece.open.json").exists()
 
 
+
+KILL_BEFORE_RESULT = """
+import os, signal, sys
+from fluidperc.tasks.cell import CellConfig
+from fluidperc.train.trainer import run
+
+def hook(trainer):
+    trainer._finish = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # every step done and saved, no result
+
+run(CellConfig.model_validate_json(open(sys.argv[1]).read()), sys.argv[2], progress=False, trainer_hook=hook)
+"""
+
+
+@pytest.mark.slow
+def test_a_cell_killed_after_its_last_step_but_before_its_result_is_charged_once(data_dir, tmp_path):
+    """The job records itself when its cell's last step is saved; killed before the result, the next job only
+    writes the result and charges nothing more."""
+    import subprocess
+    import sys
+
+    c = cell(data_dir, "ae", steps=10, checkpoint_every=5, validate_every=5)
+    out = tmp_path / c.label
+    (tmp_path / "cell.json").write_text(c.model_dump_json())
+    (tmp_path / "kill.py").write_text(KILL_BEFORE_RESULT)
+    res = subprocess.run([sys.executable, str(tmp_path / "kill.py"), str(tmp_path / "cell.json"), str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == -9 and not (out / "result.json").exists(), res.stderr[-2000:]
+    assert [(p["start"], p["to"], p.get("open")) for p in read_pieces(out)] == [(0, 10, None)]
+    assert run(c, out, progress=False)["steps"] == 10  # the next job only writes the result
+    assert [(p["start"], p["to"], p.get("killed")) for p in read_pieces(out)] == [(0, 10, None)]
+    assert not (out / "piece.open.json").exists()
+
 PACK_SWEEP = """
 name: packed
 resources: {{cpus_per_task: 1, time_min: 20}}

@@ -271,6 +271,8 @@ class Trainer:
         self.active = [r for r in self.runs if r.net is not None and r.step < s.steps]
         for i, run in enumerate(self.runs):
             if run.net is not None and run.step >= s.steps:  # finished but for its result (killed right there)
+                if d.is_main:
+                    settle_open_piece(run.out)
                 results[i] = self._finish(run, d)
         for run in self.active:
             run.batches = self._batches(data, run, d)
