@@ -102,7 +102,7 @@ def write_open_piece(out_dir: Path, piece: dict[str, Any]) -> None:
     os.replace(tmp, Path(out_dir) / OPEN_PIECE)
 
 
-def settle_open_piece(out_dir: Path) -> dict[str, Any] | None:
+def settle_open_piece(out_dir: Path) -> None:
     """Called by the next job to train the cell, under its lock: a record left open belongs to a job that died
     after its last checkpoint. It joins pieces.jsonl, marked ``killed`` (the time after that checkpoint is lost)."""
     piece = _read_open_piece(Path(out_dir))
@@ -113,7 +113,6 @@ def settle_open_piece(out_dir: Path) -> dict[str, Any] | None:
         if not same_job:  # else its job recorded itself and died before it could remove the open record
             append_piece(out_dir, {**piece, "killed": True})
     (Path(out_dir) / OPEN_PIECE).unlink(missing_ok=True)
-    return piece
 
 
 def piece_seconds(piece: dict[str, Any]) -> float:

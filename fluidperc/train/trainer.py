@@ -108,6 +108,7 @@ class Trainer:
         self.use_graph = False
         self.graph_step: GraphedStep | None = None
         self.dist: distributed.Dist | None = None
+        self.code = ""  # the commit this job runs (provenance.code_commit), read once on rank 0 when it starts
         self.kernels = "per_cell"
         self.active: list[CellRun] = []
         self._packs: dict[tuple[int, ...], PackedNet] = {}  # PackedNets by the cells in them, built once
@@ -269,16 +270,17 @@ class Trainer:
         if data is None:  # finished, or another job trains them
             return [results.get(i) for i in range(len(self.runs))]
         self.active = [r for r in self.runs if r.net is not None and r.step < s.steps]
+        if d.is_main:
+            self.code = code_commit()  # once per job: each checkpoint's record names it, and it cannot change
+            for run in self.runs:
+                if run.net is not None:  # this job's cells: a record a job killed since its last checkpoint left
+                    settle_open_piece(run.out)
         for i, run in enumerate(self.runs):
             if run.net is not None and run.step >= s.steps:  # finished but for its result (killed right there)
-                if d.is_main:
-                    settle_open_piece(run.out)
                 results[i] = self._finish(run, d)
         for run in self.active:
             run.batches = self._batches(data, run, d)
             run.log = _Log(run.out, run.step) if d.is_main else None
-            if d.is_main:
-                settle_open_piece(run.out)  # a record left by a job killed since its last checkpoint
             run.start, run.started, run.t0 = run.step, _utc_now(), time.monotonic()
         label = self.cell.label if len(self.runs) == 1 else f"{len(self.active)} cells"
         bar = tqdm(total=sum(s.steps - r.step for r in self.active), desc=label, unit="step", file=sys.stderr,
@@ -352,7 +354,7 @@ class Trainer:
         """This job's compute record for the cell, from the step it started at to now."""
         seconds = time.monotonic() - run.t0
         return {"start": run.start, "to": run.step, "seconds": round(seconds, 3), "host": socket.gethostname(),
-                "code": code_commit(), "started": run.started, "ended": _utc_now(), "ranks": d.world_size,
+                "code": self.code, "started": run.started, "ended": _utc_now(), "ranks": d.world_size,
                 "device": str(d.device), "cells": len(self.runs), "cost_seconds": round(min(run.cost_s, seconds), 3)}
 
     def _lock(self, run: CellRun) -> bool:
